@@ -16,8 +16,6 @@ This package depends on nothing else in sockharness and on nothing outside
 the standard library.
 """
 
-from __future__ import annotations
-
 import os
 import socket
 

@@ -59,7 +59,6 @@ import sys
 import threading
 import time
 import traceback
-from types import TracebackType
 from typing import Any, TypeVar
 
 from ._wakeup import WakeUpPair
@@ -266,12 +265,7 @@ class BaseServer:
     def __enter__(self: _Server) -> _Server:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_value: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *args: object) -> None:
         self.server_close()
 
     # ``socket`` is set by subclasses; declared here for ``handle_request``.

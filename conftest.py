@@ -1,0 +1,3 @@
+"""Project-wide pytest configuration for sockharness's own test suite."""
+
+pytest_plugins = ["pytester"]
