@@ -96,7 +96,7 @@ class Client:
         try:
             if kind == "unix_dgram":
                 assert directory is not None
-                fd, path = _unique_path(directory)
+                path = _unique_path(directory)
                 self._bound_path = path
                 self.sock.bind(path)
             if is_stream(kind):
@@ -154,12 +154,12 @@ _counter = 0
 _counter_lock = threading.Lock()
 
 
-def _unique_path(directory: str) -> tuple[int, str]:
+def _unique_path(directory: str) -> str:
     global _counter
     with _counter_lock:
         _counter += 1
         n = _counter
-    return n, os.path.join(directory, f"c{os.getpid()}-{n}.sock")
+    return os.path.join(directory, f"c{os.getpid()}-{n}.sock")
 
 
 def open_fds() -> set[int]:

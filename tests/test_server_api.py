@@ -106,9 +106,9 @@ def test_same_methods_and_signatures_as_the_stdlib(name: str) -> None:
         expected = inspect.signature(getattr(getattr(stdlib, name), method))
         actual = inspect.signature(getattr(getattr(ours, name), method))
         # Our annotations are extra; parameter names, kinds and defaults must match.
-        assert [
-            (p.name, p.kind, p.default) for p in actual.parameters.values()
-        ] == [(p.name, p.kind, p.default) for p in expected.parameters.values()], method
+        assert [(p.name, p.kind, p.default) for p in actual.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in expected.parameters.values()
+        ], method
 
 
 CLASS_ATTRIBUTES = [

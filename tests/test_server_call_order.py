@@ -140,9 +140,10 @@ def sync_timeout(module: Any, log: list[str], lock: threading.Lock) -> None:
 def udp_request(module: Any, log: list[str], lock: threading.Lock) -> None:
     handler = traced(module.DatagramRequestHandler, HANDLER_METHODS, log, lock)
     server_cls = traced(module.UDPServer, SERVER_METHODS, log, lock)
-    with server_cls(("127.0.0.1", 0), handler) as server, socket.socket(
-        socket.AF_INET, socket.SOCK_DGRAM
-    ) as client:
+    with (
+        server_cls(("127.0.0.1", 0), handler) as server,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client,
+    ):
         client.settimeout(WAIT)
         client.sendto(b"datagram", server.server_address)
         server.handle_request()

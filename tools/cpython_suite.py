@@ -56,7 +56,8 @@ def _stdlib_socketserver_all() -> list[str]:
     spec = importlib.util.spec_from_file_location(
         "_stdlib_socketserver_for_comparison", stdlib_dir / "socketserver.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return list(module.__all__)
@@ -70,9 +71,7 @@ def _re_aimed_test_all(stdlib_all: list[str]):
             name
             for name in dir(ours)
             if not name.startswith("_")
-            and str(getattr(getattr(ours, name), "__module__", "")).startswith(
-                "sockharness.server"
-            )
+            and str(getattr(getattr(ours, name), "__module__", "")).startswith("sockharness.server")
         ]
         self.assertCountEqual(ours.__all__, defined_here)
         missing = sorted(set(stdlib_all) - set(ours.__all__))
@@ -118,8 +117,7 @@ def run_here(verbosity: int) -> dict:
         "unexpected_successes": len(result.unexpectedSuccesses),
         "environment_altered": bool(getattr(support, "environment_altered", False)),
         "re_aimed": ["test.test_socketserver.MiscTestCase.test_all"],
-        "passed": result.wasSuccessful()
-        and not getattr(support, "environment_altered", False),
+        "passed": result.wasSuccessful() and not getattr(support, "environment_altered", False),
     }
 
 
@@ -144,9 +142,7 @@ def find_interpreters() -> dict[str, str]:
 
 def _has_test_suite(python: str) -> bool:
     probe = "import importlib.util; assert importlib.util.find_spec('test.test_socketserver')"
-    completed = subprocess.run(
-        [python, "-c", probe], capture_output=True, timeout=60, check=False
-    )
+    completed = subprocess.run([python, "-c", probe], capture_output=True, timeout=60, check=False)
     return completed.returncode == 0
 
 
