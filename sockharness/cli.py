@@ -1,0 +1,83 @@
+"""The ``sockharness`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ._errors import UsageError
+from ._kinds import CONCURRENCIES, KINDS
+
+__all__ = ["main"]
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``sockharness`` command."""
+    from ._serve_command import HANDLERS
+
+    parser = argparse.ArgumentParser(
+        prog="sockharness",
+        description="Servers, faults and checks for testing network code.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a server in the foreground until Ctrl-C",
+        description="Run a sockharness.server server in the foreground until Ctrl-C or "
+        "SIGTERM, printing the address it bound. Port 0 (the default) picks a free port; "
+        "a Unix server with no --path gets one in a private temporary directory.",
+    )
+    kinds = [name.replace("_", "-") for name in KINDS]
+    serve.add_argument("--kind", default="tcp", choices=kinds, help="transport (default: tcp)")
+    serve.add_argument(
+        "--concurrency",
+        default="threading",
+        choices=CONCURRENCIES,
+        help="how requests are run (default: threading)",
+    )
+    serve.add_argument("--host", help="address to bind (default: the loopback address)")
+    serve.add_argument("--port", type=_port, default=0, help="port to bind (default: 0, any free)")
+    serve.add_argument("--path", help="socket path for unix kinds")
+    serve.add_argument(
+        "--handler", default="echo", choices=sorted(HANDLERS), help="what to serve (default: echo)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``sockharness`` command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            from ._serve_command import serve
+
+            return serve(
+                args.kind,
+                args.concurrency,
+                args.handler,
+                host=args.host,
+                port=args.port,
+                path=args.path,
+            )
+    except UsageError as error:
+        parser.exit(2, f"sockharness {args.command}: error: {error}\n")
+    except OSError as error:
+        parser.exit(1, f"sockharness {args.command}: error: {error}\n")
+    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

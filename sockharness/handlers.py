@@ -1,0 +1,131 @@
+"""Built-in request handlers: each works for stream and datagram servers alike.
+
+On a stream server a handler reads the connection until the client's EOF (or,
+for line handlers, line by line); on a datagram server each datagram is one
+request and the reply is one datagram.
+
+Example:
+    >>> import threading
+    >>> from sockharness.server import ThreadingTCPServer
+    >>> from sockharness.handlers import UpperHandler
+    >>> server = ThreadingTCPServer(("127.0.0.1", 0), UpperHandler)
+    >>> server.server_close()
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any, ClassVar
+
+from .server import BaseRequestHandler
+
+__all__ = [
+    "CrashHandler",
+    "DiscardHandler",
+    "EchoHandler",
+    "HandlerCrash",
+    "LineEchoHandler",
+    "SlowHandler",
+    "UpperHandler",
+]
+
+_CHUNK = 65536
+
+
+class HandlerCrash(RuntimeError):
+    """Raised on purpose by :class:`CrashHandler`."""
+
+
+class _EitherTransport(BaseRequestHandler):
+    """Dispatches to ``handle_stream`` or ``handle_datagram`` by the request's shape."""
+
+    def handle(self) -> None:
+        if isinstance(self.request, tuple):
+            data, sock = self.request
+            reply = self.handle_datagram(data)
+            if reply is not None:
+                sock.sendto(reply, self.client_address)
+        else:
+            self.handle_stream(self.request)
+
+    def handle_stream(self, connection: socket.socket) -> None:
+        """Serve a stream connection until the client's EOF."""
+        while chunk := connection.recv(_CHUNK):
+            reply = self.transform(chunk)
+            if reply:
+                connection.sendall(reply)
+
+    def handle_datagram(self, data: bytes) -> bytes | None:
+        """Return the reply datagram for ``data`` (``None``: no reply)."""
+        return self.transform(data)
+
+    def transform(self, data: bytes) -> bytes | None:
+        """The reply to ``data``; the default echoes it."""
+        return data
+
+
+class EchoHandler(_EitherTransport):
+    """Sends back every byte it receives: chunk by chunk, or datagram by datagram."""
+
+
+class UpperHandler(_EitherTransport):
+    """Sends back what it receives in upper case."""
+
+    def transform(self, data: bytes) -> bytes | None:
+        return data.upper()
+
+
+class DiscardHandler(_EitherTransport):
+    """Reads everything and answers nothing."""
+
+    def transform(self, data: bytes) -> bytes | None:
+        return None
+
+
+class LineEchoHandler(_EitherTransport):
+    """Sends back each complete line as soon as it has arrived (datagrams: echoed whole)."""
+
+    def handle_stream(self, connection: socket.socket) -> None:
+        with connection.makefile("rb") as lines:
+            for line in lines:
+                connection.sendall(line)
+
+
+class SlowHandler(_EitherTransport):
+    """Echoes, after waiting ``delay`` seconds before each reply.
+
+    Example:
+        >>> from sockharness.handlers import SlowHandler
+        >>> QuarterSecond = SlowHandler.with_delay(0.25)
+        >>> QuarterSecond.delay
+        0.25
+    """
+
+    delay: ClassVar[float] = 0.1
+
+    @classmethod
+    def with_delay(cls, delay: float) -> type[SlowHandler]:
+        """A subclass that waits ``delay`` seconds before each reply."""
+        if not isinstance(delay, (int, float)) or delay < 0:
+            raise ValueError(f"SlowHandler delay must be a number of seconds >= 0, got {delay!r}")
+        return type(f"SlowHandler_{delay:g}s", (cls,), {"delay": float(delay)})
+
+    def transform(self, data: bytes) -> bytes | None:
+        time.sleep(self.delay)
+        return data
+
+
+class CrashHandler(_EitherTransport):
+    """Reads the first chunk or datagram, then raises :class:`HandlerCrash`."""
+
+    def handle_stream(self, connection: socket.socket) -> None:
+        connection.recv(_CHUNK)
+        self.crash()
+
+    def handle_datagram(self, data: bytes) -> bytes | None:
+        self.crash()
+        return None
+
+    def crash(self) -> Any:
+        raise HandlerCrash(f"CrashHandler crashed on purpose serving {self.client_address!r}")
