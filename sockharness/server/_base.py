@@ -54,21 +54,14 @@ on success, or here on refusal and on error.
 
 from __future__ import annotations
 
-import selectors
 import sys
 import threading
 import time
 import traceback
 from typing import Any, TypeVar
 
+from ._readiness import ReadWaiter, to_milliseconds
 from ._wakeup import WakeUpPair
-
-if hasattr(selectors, "PollSelector"):
-    # poll() needs no descriptor of its own, unlike epoll, and has no
-    # FD_SETSIZE limit, unlike select().
-    _Selector: type[selectors.BaseSelector] = selectors.PollSelector
-else:  # pragma: no cover - Windows
-    _Selector = selectors.SelectSelector
 
 __all__ = ["BaseServer"]
 
@@ -138,19 +131,19 @@ class BaseServer:
             with self.__state:
                 self.__wake_up = wake_up
                 self.__serving_thread = threading.get_ident()
-            with _Selector() as selector:
-                selector.register(self, selectors.EVENT_READ)
-                selector.register(wake_up, selectors.EVENT_READ)
-                while not self.__shutdown_request:
-                    ready = selector.select(poll_interval)
-                    if self.__shutdown_request:
-                        break
-                    for key, _events in ready:
-                        if key.fileobj is self:
-                            self._handle_request_noblock()
-                        else:
-                            wake_up.drain()
-                    self.service_actions()
+            server_fd = self.fileno()
+            waiter = ReadWaiter(server_fd, wake_up.fileno())
+            timeout_ms = to_milliseconds(poll_interval)
+            while not self.__shutdown_request:
+                ready = waiter.wait(timeout_ms)
+                if self.__shutdown_request:
+                    break
+                for fd, _events in ready:
+                    if fd == server_fd:
+                        self._handle_request_noblock()
+                    else:
+                        wake_up.drain()
+                self.service_actions()
         finally:
             with self.__state:
                 self.__wake_up = None
@@ -193,15 +186,14 @@ class BaseServer:
         elif self.timeout is not None:
             timeout = min(timeout, self.timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        with _Selector() as selector:
-            selector.register(self, selectors.EVENT_READ)
-            while True:
-                if selector.select(timeout):
-                    return self._handle_request_noblock()
-                if deadline is not None:
-                    timeout = deadline - time.monotonic()
-                    if timeout < 0:
-                        return self.handle_timeout()
+        waiter = ReadWaiter(self.fileno())
+        while True:
+            if waiter.wait(to_milliseconds(timeout)):
+                return self._handle_request_noblock()
+            if deadline is not None:
+                timeout = deadline - time.monotonic()
+                if timeout < 0:
+                    return self.handle_timeout()
 
     def _handle_request_noblock(self) -> None:
         """Take one request that is known to be waiting, and process it."""
