@@ -6,8 +6,10 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -21,10 +23,6 @@ HANDLERS: dict[str, type] = {
     "discard": handlers.DiscardHandler,
     "line-echo": handlers.LineEchoHandler,
 }
-
-
-class _Stop(Exception):
-    """Raised from the SIGTERM handler to leave serve_forever() like Ctrl-C does."""
 
 
 def format_address(kind: Kind, address: Any) -> str:
@@ -59,11 +57,54 @@ def _short_temp_root() -> str | None:
     return "/tmp" if os.path.isdir("/tmp") else None
 
 
-def _stop_children(server: Any) -> None:
-    children = getattr(server, "active_children", None) or set()
-    for pid in list(children):
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
+class _HangsUpOnStop:
+    """Mix-in: a stop requested by a signal ends the loop and hangs up every connection.
+
+    Ctrl-C must not wait for clients that are still connected, yet every
+    handler should end normally rather than be killed mid-call at interpreter
+    exit. The signal handler only asks the loop to stop and hangs up the open
+    connections, so each handler sees EOF and returns; no exception is raised
+    inside the loop. ``shutdown()`` runs in a thread of its own: called in the
+    signal handler it would wait forever for a loop that the same thread has
+    not started yet, when the signal comes that early.
+    ``server_close()`` then joins the threads and reaps the children as usual.
+    """
+
+    _connections: set[socket.socket]
+    _connections_lock: threading.Lock
+    _stopping = False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, socket.socket):
+            with self._connections_lock:
+                self._connections.add(request)
+        super().process_request(request, client_address)  # type: ignore[misc]
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)  # type: ignore[misc]
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not self._stopping:  # Connections torn down by the stop are not errors.
+            super().handle_error(request, client_address)  # type: ignore[misc]
+
+    def request_stop(self) -> None:
+        """Stop serving and hang up every connection; never blocks (signal handler safe)."""
+        self._stopping = True
+        threading.Thread(target=self.shutdown, name="sockharness stop", daemon=True).start()  # type: ignore[attr-defined]
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Hang up every open connection and stop the children of a forking server."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for pid in list(getattr(self, "active_children", None) or ()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
 
 
 def serve(
@@ -76,17 +117,25 @@ def serve(
     path: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Serve until interrupted; return the exit status."""
+    """Serve until SIGINT or SIGTERM; return the exit status.
+
+    The first signal stops gracefully; a second Ctrl-C interrupts at once.
+    """
     kind = parse_kind(kind_name)
     parse_concurrency(concurrency)
     handler = HANDLERS[handler_name]
     base = server_class_for(kind, concurrency)
-    # Interactive use: Ctrl-C must not wait for clients that are still connected.
-    attributes = {"daemon_threads": True, "block_on_close": False}
-    server_class = type(f"Serve{base.__name__}", (base,), attributes)
+    server_class = type(f"Serve{base.__name__}", (_HangsUpOnStop, base), {})
     with _bind_address(kind, host, port, path) as address:
         server = server_class(address, handler)
-        previous = signal.signal(signal.SIGTERM, _raise_stop)
+        server._connections = set()
+        server._connections_lock = threading.Lock()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            server.request_stop()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             print(
                 f"sockharness: serving {handler_name} over {kind.name} ({concurrency}) "
@@ -95,18 +144,14 @@ def serve(
                 flush=True,
             )
             server.serve_forever()
-        except (KeyboardInterrupt, _Stop):
+            server.hang_up()  # What is left, should the loop have ended otherwise.
+            server.server_close()  # Joins the handler threads, reaps the children.
             print("sockharness: stopped", file=out, flush=True)
+        except KeyboardInterrupt:
+            print("sockharness: interrupted", file=out, flush=True)
+            return 130
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            _stop_children(server)
+            for sig, handler_before in previous.items():
+                signal.signal(sig, handler_before)
             server.server_close()
-            children = getattr(server, "active_children", None) or set()
-            for pid in list(children):
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
     return 0
-
-
-def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop

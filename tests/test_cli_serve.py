@@ -110,15 +110,26 @@ def test_sigterm_stops_it_cleanly_too() -> None:
     assert err == ""
 
 
-def test_ctrl_c_does_not_wait_for_a_connected_client() -> None:
-    process = start("--handler", "echo")
+@pytest.mark.parametrize(
+    "concurrency",
+    [
+        "sync",
+        "threading",
+        pytest.param("forking", marks=pytest.mark.skipif(not HAS_FORK, reason="no fork")),
+    ],
+)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_does_not_wait_for_a_connected_client(concurrency: str, signum: int) -> None:
+    process = start("--handler", "echo", "--concurrency", concurrency)
     address = bound_address(read_line(process), "tcp")
     with socket.create_connection(address, timeout=WAIT) as client:
         client.sendall(b"still here")
         assert client.recv(100) == b"still here"
-        _out, err = stop(process, signal.SIGINT)  # The client has not left.
+        out, err = stop(process, signum)  # The client has not left.
+        assert client.recv(100) == b""  # It was hung up on.
     assert process.returncode == 0
     assert err == ""
+    assert out.strip() == "sockharness: stopped"
 
 
 def test_an_explicit_path_is_used(sock_dir: str) -> None:

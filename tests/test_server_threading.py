@@ -134,3 +134,30 @@ def test_a_thread_that_cannot_start_is_not_tracked(monkeypatch: pytest.MonkeyPat
         assert errors == ["handle_error"]
         assert client.recv(10) == b""  # The request was shut down.
         assert len(server._threads) == 0
+
+
+def test_a_thread_interrupted_after_it_started_stays_tracked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C landing in Thread.start() after the thread began: server_close() still waits."""
+    gate = Gate()
+    server = gated_server(gate)
+    real_start = threading.Thread.start
+
+    def start_then_interrupt(self: threading.Thread) -> None:
+        real_start(self)
+        raise KeyboardInterrupt
+
+    with socket.create_connection(server.server_address, timeout=WAIT):
+        monkeypatch.setattr(threading.Thread, "start", start_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            server.handle_request()
+        monkeypatch.undo()
+        assert gate.entered.acquire(timeout=WAIT)
+        assert len(server._threads) == 1
+        closer, closed = close_in_background(server)
+        assert not closed.wait(0.2)  # The handler is still running: it is waited for.
+        gate.release.set()
+        assert closed.wait(WAIT)
+        closer.join(WAIT)
+    gate.join_handlers()

@@ -52,7 +52,10 @@ class _HandlerThreads:
         """Wait until every tracked thread, including ones added meanwhile, has ended."""
         while threads := self.pop_all():
             for thread in threads:
-                thread.join()
+                try:
+                    thread.join()
+                except RuntimeError:
+                    pass  # Never started (interrupted start), or the calling thread itself.
 
     def __len__(self) -> int:
         return len(self._threads)
@@ -137,7 +140,10 @@ class ThreadingMixIn:
         tracked.append(thread)
         try:
             thread.start()
-        except BaseException:
+        except Exception:
+            # The thread could not start (RuntimeError, MemoryError): it never runs.
+            # An asynchronous exception (Ctrl-C) may instead arrive after the thread
+            # started; it then stays tracked, so server_close() still waits for it.
             tracked.discard(thread)
             raise
 
