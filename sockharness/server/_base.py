@@ -58,7 +58,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._readiness import ReadWaiter, to_milliseconds
 from ._wakeup import WakeUpPair
@@ -260,5 +260,11 @@ class BaseServer:
     def __exit__(self, *args: object) -> None:
         self.server_close()
 
-    # ``socket`` is set by subclasses; declared here for ``handle_request``.
-    socket: Any
+    if TYPE_CHECKING:
+        # Provided by subclasses (see TCPServer); declared for the type checker only,
+        # so the class keeps exactly the standard library's attributes at run time.
+        socket: Any
+
+        def fileno(self) -> int: ...
+
+        def get_request(self) -> tuple[Any, Any]: ...

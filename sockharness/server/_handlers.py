@@ -54,7 +54,7 @@ class _SocketWriter(io.BufferedIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, b: Any) -> int:  # type: ignore[override]
+    def write(self, b: Any) -> int:
         self._sock.sendall(b)
         with memoryview(b) as view:
             return view.nbytes
