@@ -1,8 +1,22 @@
-"""The exceptions sockharness raises, under one root."""
+"""The exceptions sockharness raises, under one root.
+
+Where a user would catch a built-in exception, ours subclasses it too
+(``UsageError`` is a ``ValueError``, ``ReceiveTimeout`` a ``TimeoutError``), so
+``except ValueError`` keeps working.
+"""
 
 from __future__ import annotations
 
-__all__ = ["SockharnessError", "UsageError"]
+__all__ = [
+    "ConnectionClosed",
+    "HandlerErrors",
+    "IPv6Unavailable",
+    "LeakError",
+    "ReceiveTimeout",
+    "ServerStopTimeout",
+    "SockharnessError",
+    "UsageError",
+]
 
 
 class SockharnessError(Exception):
@@ -11,3 +25,31 @@ class SockharnessError(Exception):
 
 class UsageError(SockharnessError, ValueError):
     """An argument or setting was invalid; the message names it and says how to fix it."""
+
+
+class IPv6Unavailable(SockharnessError, OSError):
+    """An IPv6 kind was asked for on a host without an IPv6 loopback (``::1``)."""
+
+
+class ReceiveTimeout(SockharnessError, TimeoutError):
+    """A client waited longer than its timeout; the message names the peer and what was awaited."""
+
+
+class ConnectionClosed(SockharnessError, EOFError):
+    """The peer closed the connection before what was awaited arrived."""
+
+
+class HandlerErrors(SockharnessError, AssertionError):
+    """Handlers raised exceptions that the test did not declare with ``expect_errors()``.
+
+    An ``AssertionError``, so pytest reports it as a test failure with the
+    handlers' tracebacks in the message.
+    """
+
+
+class LeakError(SockharnessError, AssertionError):
+    """A server left threads, descriptors, child processes or socket files behind."""
+
+
+class ServerStopTimeout(SockharnessError, TimeoutError):
+    """A server did not stop within the allowed time (a handler never returned)."""

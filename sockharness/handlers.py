@@ -26,6 +26,7 @@ __all__ = [
     "EchoHandler",
     "HandlerCrash",
     "LineEchoHandler",
+    "RecordingHandler",
     "SlowHandler",
     "UpperHandler",
 ]
@@ -129,3 +130,27 @@ class CrashHandler(_EitherTransport):
 
     def crash(self) -> Any:
         raise HandlerCrash(f"CrashHandler crashed on purpose serving {self.client_address!r}")
+
+
+class RecordingHandler(_EitherTransport):
+    """Echoes, and records every request's bytes for the test to read back.
+
+    Run by sockharness (``make_server``, ``start_server``), the recordings are
+    read from ``RunningServer.received`` (one ``bytes`` per request, in order),
+    also when the handler ran in a forked child. On a plain server they are
+    appended to ``server.received``.
+    """
+
+    def setup(self) -> None:
+        self._recorded = bytearray()
+
+    def transform(self, data: bytes) -> bytes | None:
+        self._recorded += data
+        return data
+
+    def finish(self) -> None:
+        record = getattr(self.server, "sockharness_record", None)
+        if record is not None:
+            record(self.client_address, bytes(self._recorded))
+        else:
+            self.server.__dict__.setdefault("received", []).append(bytes(self._recorded))

@@ -14,6 +14,9 @@ the classic module is weak:
 
 This package depends on nothing else in sockharness and on nothing outside
 the standard library.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
 """
 
 import os

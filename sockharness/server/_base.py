@@ -50,6 +50,9 @@ is ignored), ``verify_request()``, then ``process_request()``. An
 (``SystemExit``, ``KeyboardInterrupt``) propagates. In every case the request
 is shut down exactly once with ``shutdown_request()``: by ``process_request()``
 on success, or here on refusal and on error.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
 """
 
 from __future__ import annotations

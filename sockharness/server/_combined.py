@@ -1,4 +1,8 @@
-"""The ready-made combinations of a concurrency mix-in and a socket server."""
+"""The ready-made combinations of a concurrency mix-in and a socket server.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
+"""
 
 from __future__ import annotations
 

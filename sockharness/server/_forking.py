@@ -5,6 +5,9 @@ process that somebody else in the same program started (a blanket
 ``waitpid(-1)`` would). When ``max_children`` children are alive, the server
 waits for one of its own to exit before it forks again, using a pidfd where
 the platform has one and polling with a short back-off otherwise.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
 """
 
 from __future__ import annotations

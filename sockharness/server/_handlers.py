@@ -1,4 +1,8 @@
-"""Request handlers: one instance per request, ``setup()``, ``handle()``, ``finish()``."""
+"""Request handlers: one instance per request, ``setup()``, ``handle()``, ``finish()``.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
+"""
 
 from __future__ import annotations
 

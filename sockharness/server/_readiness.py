@@ -3,6 +3,9 @@
 The serve loop waits once per request, so this sits on the hot path. ``poll()``
 is used directly where it exists (no selector objects, no key lookups, no
 descriptor of its own as epoll would need); ``select()`` elsewhere.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""ThreadingMixIn: one thread per request, each accounted for until it ends."""
+"""ThreadingMixIn: one thread per request, each accounted for until it ends.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
+"""
 
 from __future__ import annotations
 

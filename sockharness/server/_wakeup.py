@@ -1,4 +1,8 @@
-"""A self-pipe that lets one thread interrupt another thread's ``select()``."""
+"""A self-pipe that lets one thread interrupt another thread's ``select()``.
+
+PYTEST_DONT_REWRITE: a drop-in for the stdlib module, left as written when
+pytest loads the sockharness plugin.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,225 @@
+"""What a running server's handlers report back: errors and recorded data.
+
+Handlers run in the test's process (sync and threading servers) or in forked
+children. In the test's process a report is appended under a lock; a child
+writes it as a small JSON file into the server's private directory (written,
+then renamed into place, so a reader never sees half a file), and the parent
+collects those files when it next looks.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import itertools
+import json
+import os
+import threading
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["HandlerError", "Received", "ServerEvents", "exception_path"]
+
+_RECORDED = "__sockharness_recorded__"
+
+
+def exception_path(exc_type: type[BaseException]) -> tuple[str, ...]:
+    """``module.qualname`` of the type and of every base, most specific first."""
+    return tuple(f"{t.__module__}.{t.__qualname__}" for t in exc_type.__mro__)
+
+
+@dataclass(frozen=True)
+class HandlerError:
+    """An exception raised while the server handled a request.
+
+    ``exception`` is the exception object itself when it was raised in the
+    test's process, and ``None`` when it came from a forked child (whose
+    traceback is still here, as text).
+    """
+
+    type_name: str
+    type_path: tuple[str, ...]
+    message: str
+    traceback: str
+    client_address: Any
+    where: str
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+    at: float = field(default=0.0, compare=False, repr=False)
+
+    def matches(self, types: Iterable[type[BaseException]]) -> bool:
+        """Whether the exception is an instance of any of ``types``."""
+        if self.exception is not None:
+            return isinstance(self.exception, tuple(types))
+        return any(f"{t.__module__}.{t.__qualname__}" in self.type_path for t in types)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.type_name}: {self.message} (handling a request from "
+            f"{self.client_address!r}, in {self.where})\n{self.traceback}"
+        )
+
+
+@dataclass(frozen=True)
+class Received:
+    """The bytes a recording handler received in one request."""
+
+    client_address: Any
+    data: bytes
+    at: float = field(default=0.0, compare=False, repr=False)
+
+
+def _jsonable_address(address: Any) -> Any:
+    if isinstance(address, bytes):
+        return {"bytes": base64.b64encode(address).decode()}
+    if isinstance(address, tuple):
+        return list(address)
+    return address
+
+
+def _address_from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return base64.b64decode(value["bytes"])
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def _where() -> str:
+    thread = threading.current_thread()
+    if thread is threading.main_thread():
+        return f"the main thread of process {os.getpid()}"
+    return f"thread {thread.name!r}"
+
+
+class ServerEvents:
+    """The reports of one server's handlers, wherever the handlers ran."""
+
+    def __init__(self, directory: str) -> None:
+        self._owner = os.getpid()
+        self._directory = os.path.join(directory, "events")
+        os.mkdir(self._directory, 0o700)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._errors: list[HandlerError] = []
+        self._received: list[Received] = []
+        self._counter = itertools.count()
+        self.handler_threads: list[threading.Thread] = []
+        self.children: set[int] = set()
+
+    # -- reporting (any thread or process) --------------------------------------------
+
+    def add_error(self, exc: BaseException, client_address: Any, where: str | None = None) -> None:
+        """Report ``exc``, once, however many layers see it go by."""
+        if getattr(exc, _RECORDED, False):
+            return
+        with contextlib.suppress(Exception):
+            setattr(exc, _RECORDED, True)
+        in_child = os.getpid() != self._owner
+        error = HandlerError(
+            type_name=type(exc).__qualname__,
+            type_path=exception_path(type(exc)),
+            message=str(exc),
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            client_address=client_address,
+            where=where or (f"child process {os.getpid()}" if in_child else _where()),
+            exception=None if in_child else exc,
+            at=time.monotonic(),
+        )
+        if in_child:
+            self._write_from_child("error", error.__dict__ | {"exception": None})
+        else:
+            with self._changed:
+                self._errors.append(error)
+                self._changed.notify_all()
+
+    def add_received(self, client_address: Any, data: bytes) -> None:
+        """Report the bytes a recording handler received in one request."""
+        record = Received(client_address, bytes(data), time.monotonic())
+        if os.getpid() != self._owner:
+            self._write_from_child("received", record.__dict__)
+        else:
+            with self._changed:
+                self._received.append(record)
+                self._changed.notify_all()
+
+    def note_handler_thread(self) -> None:
+        """Remember the calling thread as one of this server's handler threads."""
+        with self._lock:
+            self.handler_threads.append(threading.current_thread())
+
+    def note_children(self, pids: Iterable[int]) -> None:
+        """Remember child processes the server forked."""
+        with self._lock:
+            self.children.update(pids)
+
+    def _write_from_child(self, kind: str, fields: dict[str, Any]) -> None:
+        payload = dict(fields)
+        payload["client_address"] = _jsonable_address(payload["client_address"])
+        if "data" in payload:
+            payload["data"] = base64.b64encode(payload["data"]).decode()
+        if "type_path" in payload:
+            payload["type_path"] = list(payload["type_path"])
+        name = f"{os.getpid()}-{next(self._counter)}"
+        temporary = os.path.join(self._directory, f".{name}.tmp")
+        with open(temporary, "w") as f:
+            json.dump({"kind": kind, "fields": payload}, f)
+        os.rename(temporary, os.path.join(self._directory, f"{name}.json"))
+
+    # -- reading (the test's process) -------------------------------------------------
+
+    def collect(self) -> None:
+        """Take in what forked children have reported so far."""
+        try:
+            names = sorted(n for n in os.listdir(self._directory) if n.endswith(".json"))
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(self._directory, name)
+            try:
+                with open(path) as f:
+                    entry = json.load(f)
+                os.unlink(path)
+            except (OSError, ValueError):
+                continue
+            fields = entry["fields"]
+            fields["client_address"] = _address_from_json(fields["client_address"])
+            with self._changed:
+                if entry["kind"] == "error":
+                    fields["type_path"] = tuple(fields["type_path"])
+                    self._errors.append(HandlerError(**fields))
+                else:
+                    fields["data"] = base64.b64decode(fields["data"])
+                    self._received.append(Received(**fields))
+                self._changed.notify_all()
+
+    @property
+    def errors(self) -> list[HandlerError]:
+        """Every error reported so far, in the order they happened."""
+        self.collect()
+        with self._lock:
+            return sorted(self._errors, key=lambda e: e.at)
+
+    @property
+    def received(self) -> list[Received]:
+        """Every recording reported so far, in the order they happened."""
+        self.collect()
+        with self._lock:
+            return sorted(self._received, key=lambda r: r.at)
+
+    def wait_for_error(self, types: tuple[type[BaseException], ...], timeout: float) -> bool:
+        """Wait until an error of one of ``types`` was reported; return whether one was."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            if any(error.matches(types) for error in self.errors):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            with self._changed:
+                # Children report through files, which wake nobody: poll them too.
+                self._changed.wait(min(remaining, delay))
+            delay = min(delay * 2, 0.05)

@@ -1,0 +1,590 @@
+"""RunningServer: a server run in the background, surely stopped, its errors and leaks checked.
+
+``start_server()`` builds a subclass of the chosen server class (ours, the
+stdlib's or a user's) that reports, instead of printing, what goes wrong in
+handlers, wherever they run (see ``_events.py``); binds it to an ephemeral port
+or a private 0700 directory; runs ``serve_forever()`` in a thread; and returns
+once that loop is entered. ``RunningServer.stop()`` closes the clients it
+handed out, shuts the server down and closes it within a deadline (a stuck
+handler cannot hang a test run), then checks what was left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from functools import cache
+from typing import Any, final
+
+from . import server as _server
+from ._clients import Client, connect, describe_address
+from ._errors import HandlerErrors, IPv6Unavailable, LeakError, ServerStopTimeout, UsageError
+from ._events import HandlerError, Received, ServerEvents
+from ._kinds import KINDS, Kind, parse_concurrency, parse_kind, server_class_for
+from ._leaks import Leaks, find_leaks, open_descriptors, reap
+from .server._sockets import unix_path_limit
+
+__all__ = ["LEAK_MODES", "LeakWarning", "RunningServer", "start_server"]
+
+LEAK_MODES = ("fail", "warn", "off")
+#: ``serve_forever()``'s poll interval. Ours wakes at once on shutdown(); a
+#: class that does not (the stdlib's) then stops within this many seconds.
+POLL_INTERVAL = 0.05
+_SENTINEL: Any = object()
+
+
+class LeakWarning(UserWarning):
+    """A server left threads, sockets, children or socket files behind (``leaks="warn"``)."""
+
+
+@cache
+def has_ipv6_loopback() -> bool:
+    """Whether this host can bind ``::1``."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _default_handle_errors() -> set[Any]:
+    defaults = {_server.BaseServer.handle_error}
+    stdlib = sys.modules.get("socketserver")
+    if stdlib is not None and stdlib is not _server:
+        defaults.add(stdlib.BaseServer.handle_error)
+    return defaults
+
+
+def _detect_kind(cls: type) -> Kind:
+    family = getattr(cls, "address_family", None)
+    socket_type = getattr(cls, "socket_type", None)
+    for kind in KINDS.values():
+        if kind.family == family and kind.socket_type == socket_type:
+            return kind
+    raise UsageError(
+        f"server_class={cls.__name__} has address_family={family!r} and "
+        f"socket_type={socket_type!r}, which match none of sockharness's kinds."
+    )
+
+
+def _detect_concurrency(cls: type) -> str:
+    names = {base.__name__ for base in cls.__mro__}
+    if "ForkingMixIn" in names:
+        return "forking"
+    if "ThreadingMixIn" in names:
+        return "threading"
+    return "sync"
+
+
+def _check_server_class(server_class: Any) -> type:
+    required = ("serve_forever", "shutdown", "server_close")
+    if not isinstance(server_class, type) or not all(hasattr(server_class, m) for m in required):
+        raise UsageError(
+            f"server_class must be a socketserver-compatible server class (with "
+            f"{', '.join(required)}), got {server_class!r}."
+        )
+    return server_class
+
+
+def _check_attributes(cls: type, attributes: dict[str, Any]) -> None:
+    known = {name for name in dir(cls) if not name.startswith("__")}
+    for name in attributes:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            raise UsageError(
+                f"{cls.__name__} has no attribute {name!r}; did you mean {close[0]!r}? "
+                f"(Server attributes are set on the server before it starts.)"
+            )
+
+
+def _harnessed_class(
+    cls: type, attributes: dict[str, Any], events: ServerEvents
+) -> type[_server.BaseServer]:
+    """A subclass of ``cls`` that reports handler errors, threads and children to ``events``.
+
+    A ``handle_error()`` of the user's own is kept (it decides what is an
+    error); the default one, which would only print, is replaced by a report.
+    """
+    custom_handle_error = cls.handle_error not in _default_handle_errors()  # type: ignore[attr-defined]
+
+    class Harnessed(cls):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            if custom_handle_error:
+                super().handle_error(request, client_address)
+                return
+            exc = sys.exc_info()[1]
+            if exc is not None:
+                events.add_error(exc, client_address)
+
+        def finish_request(self, request: Any, client_address: Any) -> None:
+            try:
+                super().finish_request(request, client_address)
+            except Exception:
+                raise  # To handle_error(), as the server decides.
+            except BaseException as exc:  # SystemExit, KeyboardInterrupt: not for handle_error().
+                events.add_error(exc, client_address)
+                raise
+
+        def process_request(self, request: Any, client_address: Any) -> None:
+            super().process_request(request, client_address)
+            children = getattr(self, "active_children", None)
+            if children:
+                events.note_children(children)
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            events.note_handler_thread()
+            try:
+                super().process_request_thread(request, client_address)
+            except BaseException as exc:  # Reported here; the thread ends either way.
+                events.add_error(exc, client_address)
+
+        def sockharness_record(self, client_address: Any, data: bytes) -> None:
+            events.add_received(client_address, data)
+
+    if not hasattr(cls, "process_request_thread"):
+        del Harnessed.process_request_thread
+    for name, value in attributes.items():
+        setattr(Harnessed, name, value)
+    Harnessed.__name__ = cls.__name__
+    Harnessed.__qualname__ = cls.__qualname__
+    Harnessed.__module__ = cls.__module__
+    return Harnessed
+
+
+def start_server(
+    handler: type,
+    kind: str | None = None,
+    *,
+    concurrency: str | None = None,
+    tls: bool | ssl.SSLContext = False,
+    server_class: type | None = None,
+    faults: Any = None,
+    leaks: str = "warn",
+    client_tls: ssl.SSLContext | None = None,
+    **server_attrs: Any,
+) -> RunningServer:
+    """Start a server in the background on an ephemeral port or a private socket path.
+
+    Args:
+        handler: the request handler class (any ``BaseRequestHandler`` subclass,
+            ours or the stdlib's).
+        kind: ``"tcp"`` (the default), ``"tcp6"``, ``"udp"``, ``"udp6"``,
+            ``"unix"`` or ``"unix_dgram"``; with ``server_class``, its own kind.
+        concurrency: ``"sync"``, ``"threading"`` (the default) or ``"forking"``;
+            with ``server_class``, its own.
+        tls: ``True`` to serve TLS with a certificate from a fresh trustme CA,
+            or a server-side ``ssl.SSLContext`` (stream kinds only).
+        server_class: run this socketserver-compatible class instead of ours.
+        faults: reserved for fault injection (not available yet).
+        leaks: ``"fail"`` (raise), ``"warn"`` (a :class:`LeakWarning`, the
+            default) or ``"off"``: what ``stop()`` does about leftovers.
+        client_tls: the client context :meth:`RunningServer.connect` uses when
+            ``tls`` is an ``ssl.SSLContext``.
+        **server_attrs: attributes set on the server before it binds
+            (``timeout``, ``block_on_close``, ``daemon_threads``, ...).
+
+    Example:
+        >>> from sockharness import start_server
+        >>> from sockharness.handlers import UpperHandler
+        >>> with start_server(UpperHandler, "tcp") as server:
+        ...     with server.connect() as client:
+        ...         client.request(b"hello\\n")
+        b'HELLO\\n'
+    """
+    if faults is not None:
+        raise NotImplementedError(
+            "faults= arrives with sockharness's fault injection, which is not available "
+            "yet; start the server without faults."
+        )
+    if not isinstance(handler, type):
+        raise UsageError(
+            f"handler must be a request handler class (a BaseRequestHandler subclass), "
+            f"got {handler!r}; pass the class itself, not an instance."
+        )
+    if leaks not in LEAK_MODES:
+        raise UsageError(f"leaks={leaks!r} is not one of {', '.join(map(repr, LEAK_MODES))}.")
+    if server_class is not None:
+        cls = _check_server_class(server_class)
+        own_kind = _detect_kind(cls)
+        chosen = parse_kind(kind) if kind is not None else own_kind
+        if chosen.family != own_kind.family or chosen.socket_type != own_kind.socket_type:
+            raise UsageError(
+                f"kind={kind!r} does not match server_class={cls.__name__}, which serves "
+                f"{own_kind.name}; leave kind out or pass kind={own_kind.name!r}."
+            )
+        own_concurrency = _detect_concurrency(cls)
+        if concurrency is not None and parse_concurrency(concurrency) != own_concurrency:
+            raise UsageError(
+                f"concurrency={concurrency!r} does not match server_class={cls.__name__}, "
+                f"which is {own_concurrency}; leave concurrency out."
+            )
+        kind_obj, concurrency = own_kind, own_concurrency
+    else:
+        kind_obj = parse_kind(kind if kind is not None else "tcp")
+        concurrency = parse_concurrency(concurrency if concurrency is not None else "threading")
+        cls = server_class_for(kind_obj, concurrency)
+    if kind_obj.family == socket.AF_INET6 and not has_ipv6_loopback():
+        raise IPv6Unavailable(
+            f"kind={kind_obj.name!r} needs an IPv6 loopback address (::1), which this host lacks."
+        )
+    server_context, client_context = _tls_contexts(tls, client_tls, kind_obj)
+    _check_attributes(cls, server_attrs)
+    return RunningServer(
+        server_class=cls,
+        handler=handler,
+        kind=kind_obj,
+        concurrency=concurrency,
+        attributes=server_attrs,
+        server_context=server_context,
+        client_context=client_context,
+        leaks=leaks,
+    )
+
+
+def _tls_contexts(
+    tls: bool | ssl.SSLContext, client_tls: ssl.SSLContext | None, kind: Kind
+) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+    if tls is False or tls is None:
+        return None, None
+    if not kind.stream:
+        raise UsageError(
+            f"tls=True needs a stream kind (tcp, tcp6, unix); {kind.name!r} is a datagram "
+            f"kind and TLS does not run over datagrams."
+        )
+    if isinstance(tls, ssl.SSLContext):
+        return tls, client_tls
+    if tls is True:
+        from ._tls import TLSMaterial
+
+        material = TLSMaterial()
+        return material.server_context(), material.client_context()
+    raise UsageError(f"tls must be True, False or an ssl.SSLContext, got {tls!r}")
+
+
+def _private_directory() -> str:
+    """A new 0700 directory, short enough for Unix socket paths."""
+    root = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix="sh-", dir=root)
+
+
+@final
+class RunningServer:
+    """A server running in the background; stop it with :meth:`stop` (or a ``with`` block).
+
+    Made by :func:`start_server` (and the ``make_server`` fixture), which
+    validate what the constructor takes as given.
+
+    Attributes:
+        server: the server object.
+        address: ``(host, port)`` for network kinds, the socket path for Unix kinds.
+        kind: the kind's name (``"tcp"``, ``"unix_dgram"``, ...).
+        concurrency: ``"sync"``, ``"threading"`` or ``"forking"``.
+    """
+
+    server: Any
+    address: Any
+
+    def __init__(
+        self,
+        *,
+        server_class: type,
+        handler: type,
+        kind: Kind,
+        concurrency: str,
+        attributes: dict[str, Any],
+        server_context: ssl.SSLContext | None,
+        client_context: ssl.SSLContext | None,
+        leaks: str,
+    ) -> None:
+        server_cls = server_class
+        self.kind = kind.name
+        self.concurrency = concurrency
+        self._kind = kind
+        self._leak_mode = leaks
+        self._client_context = client_context
+        self._tls = server_context is not None
+        self._clients: list[Client] = []
+        self._expected: list[type[BaseException]] = []
+        self._reported: set[int] = set()
+        self._stopped = False
+        self._stop_problems: list[str] = []
+        self.leaks: Leaks | None = None
+        self._descriptors_before = open_descriptors()
+        self._directory = _private_directory()
+        try:
+            self._events = ServerEvents(self._directory)
+            if kind.unix:
+                bind_to: Any = os.path.join(self._directory, f"{kind.name}.sock")
+                if len(os.fsencode(bind_to)) > unix_path_limit():
+                    raise UsageError(
+                        f"the private socket path {bind_to!r} is longer than the platform's "
+                        f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
+                    )
+            else:
+                bind_to = (kind.loopback, 0)
+            harnessed = _harnessed_class(server_cls, attributes, self._events)
+            self.server = harnessed(bind_to, handler)
+        except BaseException:
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise
+        try:
+            if server_context is not None:
+                self.server.socket = server_context.wrap_socket(
+                    self.server.socket, server_side=True, do_handshake_on_connect=False
+                )
+            address = self.server.server_address
+            self.address = address if kind.unix else (address[0], address[1])
+            self._socket_file = os.fsdecode(address) if kind.unix else None
+            entered = threading.Event()
+            self._thread = threading.Thread(
+                target=self._serve,
+                args=(entered,),
+                name=f"sockharness {concurrency} {describe_address(kind, self.address)}",
+                daemon=True,
+            )
+            self._thread.start()
+            if not entered.wait(10.0):  # pragma: no cover - a thread that never ran
+                raise ServerStopTimeout("the serving thread did not start within 10 s")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.server.server_close()
+            shutil.rmtree(self._directory, ignore_errors=True)
+            raise
+
+    def _serve(self, entered: threading.Event) -> None:
+        entered.set()
+        try:
+            self.server.serve_forever(poll_interval=POLL_INTERVAL)
+        except BaseException as exc:  # The loop died: report it as the handler's doing.
+            self._events.add_error(exc, None, where="the serving thread (serve_forever died)")
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return (
+            f"<RunningServer {type(self.server).__name__} "
+            f"{describe_address(self._kind, self.address)} {self.concurrency} {state}>"
+        )
+
+    # -- clients ----------------------------------------------------------------------
+
+    def connect(self, timeout: float = 5.0, *, faults: Any = None) -> Client:
+        """A client connected to this server (trusting its certificate when it serves TLS).
+
+        The client is closed when the server stops, if it is still open.
+        """
+        if faults is not None:
+            raise NotImplementedError(
+                "faults= arrives with sockharness's fault injection, which is not available yet."
+            )
+        if self._stopped:
+            raise UsageError(f"{self!r} has been stopped; start a new one to connect.")
+        context = None
+        if self._tls:
+            if self._client_context is None:
+                raise UsageError(
+                    "this server serves TLS with a context you passed; pass client_tls= to "
+                    "start_server() so connect() knows what to trust."
+                )
+            context = self._client_context
+        client = connect(self.address, self._kind, tls=context, timeout=timeout)
+        self._clients.append(client)
+        return client
+
+    # -- errors -----------------------------------------------------------------------
+
+    @property
+    def errors(self) -> list[HandlerError]:
+        """Every exception the server's handlers raised so far, with tracebacks."""
+        return self._events.errors
+
+    @property
+    def received(self) -> list[bytes]:
+        """What :class:`~sockharness.handlers.RecordingHandler` received, one entry per request."""
+        return [record.data for record in self._events.received]
+
+    @property
+    def records(self) -> list[Received]:
+        """Like :attr:`received`, with each request's client address."""
+        return self._events.received
+
+    def expect_errors(self, *types: type[BaseException], timeout: float = 5.0) -> _ExpectedErrors:
+        """Declare that handler errors of these types are expected (they fail no test).
+
+        Used as a context manager, it also asserts that at least one such
+        error happened by the end of the block, waiting up to ``timeout``
+        seconds for it (a handler in another thread or process may still be
+        on its way to raising).
+        """
+        for exc_type in types:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, BaseException)):
+                raise UsageError(f"expect_errors() takes exception types, got {exc_type!r}")
+        if not types:
+            raise UsageError("expect_errors() needs at least one exception type, e.g. ValueError")
+        self._expected.extend(types)
+        return _ExpectedErrors(self, types, timeout)
+
+    def undeclared_errors(self) -> list[HandlerError]:
+        """The errors not covered by :meth:`expect_errors` and not reported before."""
+        return [
+            error
+            for error in self.errors
+            if not error.matches(self._expected) and id(error) not in self._reported
+        ]
+
+    def take_undeclared_errors(self) -> list[HandlerError]:
+        """Like :meth:`undeclared_errors`, and mark them reported."""
+        errors = self.undeclared_errors()
+        self._reported.update(id(error) for error in errors)
+        return errors
+
+    def check_errors(self) -> None:
+        """Raise :class:`~sockharness.HandlerErrors` if a handler raised an undeclared error."""
+        __tracebackhide__ = True
+        errors = self.take_undeclared_errors()
+        if errors:
+            raise HandlerErrors(format_handler_errors(self, errors))
+
+    # -- stopping ---------------------------------------------------------------------
+
+    def stop(self, timeout: float = 10.0, *, check: bool = True) -> None:
+        """Shut the server down and close it; idempotent.
+
+        Closes the clients it handed out, then ``shutdown()`` and
+        ``server_close()``, within ``timeout`` seconds all told; checks for
+        leaks. With ``check``, raises :class:`~sockharness.HandlerErrors` for
+        undeclared handler errors and acts on leaks as the ``leaks`` mode says.
+        """
+        __tracebackhide__ = True
+        if self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + timeout
+        for client in self._clients:
+            with contextlib.suppress(OSError):
+                client.close()
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def shut_down_and_close() -> None:
+            try:
+                self.server.shutdown()
+                self.server.server_close()
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        stopper = threading.Thread(target=shut_down_and_close, name="sockharness stop", daemon=True)
+        stopper.start()
+        if not done.wait(max(0.0, deadline - time.monotonic())):
+            self._stop_problems.append(
+                f"the server did not stop within {timeout:g} s: a handler is still running "
+                f"(shutdown() waits for the current request; server_close() for handler "
+                f"threads and children when block_on_close is true)"
+            )
+            with contextlib.suppress(Exception):
+                self.server.socket.close()
+        if failure:
+            self._events.add_error(failure[0], None, where="shutdown() or server_close()")
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self.leaks = find_leaks(
+            deadline=deadline,
+            handler_threads=self._events.handler_threads,
+            serving_thread=self._thread,
+            descriptors_before=self._descriptors_before,
+            server_address=self.server.server_address,
+            children=self._events.children,
+            socket_file=self._socket_file if self._owns_socket_file() else None,
+        )
+        if self.leaks.children:
+            reap(self._events.children)
+        self._events.collect()
+        if self._socket_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._socket_file)
+        shutil.rmtree(self._directory, ignore_errors=True)
+        if check:
+            self.check_errors()
+            self.check_leaks()
+
+    def _owns_socket_file(self) -> bool:
+        """Whether the server class promises to remove its socket file (ours do)."""
+        ours = (_server.UnixStreamServer, _server.UnixDatagramServer)
+        return any(base in ours for base in type(self.server).__mro__)
+
+    def leak_report(self) -> str | None:
+        """What the stopped server left behind, or ``None`` if nothing."""
+        problems = list(self._stop_problems)
+        if self.leaks:
+            problems.append(self.leaks.describe())
+        if not problems:
+            return None
+        return f"{self!r} left things behind:\n" + "\n".join(problems)
+
+    def check_leaks(self, mode: str | None = None) -> None:
+        """Act on :meth:`leak_report` as ``mode`` (default: the server's ``leaks``) says."""
+        __tracebackhide__ = True
+        mode = mode or self._leak_mode
+        report = self.leak_report()
+        if report is None or mode == "off":
+            return
+        if mode == "fail":
+            raise LeakError(report)
+        warnings.warn(LeakWarning(report), stacklevel=2)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        __tracebackhide__ = True
+        self.stop(check=exc_type is None)
+
+
+class _ExpectedErrors:
+    """Returned by :meth:`RunningServer.expect_errors`; a context manager asserting one happened."""
+
+    def __init__(
+        self, server: RunningServer, types: tuple[type[BaseException], ...], timeout: float
+    ) -> None:
+        self._server = server
+        self._types = types
+        self._timeout = timeout
+
+    def __enter__(self) -> _ExpectedErrors:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        __tracebackhide__ = True
+        if exc_type is not None:
+            return
+        if not self._server._events.wait_for_error(self._types, timeout=self._timeout):
+            names = " or ".join(t.__name__ for t in self._types)
+            raise AssertionError(
+                f"expected a handler to raise {names}; none did within {self._timeout:g} s"
+            )
+
+
+def format_handler_errors(server: RunningServer, errors: list[HandlerError]) -> str:
+    """The failure message for undeclared handler errors, tracebacks included."""
+    count = f"{len(errors)} handler error{'s' if len(errors) != 1 else ''}"
+    lines = [
+        f"{count} in {server!r} that the test did not expect "
+        f"(declare expected ones with server.expect_errors(SomeError)):",
+    ]
+    for error in errors:
+        lines += ["", str(error).rstrip()]
+    return "\n".join(lines)

@@ -1,0 +1,414 @@
+"""The sockharness pytest plugin: fixtures, options, markers and report hooks.
+
+Registered through the ``pytest11`` entry point, so installing sockharness is
+enough. It is a thin shell: servers, clients, TLS and payloads come from the
+library (``sockharness.start_server``, ``sockharness.connect``, ...), which
+works without pytest too. Loading it imports almost nothing; the library is
+imported when a fixture is first used.
+
+Options: ``--sockharness-seed N`` fixes every random choice (the seed is in
+the report header and in every failure); ``--sockharness-leaks=fail|warn|off``
+(ini ``sockharness_leaks``, default ``warn``) says what a leak does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import ssl
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import trustme
+
+    from ._clients import Client
+    from ._payloads import Payloads
+    from ._running import RunningServer
+    from ._tls import TLSMaterial
+
+LEAK_MODES = ("fail", "warn", "off")
+_SEED = pytest.StashKey[int]()
+_LEAKS = pytest.StashKey[str]()
+_SERVERS = pytest.StashKey[list["RunningServer"]]()
+_FAILED_WITH_ERRORS = pytest.StashKey[str]()
+_USED = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(
+        "sockharness", "sockharness: servers, clients and faults for network tests"
+    )
+    group.addoption(
+        "--sockharness-seed",
+        type=int,
+        metavar="N",
+        default=None,
+        help="seed for every random choice sockharness makes (default: a new one per run, "
+        "printed in the report header and on failure)",
+    )
+    group.addoption(
+        "--sockharness-leaks",
+        choices=LEAK_MODES,
+        default=None,
+        help="what a server that leaves threads, sockets, children or socket files behind "
+        "does to its test: fail it, warn, or nothing (default: the sockharness_leaks ini "
+        "value, else warn)",
+    )
+    parser.addini(
+        "sockharness_leaks",
+        "default for --sockharness-leaks: fail, warn or off",
+        default="warn",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sockharness(kinds=None, concurrency=None, handler=None): narrow the any_server "
+        "fixture to these kinds and concurrencies, and choose its handler class.",
+    )
+    seed = config.getoption("--sockharness-seed")
+    worker_input = getattr(config, "workerinput", None)
+    if seed is None and worker_input is not None:
+        seed = worker_input.get("sockharness_seed")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "big")
+    config.stash[_SEED] = seed
+    leaks = config.getoption("--sockharness-leaks") or config.getini("sockharness_leaks")
+    if leaks not in LEAK_MODES:
+        raise pytest.UsageError(
+            f"sockharness_leaks = {leaks!r} is not one of fail, warn, off; fix the ini file."
+        )
+    config.stash[_LEAKS] = leaks
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker uses the controller's seed."""
+    node.workerinput["sockharness_seed"] = node.config.stash[_SEED]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.stash[_SEED]
+    return (
+        f"sockharness: seed {seed} (replay with --sockharness-seed {seed}), "
+        f"leaks={config.stash[_LEAKS]}"
+    )
+
+
+def derive_test_seed(config: pytest.Config, nodeid: str) -> int:
+    """The seed of one test: the run's seed and the test's id, hashed (stable everywhere)."""
+    digest = hashlib.sha256(f"{config.stash[_SEED]}:{nodeid}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+# -- any_server parametrization ------------------------------------------------------------
+
+
+def _supported_pairs() -> list[tuple[str, str]]:
+    import socket
+
+    from ._kinds import CONCURRENCIES, KINDS
+
+    pairs = []
+    for kind in KINDS.values():
+        if kind.unix and not hasattr(socket, "AF_UNIX"):
+            continue
+        for concurrency in CONCURRENCIES:
+            if concurrency == "forking" and not hasattr(os, "fork"):
+                continue
+            pairs.append((kind.name, concurrency))
+    return pairs
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "any_server" not in metafunc.fixturenames:
+        return
+    from ._kinds import parse_concurrency, parse_kind
+
+    marker = metafunc.definition.get_closest_marker("sockharness")
+    options = marker.kwargs if marker is not None else {}
+    unknown = set(options) - {"kinds", "concurrency", "handler"}
+    if unknown:
+        raise pytest.UsageError(
+            f"@pytest.mark.sockharness() got unknown argument(s) {sorted(unknown)}; "
+            f"it takes kinds=, concurrency= and handler=."
+        )
+    kinds = [parse_kind(k).name for k in _as_list(options.get("kinds"), "kinds")]
+    concurrencies = [
+        parse_concurrency(c) for c in _as_list(options.get("concurrency"), "concurrency")
+    ]
+    pairs = [
+        (kind, concurrency)
+        for kind, concurrency in _supported_pairs()
+        if (not kinds or kind in kinds) and (not concurrencies or concurrency in concurrencies)
+    ]
+    if not pairs:
+        raise pytest.UsageError(
+            f"@pytest.mark.sockharness(kinds={kinds}, concurrency={concurrencies}) leaves no "
+            f"server this platform supports for {metafunc.definition.nodeid}."
+        )
+    metafunc.parametrize(
+        "any_server",
+        [pytest.param(pair, id=f"{pair[0]}-{pair[1]}") for pair in pairs],
+        indirect=True,
+    )
+
+
+def _as_list(value: Any, name: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [str(v) for v in value]
+    except TypeError:
+        raise pytest.UsageError(
+            f"@pytest.mark.sockharness({name}=...) takes a name or a list of names, got {value!r}"
+        ) from None
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sockharness_seed(request: pytest.FixtureRequest) -> int:
+    """This test's seed: derived from the run's seed (``--sockharness-seed``) and the test id."""
+    request.node.stash[_USED] = True
+    return derive_test_seed(request.config, request.node.nodeid)
+
+
+@pytest.fixture
+def payloads(sockharness_seed: int) -> Payloads:
+    """Seeded test data: ``.text()``, ``.line()``, ``.bytes(n)``, ``.json_record()``, ``.chunks()``.
+
+    The same seed (``--sockharness-seed``) and test give the same data.
+    """
+    from ._payloads import Payloads
+
+    return Payloads(sockharness_seed)
+
+
+@pytest.fixture(scope="session")
+def _sockharness_tls() -> TLSMaterial:
+    from ._tls import TLSMaterial
+
+    return TLSMaterial()
+
+
+@pytest.fixture(scope="session")
+def tls_ca(_sockharness_tls: TLSMaterial) -> trustme.CA:
+    """The session's ``trustme.CA``; sockharness's TLS servers use certificates it issued."""
+    return _sockharness_tls.ca
+
+
+@pytest.fixture
+def tls_server_context(_sockharness_tls: TLSMaterial) -> ssl.SSLContext:
+    """A new server-side ``ssl.SSLContext`` with a certificate for localhost, 127.0.0.1 and ::1."""
+    return _sockharness_tls.server_context()
+
+
+@pytest.fixture
+def tls_client_context(_sockharness_tls: TLSMaterial) -> ssl.SSLContext:
+    """A new client-side ``ssl.SSLContext`` that trusts :func:`tls_ca`."""
+    return _sockharness_tls.client_context()
+
+
+def _servers(item: pytest.Item) -> list[RunningServer]:
+    item.stash[_USED] = True
+    return item.stash.setdefault(_SERVERS, [])
+
+
+@pytest.fixture
+def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., RunningServer]]:
+    """Start servers in the background; each is stopped at teardown, errors and leaks checked.
+
+    ``make_server(handler, kind="tcp", *, concurrency="threading", tls=False,
+    server_class=None, faults=None, **server_attrs) -> RunningServer``
+    """
+    from ._errors import IPv6Unavailable
+    from ._running import start_server
+
+    started: list[RunningServer] = []
+
+    def factory(
+        handler: type,
+        kind: str | None = None,
+        *,
+        concurrency: str | None = None,
+        tls: bool | ssl.SSLContext = False,
+        server_class: type | None = None,
+        faults: Any = None,
+        **server_attrs: Any,
+    ) -> RunningServer:
+        __tracebackhide__ = True
+        client_tls = None
+        if tls is True:
+            material: TLSMaterial = request.getfixturevalue("_sockharness_tls")
+            tls, client_tls = material.server_context(), material.client_context()
+        try:
+            server = start_server(
+                handler,
+                kind,
+                concurrency=concurrency,
+                tls=tls,
+                server_class=server_class,
+                faults=faults,
+                leaks="off",  # This plugin acts on leaks itself, at teardown.
+                client_tls=client_tls,
+                **server_attrs,
+            )
+        except IPv6Unavailable as exc:
+            pytest.skip(str(exc))
+        started.append(server)
+        _servers(request.node).append(server)
+        return server
+
+    yield factory
+    _stop_all(request, started)
+
+
+def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> None:
+    __tracebackhide__ = True
+    from ._errors import HandlerErrors, LeakError
+    from ._running import LeakWarning, format_handler_errors
+
+    mode = request.config.stash[_LEAKS]
+    problems: list[str] = []
+    leak_reports: list[str] = []
+    for server in reversed(servers):
+        server.stop(check=False)
+        errors = server.take_undeclared_errors()
+        if errors:
+            problems.append(format_handler_errors(server, errors))
+        report = server.leak_report()
+        if report is not None:
+            leak_reports.append(report)
+    seed_line = _seed_line(request.node)
+    if problems:
+        raise HandlerErrors("\n\n".join([*problems, *leak_reports, seed_line]))
+    if leak_reports and mode == "fail":
+        raise LeakError("\n\n".join([*leak_reports, seed_line]))
+    if leak_reports and mode == "warn":
+        import warnings
+
+        warnings.warn(LeakWarning("\n\n".join(leak_reports)), stacklevel=2)
+
+
+@pytest.fixture
+def any_server(
+    request: pytest.FixtureRequest, make_server: Callable[..., RunningServer]
+) -> RunningServer:
+    """A server of every kind and concurrency this platform supports (one test per pair).
+
+    Echoes by default. Narrow it with
+    ``@pytest.mark.sockharness(kinds=[...], concurrency=[...], handler=...)``.
+    """
+    param = getattr(request, "param", None)
+    if param is None:
+        raise pytest.UsageError(
+            "any_server is parametrized by sockharness at collection: name it as an argument "
+            "of the test (or of a fixture the test uses), not via request.getfixturevalue()."
+        )
+    kind, concurrency = param
+    marker = request.node.get_closest_marker("sockharness")
+    handler = marker.kwargs.get("handler") if marker is not None else None
+    if handler is None:
+        from .handlers import EchoHandler
+
+        handler = EchoHandler
+    return make_server(handler, kind, concurrency=concurrency)
+
+
+@pytest.fixture
+def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client]]:
+    """Connect clients to any server, sockharness's or not; they are closed at teardown.
+
+    ``make_client(address, kind="tcp", *, tls=None, timeout=5.0) -> Client``; ``tls``
+    is ``True`` (trust the session's CA) or an ``ssl.SSLContext``.
+    """
+    from ._clients import connect
+
+    clients: list[Client] = []
+    request.node.stash[_USED] = True
+
+    def factory(
+        address: Any,
+        kind: str = "tcp",
+        *,
+        tls: bool | ssl.SSLContext | None = None,
+        timeout: float = 5.0,
+    ) -> Client:
+        __tracebackhide__ = True
+        context: ssl.SSLContext | None
+        if tls is True:
+            material: TLSMaterial = request.getfixturevalue("_sockharness_tls")
+            context = material.client_context()
+        elif tls is None or tls is False:
+            context = None
+        else:
+            context = tls
+        client = connect(address, kind, tls=context, timeout=timeout)
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def _seed_line(item: pytest.Item) -> str:
+    seed = item.config.stash[_SEED]
+    return f"sockharness seed: {seed} (replay with --sockharness-seed {seed})"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Fail a test whose servers' handlers raised errors it did not declare."""
+    __tracebackhide__ = True
+    try:
+        result = yield
+    except BaseException:
+        servers = item.stash.get(_SERVERS, [])
+        from ._running import format_handler_errors
+
+        texts = [
+            format_handler_errors(server, errors)
+            for server in servers
+            if (errors := server.take_undeclared_errors())
+        ]
+        if texts:
+            item.stash[_FAILED_WITH_ERRORS] = "\n\n".join(texts)
+        raise
+    servers = item.stash.get(_SERVERS, [])
+    if servers:
+        from ._errors import HandlerErrors
+        from ._running import format_handler_errors
+
+        texts = [
+            format_handler_errors(server, errors)
+            for server in servers
+            if (errors := server.take_undeclared_errors())
+        ]
+        if texts:
+            raise HandlerErrors("\n\n".join([*texts, _seed_line(item)]))
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and item.stash.get(_USED, False):
+        errors = item.stash.get(_FAILED_WITH_ERRORS, None)
+        if errors and report.when == "call":
+            report.sections.append(("sockharness handler errors", errors))
+        report.sections.append(("sockharness", _seed_line(item)))
+    return report
