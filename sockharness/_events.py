@@ -17,7 +17,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -211,10 +211,17 @@ class ServerEvents:
 
     def wait_for_error(self, types: tuple[type[BaseException], ...], timeout: float) -> bool:
         """Wait until an error of one of ``types`` was reported; return whether one was."""
+        return self._wait(lambda: any(error.matches(types) for error in self.errors), timeout)
+
+    def wait_for_received(self, count: int, timeout: float) -> bool:
+        """Wait until ``count`` recordings were reported; return whether they were."""
+        return self._wait(lambda: len(self.received) >= count, timeout)
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         delay = 0.001
         while True:
-            if any(error.matches(types) for error in self.errors):
+            if done():
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -27,7 +27,14 @@ from typing import Any, final
 
 from . import server as _server
 from ._clients import Client, connect, describe_address
-from ._errors import HandlerErrors, IPv6Unavailable, LeakError, ServerStopTimeout, UsageError
+from ._errors import (
+    HandlerErrors,
+    IPv6Unavailable,
+    LeakError,
+    ReceiveTimeout,
+    ServerStopTimeout,
+    UsageError,
+)
 from ._events import HandlerError, Received, ServerEvents
 from ._kinds import KINDS, Kind, parse_concurrency, parse_kind, server_class_for
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
@@ -415,6 +422,21 @@ class RunningServer:
     def received(self) -> list[bytes]:
         """What :class:`~sockharness.handlers.RecordingHandler` received, one entry per request."""
         return [record.data for record in self._events.received]
+
+    def wait_received(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        """Wait until :attr:`received` holds ``count`` requests; return it.
+
+        Raises :class:`~sockharness.ReceiveTimeout` after ``timeout`` seconds.
+        """
+        __tracebackhide__ = True
+        if not self._events.wait_for_received(count, timeout):
+            got = len(self._events.received)
+            raise ReceiveTimeout(
+                f"{self!r} recorded {got} request{'s' if got != 1 else ''}, not {count}, "
+                f"within {timeout:g} s (is the handler a RecordingHandler, and did the "
+                f"clients finish their requests?)"
+            )
+        return self.received
 
     @property
     def records(self) -> list[Received]:

@@ -35,6 +35,7 @@ _LEAKS = pytest.StashKey[str]()
 _SERVERS = pytest.StashKey[list["RunningServer"]]()
 _FAILED_WITH_ERRORS = pytest.StashKey[str]()
 _USED = pytest.StashKey[bool]()
+_STOP_TIMEOUT = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -56,6 +57,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="what a server that leaves threads, sockets, children or socket files behind "
         "does to its test: fail it, warn, or nothing (default: the sockharness_leaks ini "
         "value, else warn)",
+    )
+    group.addoption(
+        "--sockharness-stop-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=10.0,
+        help="how long a server may take to stop at teardown before the test errors (default: 10)",
     )
     parser.addini(
         "sockharness_leaks",
@@ -83,6 +91,12 @@ def pytest_configure(config: pytest.Config) -> None:
             f"sockharness_leaks = {leaks!r} is not one of fail, warn, off; fix the ini file."
         )
     config.stash[_LEAKS] = leaks
+    stop_timeout = config.getoption("--sockharness-stop-timeout")
+    if stop_timeout <= 0:
+        raise pytest.UsageError(
+            f"--sockharness-stop-timeout must be a positive number of seconds, got {stop_timeout}"
+        )
+    config.stash[_STOP_TIMEOUT] = stop_timeout
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -273,14 +287,14 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
 
 def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> None:
     __tracebackhide__ = True
-    from ._errors import HandlerErrors, LeakError
+    from ._errors import HandlerErrors, LeakError, ServerStopTimeout
     from ._running import LeakWarning, format_handler_errors
 
     mode = request.config.stash[_LEAKS]
     problems: list[str] = []
     leak_reports: list[str] = []
     for server in reversed(servers):
-        server.stop(check=False)
+        server.stop(request.config.stash[_STOP_TIMEOUT], check=False)
         errors = server.take_undeclared_errors()
         if errors:
             problems.append(format_handler_errors(server, errors))
@@ -290,6 +304,9 @@ def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> N
     seed_line = _seed_line(request.node)
     if problems:
         raise HandlerErrors("\n\n".join([*problems, *leak_reports, seed_line]))
+    stop_problems = [r for r in leak_reports if "did not stop within" in r]
+    if stop_problems:
+        raise ServerStopTimeout("\n\n".join([*leak_reports, seed_line]))
     if leak_reports and mode == "fail":
         raise LeakError("\n\n".join([*leak_reports, seed_line]))
     if leak_reports and mode == "warn":
