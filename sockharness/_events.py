@@ -135,9 +135,13 @@ class ServerEvents:
                 self._errors.append(error)
                 self._changed.notify_all()
 
-    def add_received(self, client_address: Any, data: bytes) -> None:
-        """Report the bytes a recording handler received in one request."""
-        record = Received(client_address, bytes(data), time.monotonic())
+    def add_received(self, client_address: Any, data: bytes, started: float | None = None) -> None:
+        """Report the bytes a recording handler received in one request that began at ``started``.
+
+        ``time.monotonic()`` is system-wide on the platforms sockharness runs
+        on, so a forked child's timestamps order with the parent's.
+        """
+        record = Received(client_address, bytes(data), started or time.monotonic())
         if os.getpid() != self._owner:
             self._write_from_child("received", record.__dict__)
         else:

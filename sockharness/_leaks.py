@@ -50,9 +50,21 @@ class Leaks:
 def open_descriptors() -> set[int]:
     """The descriptors open in this process, where the platform can list them."""
     for directory in ("/proc/self/fd", "/dev/fd"):
-        with contextlib.suppress(OSError):
-            return {int(name) for name in os.listdir(directory)}
+        try:
+            listed = {int(name) for name in os.listdir(directory)}
+        except OSError:
+            continue
+        # The listing itself used a descriptor, closed by now: keep only live ones.
+        return {fd for fd in listed if _is_open(fd)}
     return set()
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _socket_bound_to(fd: int, address: Any) -> bool:

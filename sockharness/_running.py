@@ -159,8 +159,10 @@ def _harnessed_class(
             except BaseException as exc:  # Reported here; the thread ends either way.
                 events.add_error(exc, client_address)
 
-        def sockharness_record(self, client_address: Any, data: bytes) -> None:
-            events.add_received(client_address, data)
+        def sockharness_record(
+            self, client_address: Any, data: bytes, *, started: float | None = None
+        ) -> None:
+            events.add_received(client_address, data, started)
 
     if not hasattr(cls, "process_request_thread"):
         del Harnessed.process_request_thread

@@ -143,6 +143,7 @@ class RecordingHandler(_EitherTransport):
 
     def setup(self) -> None:
         self._recorded = bytearray()
+        self._started = time.monotonic()  # Recordings are ordered by when requests began.
 
     def transform(self, data: bytes) -> bytes | None:
         self._recorded += data
@@ -151,6 +152,6 @@ class RecordingHandler(_EitherTransport):
     def finish(self) -> None:
         record = getattr(self.server, "sockharness_record", None)
         if record is not None:
-            record(self.client_address, bytes(self._recorded))
+            record(self.client_address, bytes(self._recorded), started=self._started)
         else:
             self.server.__dict__.setdefault("received", []).append(bytes(self._recorded))

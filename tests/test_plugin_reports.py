@@ -74,28 +74,44 @@ def test_a_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*sockharness_leaks = 'sometimes' is not one of fail, warn, off*"])
 
 
-def test_a_leaked_child_process_is_reported_and_reaped(pytester: pytest.Pytester) -> None:
+def test_a_zombie_child_is_reported_and_reaped(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         """
-        import os, threading
-        from sockharness.server import BaseRequestHandler
+        import os
+        from sockharness.server import ForkingTCPServer
+        from sockharness.handlers import LineEchoHandler
 
-        class Lingering(BaseRequestHandler):
-            def handle(self):
-                self.request.sendall(b"hi\\n")
-                self.request.recv(10)  # Until the client's FIN: after the server closed.
+        class NeverReaps(ForkingTCPServer):
+            def collect_children(self, *, blocking=False):
+                pass  # A broken forking server: its children become zombies.
+
+        PIDS = []
 
         def test_leaky_child(make_server):
-            server = make_server(Lingering, concurrency="forking", block_on_close=False)
-            client = server.connect()
-            assert client.recv_line() == b"hi\\n"
+            server = make_server(LineEchoHandler, server_class=NeverReaps)
+            with server.connect() as client:
+                assert client.request(b"hi\\n") == b"hi\\n"
+            PIDS.extend(server.server.active_children)
+
+        def test_the_zombie_was_reaped():
+            [pid] = PIDS
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            else:
+                raise AssertionError("the harness left the zombie behind")
         """,
         "--sockharness-leaks=fail",
     )
-    # The client is closed by stop() before the server is shut down, so the child
-    # ends in time and nothing leaks. The harness closes what it handed out.
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*LeakError*NeverReaps*left things behind:*",
+            "*child processes not reaped: pid * (zombie)*",
+        ]
+    )
 
 
 def test_a_server_that_never_stops_errors_without_hanging_the_run(

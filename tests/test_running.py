@@ -1,0 +1,210 @@
+"""start_server and RunningServer as a library, without the plugin's fixtures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver as stdlib
+from typing import Any
+
+import pytest
+
+import sockharness.server as ss
+from sockharness import (
+    HandlerErrors,
+    LeakError,
+    LeakWarning,
+    ReceiveTimeout,
+    UsageError,
+    start_server,
+)
+from sockharness.handlers import CrashHandler, EchoHandler, HandlerCrash, RecordingHandler
+
+ALL_KINDS = ["tcp", "tcp6", "udp", "udp6", "unix", "unix_dgram"]
+
+
+@pytest.mark.parametrize("concurrency", ["sync", "threading", "forking"])
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_recordings_come_back_from_every_kind_and_concurrency(kind: str, concurrency: str) -> None:
+    with start_server(RecordingHandler, kind, concurrency=concurrency, leaks="fail") as server:
+        for n in range(3):
+            with server.connect() as client:
+                assert client.request(b"message %d\n" % n) == b"message %d\n" % n
+        assert server.wait_received(3) == [b"message %d\n" % n for n in range(3)]
+        assert all(record.client_address is not None for record in server.records)
+
+
+def test_wait_received_times_out_clearly() -> None:
+    with start_server(EchoHandler) as server:
+        with pytest.raises(ReceiveTimeout, match=r"recorded 0 requests, not 1, within 0\.1 s"):
+            server.wait_received(1, timeout=0.1)
+
+
+@pytest.mark.parametrize("concurrency", ["sync", "threading", "forking"])
+def test_undeclared_errors_raise_when_the_block_ends(concurrency: str) -> None:
+    with pytest.raises(HandlerErrors) as raised:
+        with start_server(CrashHandler, concurrency=concurrency) as server:
+            with server.connect() as client:
+                client.send(b"boom")
+                client.recv_all()
+    assert "HandlerCrash: CrashHandler crashed on purpose" in str(raised.value)
+    assert "Traceback (most recent call last)" in str(raised.value)
+    [error] = server.errors
+    assert error.matches([HandlerCrash])
+    assert error.matches([RuntimeError])  # Its base class.
+    assert not error.matches([KeyError])
+    assert (error.exception is None) == (concurrency == "forking")
+
+
+def test_declared_errors_do_not_raise() -> None:
+    with start_server(CrashHandler) as server:
+        server.expect_errors(HandlerCrash)
+        with server.connect() as client:
+            client.send(b"boom")
+            client.recv_all()
+    assert len(server.errors) == 1
+
+
+def test_an_error_inside_the_block_is_not_masked() -> None:
+    with pytest.raises(KeyError):
+        with start_server(CrashHandler) as server:
+            with server.connect() as client:
+                client.send(b"boom")
+                client.recv_all()
+            raise KeyError("the test's own error")
+
+
+def test_stop_is_idempotent_and_releases_everything() -> None:
+    server = start_server(EchoHandler, "unix", leaks="fail")
+    path = server.address
+    server.stop()
+    server.stop()
+    assert server.server.socket.fileno() == -1
+    assert not os.path.exists(path)
+    assert not os.path.exists(os.path.dirname(path))
+    with pytest.raises(UsageError, match="has been stopped"):
+        server.connect()
+
+
+def test_a_server_class_that_forgets_to_close_its_socket_is_a_leak() -> None:
+    class Forgetful(ss.TCPServer):
+        def server_close(self) -> None:
+            pass  # Never closes the listening socket.
+
+    server = start_server(EchoHandler, server_class=Forgetful, leaks="fail")
+    with pytest.raises(LeakError, match=r"sockets still open: fd \d+ bound to"):
+        server.stop(timeout=2)
+    server.server.socket.close()
+
+
+def test_a_leak_warns_in_warn_mode() -> None:
+    class Forgetful(ss.UDPServer):
+        def server_close(self) -> None:
+            pass
+
+    server = start_server(EchoHandler, server_class=Forgetful)
+    with pytest.warns(LeakWarning, match="sockets still open"):
+        server.stop(timeout=2)
+    server.server.socket.close()
+
+
+def test_a_child_left_running_is_a_leak_and_is_reported() -> None:
+    class Lingering(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(b"hi\n")
+            self.request.recv(1)  # Until our raw client below closes.
+
+    server = start_server(Lingering, concurrency="forking", block_on_close=False, leaks="fail")
+    raw = socket.create_connection(server.address, timeout=5)
+    try:
+        assert raw.recv(3) == b"hi\n"
+        with pytest.raises(LeakError, match=r"child processes not reaped: pid \d+ \(running\)"):
+            server.stop(timeout=0.3)
+    finally:
+        # The child holds a copy of this very socket (it was open when the child
+        # was forked): only a FIN, not our close, ends its read.
+        raw.shutdown(socket.SHUT_WR)
+        raw.close()
+        for pid in server._events.children:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def test_the_stdlibs_own_classes_run_through_the_harness() -> None:
+    class Echo(stdlib.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(self.rfile.readline())
+
+    for cls in (stdlib.TCPServer, stdlib.ThreadingTCPServer, stdlib.ForkingTCPServer):
+        with start_server(Echo, server_class=cls, leaks="fail") as server:
+            assert isinstance(server.server, cls)
+            with server.connect() as client:
+                assert client.request(b"stdlib\n") == b"stdlib\n"
+
+
+def test_a_users_handle_error_is_kept() -> None:
+    handled: list[str] = []
+
+    class Tolerant(ss.ThreadingTCPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            handled.append("handled")  # Deliberately swallows: not an error for the test.
+
+    with start_server(CrashHandler, server_class=Tolerant) as server:
+        with server.connect() as client:
+            client.send(b"boom")
+            client.recv_all()
+    assert handled == ["handled"]
+    assert server.errors == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"kind": "udp", "server_class": ss.TCPServer}, UsageError, "does not match server_class"),
+        (
+            {"concurrency": "forking", "server_class": ss.ThreadingTCPServer},
+            UsageError,
+            "which is threading",
+        ),
+        ({"server_class": object}, UsageError, "socketserver-compatible server class"),
+        ({"kind": "udp", "tls": True}, UsageError, "tls=True needs a stream kind"),
+        ({"tls": "yes"}, UsageError, "tls must be True, False or an ssl.SSLContext"),
+        ({"leaks": "loud"}, UsageError, "leaks='loud' is not one of"),
+        ({"concurrency": "async"}, UsageError, "concurrency='async' is not one"),
+        ({"faults": ["latency"]}, NotImplementedError, "fault injection"),
+        ({"block_on_clos": False}, UsageError, "did you mean 'block_on_close'"),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, Any], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        start_server(EchoHandler, **kwargs)
+
+
+def test_custom_attributes_that_are_not_typos_are_allowed() -> None:
+    class Greeter(ss.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(self.server.greeting)
+
+    with start_server(Greeter, greeting=b"hello\n") as server, server.connect() as client:
+        assert client.recv_line() == b"hello\n"
+
+
+def test_a_tls_server_with_a_given_context_needs_a_client_context(
+    tls_server_context: Any, tls_client_context: Any
+) -> None:
+    with start_server(EchoHandler, tls=tls_server_context) as server:
+        with pytest.raises(UsageError, match="pass client_tls="):
+            server.connect()
+    with start_server(EchoHandler, tls=tls_server_context, client_tls=tls_client_context) as ok:
+        with ok.connect() as client:
+            assert client.request(b"tls\n") == b"tls\n"
+
+
+def test_repr() -> None:
+    with start_server(EchoHandler, "udp", concurrency="sync") as server:
+        assert repr(server) == (
+            f"<RunningServer UDPServer udp 127.0.0.1:{server.address[1]} sync running>"
+        )
+    assert repr(server).endswith("sync stopped>")
