@@ -14,11 +14,16 @@ EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.py"))
 
 
 def test_there_are_examples() -> None:
-    assert len(EXAMPLES) >= 3
+    assert len(SCRIPTS) >= 3
+    assert len(TEST_FILES) >= 2
 
 
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs(example: Path) -> None:
+SCRIPTS = [p for p in EXAMPLES if not p.name.startswith("test_")]
+TEST_FILES = [p for p in EXAMPLES if p.name.startswith("test_")]
+
+
+@pytest.mark.parametrize("example", SCRIPTS, ids=lambda p: p.name)
+def test_example_script_runs(example: Path) -> None:
     completed = subprocess.run(
         [sys.executable, str(example)],
         capture_output=True,
@@ -30,6 +35,18 @@ def test_example_runs(example: Path) -> None:
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip(), "each example prints what it showed"
     assert "Traceback" not in completed.stderr
+
+
+@pytest.mark.parametrize("example", TEST_FILES, ids=lambda p: p.name)
+def test_example_test_file_passes_as_a_downstream_project_runs_it(
+    example: Path, pytester: pytest.Pytester
+) -> None:
+    pytester.makepyfile(**{example.stem: example.read_text()})
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sockharness-leaks=fail")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) == 0, result.stdout.str()
+    assert outcomes.get("errors", 0) == 0, result.stdout.str()
+    assert outcomes.get("passed", 0) >= 2
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

@@ -1,0 +1,120 @@
+"""The public API is pinned: an accidental export or removal fails here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import sockharness
+from sockharness import handlers
+
+PACKAGE_API = [
+    "Client",
+    "ConnectionClosed",
+    "HandlerError",
+    "HandlerErrors",
+    "IPv6Unavailable",
+    "LeakError",
+    "LeakWarning",
+    "Payloads",
+    "ReceiveTimeout",
+    "Received",
+    "RunningServer",
+    "ServerStopTimeout",
+    "SockharnessError",
+    "TLSMaterial",
+    "UsageError",
+    "__version__",
+    "connect",
+    "start_server",
+]
+
+HANDLERS_API = [
+    "CrashHandler",
+    "DiscardHandler",
+    "EchoHandler",
+    "HandlerCrash",
+    "LineEchoHandler",
+    "RecordingHandler",
+    "SlowHandler",
+    "UpperHandler",
+]
+
+FIXTURES = [
+    "any_server",
+    "make_client",
+    "make_server",
+    "payloads",
+    "sockharness_seed",
+    "tls_ca",
+    "tls_client_context",
+    "tls_server_context",
+]
+
+
+def test_package_exports() -> None:
+    assert sorted(sockharness.__all__) == sorted(PACKAGE_API)
+    for name in PACKAGE_API:
+        assert getattr(sockharness, name) is not None
+
+
+@pytest.mark.parametrize("name", [n for n in PACKAGE_API if n != "__version__"])
+def test_public_objects_name_the_public_module(name: str) -> None:
+    assert getattr(sockharness, name).__module__ == "sockharness"
+
+
+def test_handlers_exports() -> None:
+    assert sorted(handlers.__all__) == sorted(HANDLERS_API)
+
+
+def test_unknown_names_are_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="has no attribute 'nothing_here'"):
+        sockharness.nothing_here  # noqa: B018
+
+
+def test_error_hierarchy_lets_users_catch_builtins() -> None:
+    assert issubclass(sockharness.UsageError, ValueError)
+    assert issubclass(sockharness.ReceiveTimeout, TimeoutError)
+    assert issubclass(sockharness.ConnectionClosed, EOFError)
+    assert issubclass(sockharness.HandlerErrors, AssertionError)
+    assert issubclass(sockharness.LeakError, AssertionError)
+    for name in ["UsageError", "ReceiveTimeout", "ConnectionClosed", "HandlerErrors", "LeakError"]:
+        assert issubclass(getattr(sockharness, name), sockharness.SockharnessError)
+
+
+def test_final_classes_are_marked_final() -> None:
+    assert getattr(sockharness.RunningServer, "__final__", False)
+    assert getattr(sockharness.Client, "__final__", False)
+
+
+def test_fixtures_are_the_documented_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--fixtures", "-p", "no:cacheprovider")
+    listed = result.stdout.str()
+    section = listed.split("fixtures defined from sockharness.pytest_plugin", 1)[1]
+    section = section.split("\n", 1)[1]  # Past the rest of the heading line.
+    section = section.split("\n---", 1)[0].split("\n===", 1)[0]
+    names = sorted(
+        line.split()[0]
+        for line in section.splitlines()
+        if line and not line.startswith(" ") and not line.startswith("-")
+    )
+    assert names == sorted(FIXTURES)
+
+
+@pytest.mark.parametrize(
+    "module", ["sockharness", "sockharness.pytest_plugin", "sockharness.server"]
+)
+def test_importing_is_cheap(module: str) -> None:
+    """Loading the plugin (every pytest run does) imports none of the heavy dependencies."""
+    code = (
+        f"import sys, {module}; "
+        "heavy = [m for m in ('faker', 'trustme', 'cryptography', 'hypothesis') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
