@@ -45,6 +45,6 @@ def test_what_the_server_received(make_server, payloads):
 
 def test_a_crash_is_expected_here(make_server):
     server = make_server(CrashHandler, concurrency="forking")
-    with server.expect_errors(HandlerCrash):  # without this, the crash fails the test
-        with server.connect() as client:
-            client.send(b"boom")
+    # Without expect_errors(), the crash would fail the test.
+    with server.expect_errors(HandlerCrash), server.connect() as client:
+        client.send(b"boom")
