@@ -14,6 +14,7 @@ import contextlib
 import itertools
 import json
 import os
+import sys
 import threading
 import time
 import traceback
@@ -97,10 +98,13 @@ def _where() -> str:
 class ServerEvents:
     """The reports of one server's handlers, wherever the handlers ran."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str | None) -> None:
+        """``directory``: where forked children report; ``None`` when no child will run."""
         self._owner = os.getpid()
-        self._directory = os.path.join(directory, "events")
-        os.mkdir(self._directory, 0o700)
+        self._directory: str | None = None
+        if directory is not None:
+            self._directory = os.path.join(directory, "events")
+            os.mkdir(self._directory, 0o700)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._errors: list[HandlerError] = []
@@ -160,6 +164,10 @@ class ServerEvents:
             self.children.update(pids)
 
     def _write_from_child(self, kind: str, fields: dict[str, Any]) -> None:
+        if self._directory is None:
+            # A server that forks without ForkingMixIn: nowhere to report but stderr.
+            print(f"sockharness: {kind} in child {os.getpid()}: {fields}", file=sys.stderr)
+            return
         payload = dict(fields)
         payload["client_address"] = _jsonable_address(payload["client_address"])
         if "data" in payload:
@@ -176,6 +184,8 @@ class ServerEvents:
 
     def collect(self) -> None:
         """Take in what forked children have reported so far."""
+        if self._directory is None:
+            return
         try:
             names = sorted(n for n in os.listdir(self._directory) if n.endswith(".json"))
         except FileNotFoundError:

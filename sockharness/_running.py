@@ -333,10 +333,13 @@ class RunningServer:
         self._stop_problems: list[str] = []
         self.leaks: Leaks | None = None
         self._descriptors_before = open_descriptors()
-        self._directory = _private_directory()
+        # A private directory holds the socket of a Unix server and the reports of
+        # forked children; other servers need none (and save its cost).
+        needs_directory = kind.unix or concurrency == "forking"
+        self._directory = _private_directory() if needs_directory else None
         try:
             self._events = ServerEvents(self._directory)
-            if kind.unix:
+            if self._directory is not None and kind.unix:
                 bind_to: Any = os.path.join(self._directory, f"{kind.name}.sock")
                 if len(os.fsencode(bind_to)) > unix_path_limit():
                     raise UsageError(
@@ -348,7 +351,7 @@ class RunningServer:
             harnessed = _harnessed_class(server_cls, attributes, self._events)
             self.server = harnessed(bind_to, handler)
         except BaseException:
-            shutil.rmtree(self._directory, ignore_errors=True)
+            self._remove_directory()
             raise
         try:
             if server_context is not None:
@@ -371,7 +374,7 @@ class RunningServer:
         except BaseException:
             with contextlib.suppress(Exception):
                 self.server.server_close()
-            shutil.rmtree(self._directory, ignore_errors=True)
+            self._remove_directory()
             raise
 
     def _serve(self, entered: threading.Event) -> None:
@@ -540,10 +543,14 @@ class RunningServer:
         if self._socket_file is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self._socket_file)
-        shutil.rmtree(self._directory, ignore_errors=True)
+        self._remove_directory()
         if check:
             self.check_errors()
             self.check_leaks()
+
+    def _remove_directory(self) -> None:
+        if self._directory is not None:
+            shutil.rmtree(self._directory, ignore_errors=True)
 
     def _owns_socket_file(self) -> bool:
         """Whether the server class promises to remove its socket file (ours do)."""
