@@ -1,4 +1,4 @@
-"""What a server fixture costs per test: sockharness beside pytest-localserver and pytest-httpserver.
+"""What a server fixture costs per test: sockharness, pytest-localserver, pytest-httpserver.
 
 Each contender gets a generated test file of N tests; every test starts (or
 reuses) a server through the fixture, makes one request, and lets teardown
