@@ -208,3 +208,28 @@ def test_repr() -> None:
             f"<RunningServer UDPServer udp 127.0.0.1:{server.address[1]} sync running>"
         )
     assert repr(server).endswith("sync stopped>")
+
+
+def test_a_unix_server_of_ours_that_leaves_its_socket_file_is_a_leak() -> None:
+    class KeepsItsFile(ss.UnixStreamServer):
+        def server_close(self) -> None:
+            self.socket.close()  # Skips ours, which would remove the file.
+
+    server = start_server(EchoHandler, server_class=KeepsItsFile, leaks="fail")
+    path = server.address
+    with pytest.raises(LeakError, match="socket files left on disk: .*unix.sock"):
+        server.stop(timeout=2)
+    assert not os.path.exists(path)  # The harness removed it anyway.
+
+
+def test_a_stdlib_unix_server_leaves_its_file_and_the_harness_removes_it_quietly() -> None:
+    class Echo(stdlib.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.sendall(self.request.recv(100))
+
+    server = start_server(Echo, server_class=stdlib.UnixStreamServer, leaks="fail")
+    path = server.address
+    with server.connect() as client:
+        assert client.request(b"stdlib unix\n") == b"stdlib unix\n"
+    server.stop()  # The stdlib never removes its socket file: not the test's leak.
+    assert not os.path.exists(path)
