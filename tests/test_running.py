@@ -217,7 +217,7 @@ def test_a_unix_server_of_ours_that_leaves_its_socket_file_is_a_leak() -> None:
 
     server = start_server(EchoHandler, server_class=KeepsItsFile, leaks="fail")
     path = server.address
-    with pytest.raises(LeakError, match="socket files left on disk: .*unix.sock"):
+    with pytest.raises(LeakError, match=r"socket files left on disk: .*unix\.sock"):
         server.stop(timeout=2)
     assert not os.path.exists(path)  # The harness removed it anyway.
 
