@@ -1,0 +1,296 @@
+"""The fault catalogue: immutable, validated descriptions of what goes wrong.
+
+A fault spec says *what* happens; the schedules in ``_plans.py`` decide *when*
+and *to which bytes*, from a seeded generator. Every spec takes two common
+keyword arguments:
+
+- ``direction``: ``"upstream"`` (client to server), ``"downstream"`` (server to
+  client) or ``"both"``;
+- ``toxicity``: the share of connections (streams) or of peers (datagrams) the
+  fault applies to, from 0 to 1, decided per connection from the seed.
+
+Times are in seconds (floats), sizes in bytes. A bad parameter raises
+``ValueError`` naming the fault, the parameter, the allowed range and the value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import MISSING, dataclass, fields
+from typing import Any, ClassVar
+
+from sockharness._errors import UsageError
+
+__all__ = [
+    "DATAGRAM",
+    "DIRECTIONS",
+    "STREAM",
+    "Bandwidth",
+    "Corrupt",
+    "Down",
+    "Duplicate",
+    "Fault",
+    "Latency",
+    "LimitData",
+    "Loss",
+    "Reorder",
+    "ResetPeer",
+    "Slicer",
+    "SlowClose",
+    "Timeout",
+    "Truncate",
+]
+
+DIRECTIONS = ("upstream", "downstream", "both")
+STREAM = "stream"
+DATAGRAM = "datagram"
+
+
+def _number(fault: str, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise UsageError(f"{fault}({name}=...) must be a number, got {value!r}")
+    return float(value)
+
+
+def _at_least(fault: str, name: str, value: Any, low: float, unit: str = "") -> None:
+    number = _number(fault, name, value)
+    if number < low or math.isinf(number):
+        raise UsageError(
+            f"{fault}({name}={value!r}) is out of range: {name} must be a finite number "
+            f">= {low:g}{unit}"
+        )
+
+
+def _above(fault: str, name: str, value: Any, low: float, unit: str = "") -> None:
+    number = _number(fault, name, value)
+    if number <= low or math.isinf(number):
+        raise UsageError(
+            f"{fault}({name}={value!r}) is out of range: {name} must be a finite number "
+            f"> {low:g}{unit}"
+        )
+
+
+def _share(fault: str, name: str, value: Any) -> None:
+    number = _number(fault, name, value)
+    if not 0.0 <= number <= 1.0:
+        raise UsageError(
+            f"{fault}({name}={value!r}) is out of range: {name} is a probability from 0 to 1"
+        )
+
+
+def _whole(fault: str, name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{fault}({name}=...) must be a whole number of bytes, got {value!r}")
+    if value < low:
+        raise UsageError(f"{fault}({name}={value!r}) is out of range: {name} must be >= {low}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fault:
+    """Base of every fault: the ``direction`` it strikes and the ``toxicity`` (share) it has."""
+
+    direction: str = "both"
+    toxicity: float = 1.0
+
+    #: The transports the fault means something on.
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
+    #: Only the proxy can apply it (it concerns connections, not bytes).
+    proxy_only: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.direction not in DIRECTIONS:
+            raise UsageError(
+                f"{name}(direction={self.direction!r}) is not a direction; use "
+                f"'upstream' (client to server), 'downstream' (server to client) or 'both'"
+            )
+        _share(name, "toxicity", self.toxicity)
+        self._validate()
+
+    def _validate(self) -> None:
+        """Check the fault's own parameters."""
+
+    def applies_upstream(self) -> bool:
+        """Whether the fault strikes client-to-server traffic."""
+        return self.direction in ("upstream", "both")
+
+    def applies_downstream(self) -> bool:
+        """Whether the fault strikes server-to-client traffic."""
+        return self.direction in ("downstream", "both")
+
+    def __repr__(self) -> str:
+        parts = []
+        # The fault's own parameters first, then direction and toxicity.
+        for item in sorted(fields(self), key=lambda f: f.kw_only is True):
+            value = getattr(self, item.name)
+            if item.default is not MISSING and value == item.default:
+                continue  # Read like the call that built it: defaults left out.
+            parts.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+# -- stream and datagram --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Latency(Fault):
+    """Every chunk (or datagram) is delayed by ``delay`` ± ``jitter`` seconds; order is kept."""
+
+    delay: float
+    jitter: float = 0.0
+
+    def _validate(self) -> None:
+        _at_least("Latency", "delay", self.delay, 0.0, " seconds")
+        _at_least("Latency", "jitter", self.jitter, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class Bandwidth(Fault):
+    """At most ``rate`` bytes per second get through."""
+
+    rate: float
+
+    def _validate(self) -> None:
+        _above("Bandwidth", "rate", self.rate, 0.0, " bytes per second")
+
+
+# -- stream -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Slicer(Fault):
+    """Data is split into writes of ``average_size`` ± ``size_variation`` bytes, ``delay`` apart."""
+
+    average_size: int
+    size_variation: int = 0
+    delay: float = 0.0
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        _whole("Slicer", "average_size", self.average_size, 1)
+        _whole("Slicer", "size_variation", self.size_variation, 0)
+        if self.size_variation >= self.average_size:
+            raise UsageError(
+                f"Slicer(size_variation={self.size_variation}) is out of range: it must be "
+                f"smaller than average_size ({self.average_size}), so every slice has a byte"
+            )
+        _at_least("Slicer", "delay", self.delay, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class SlowClose(Fault):
+    """A close (FIN) is passed on ``delay`` seconds late."""
+
+    delay: float
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        _at_least("SlowClose", "delay", self.delay, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class Timeout(Fault):
+    """Data stops flowing; the connection is closed ``after`` seconds, or never (``None``)."""
+
+    after: float | None = None
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        if self.after is not None:
+            _at_least("Timeout", "after", self.after, 0.0, " seconds (or None: never)")
+
+
+@dataclass(frozen=True, repr=False)
+class ResetPeer(Fault):
+    """The connection is reset (RST: the peer sees ConnectionResetError) ``after`` seconds."""
+
+    after: float = 0.0
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        _at_least("ResetPeer", "after", self.after, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class LimitData(Fault):
+    """The connection is closed once ``nbytes`` have passed."""
+
+    nbytes: int
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        _whole("LimitData", "nbytes", self.nbytes, 0)
+
+
+@dataclass(frozen=True, repr=False)
+class Down(Fault):
+    """Connections are refused, or closed at once (proxy only)."""
+
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
+    proxy_only: ClassVar[bool] = True
+
+
+# -- datagram ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class Loss(Fault):
+    """Each datagram is lost with ``probability``; ``correlation`` makes losses come in runs.
+
+    ``correlation`` is the chance that a datagram shares the fate of the one
+    before it, so losses cluster while the loss rate stays ``probability``.
+    """
+
+    probability: float
+    correlation: float = 0.0
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def _validate(self) -> None:
+        _share("Loss", "probability", self.probability)
+        _share("Loss", "correlation", self.correlation)
+
+
+@dataclass(frozen=True, repr=False)
+class Duplicate(Fault):
+    """Each datagram is delivered twice with ``probability``."""
+
+    probability: float
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def _validate(self) -> None:
+        _share("Duplicate", "probability", self.probability)
+
+
+@dataclass(frozen=True, repr=False)
+class Reorder(Fault):
+    """Each datagram is held back ``delay`` seconds with ``probability``: later ones overtake it."""
+
+    probability: float
+    delay: float
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def _validate(self) -> None:
+        _share("Reorder", "probability", self.probability)
+        _above("Reorder", "delay", self.delay, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class Corrupt(Fault):
+    """Each datagram has one bit flipped with ``probability``."""
+
+    probability: float
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def _validate(self) -> None:
+        _share("Corrupt", "probability", self.probability)
+
+
+@dataclass(frozen=True, repr=False)
+class Truncate(Fault):
+    """Datagrams longer than ``max_size`` bytes are cut to ``max_size``."""
+
+    max_size: int
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def _validate(self) -> None:
+        _whole("Truncate", "max_size", self.max_size, 0)
