@@ -27,6 +27,8 @@ _EXPORTS = {
     "ServerStopTimeout": "._errors",
     "SockharnessError": "._errors",
     "UsageError": "._errors",
+    "UnfiredFaults": "._errors",
+    "UnfiredFaultWarning": "._errors",
     "HandlerError": "._events",
     "Received": "._events",
     "Payloads": "._payloads",
@@ -51,6 +53,8 @@ __all__ = [
     "ServerStopTimeout",
     "SockharnessError",
     "TLSMaterial",
+    "UnfiredFaultWarning",
+    "UnfiredFaults",
     "UsageError",
     "__version__",
     "connect",
@@ -67,6 +71,8 @@ if TYPE_CHECKING:
     from ._errors import ReceiveTimeout as ReceiveTimeout
     from ._errors import ServerStopTimeout as ServerStopTimeout
     from ._errors import SockharnessError as SockharnessError
+    from ._errors import UnfiredFaults as UnfiredFaults
+    from ._errors import UnfiredFaultWarning as UnfiredFaultWarning
     from ._errors import UsageError as UsageError
     from ._events import HandlerError as HandlerError
     from ._events import Received as Received

@@ -15,6 +15,8 @@ __all__ = [
     "ReceiveTimeout",
     "ServerStopTimeout",
     "SockharnessError",
+    "UnfiredFaultWarning",
+    "UnfiredFaults",
     "UsageError",
 ]
 
@@ -53,3 +55,11 @@ class LeakError(SockharnessError, AssertionError):
 
 class ServerStopTimeout(SockharnessError, TimeoutError):
     """A server did not stop within the allowed time (a handler never returned)."""
+
+
+class UnfiredFaults(SockharnessError, AssertionError):
+    """Faults were planned but never fired: the test did not exercise what it claims to."""
+
+
+class UnfiredFaultWarning(UserWarning):
+    """Like :class:`UnfiredFaults`, as a warning (``--sockharness-unfired=warn``)."""

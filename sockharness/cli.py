@@ -52,6 +52,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--handler", default="echo", choices=sorted(HANDLERS), help="what to serve (default: echo)"
     )
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="run a fault proxy in the foreground until Ctrl-C",
+        description="Relay --listen to --upstream, applying faults; Ctrl-C or SIGTERM stops. "
+        "A fault is name[=value][,param=value...], the first value its main parameter: "
+        "latency=0.1,jitter=0.01  bandwidth=50000  slicer=8,delay=0.01  slow_close=1  "
+        "timeout=none  reset_peer=2  limit_data=1000  down  loss=0.2,correlation=0.5  "
+        "duplicate=0.1  reorder=0.2,delay=0.05  corrupt=0.01  truncate=512; every fault "
+        "also takes direction=upstream|downstream|both and toxicity=0..1.",
+    )
+    proxy.add_argument("--kind", default="tcp", choices=kinds, help="transport (default: tcp)")
+    proxy.add_argument(
+        "--listen",
+        help="host:port or path to listen on (default: loopback, a free port or a private path)",
+    )
+    proxy.add_argument("--upstream", required=True, help="host:port or path to relay to")
+    proxy.add_argument(
+        "--fault", action="append", default=[], metavar="FAULT", help="a fault; repeat for more"
+    )
+    proxy.add_argument(
+        "--seed", type=int, default=0, help="seed of every random choice (default 0)"
+    )
     return parser
 
 
@@ -70,6 +93,16 @@ def main(argv: list[str] | None = None) -> int:
                 host=args.host,
                 port=args.port,
                 path=args.path,
+            )
+        if args.command == "proxy":
+            from ._proxy_command import run_proxy
+
+            return run_proxy(
+                listen=args.listen,
+                upstream=args.upstream,
+                kind_name=args.kind,
+                fault_texts=args.fault,
+                seed=args.seed,
             )
     except UsageError as error:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")

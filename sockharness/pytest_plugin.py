@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._payloads import Payloads
     from ._running import RunningServer
     from ._tls import TLSMaterial
+    from .faults import Fault, FaultProxy
 
 LEAK_MODES = ("fail", "warn", "off")
 _SEED = pytest.StashKey[int]()
@@ -36,6 +37,8 @@ _SERVERS = pytest.StashKey[list["RunningServer"]]()
 _FAILED_WITH_ERRORS = pytest.StashKey[str]()
 _USED = pytest.StashKey[bool]()
 _STOP_TIMEOUT = pytest.StashKey[float]()
+_UNFIRED = pytest.StashKey[str]()
+_PROXIES = pytest.StashKey[list["FaultProxy"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,6 +62,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "value, else warn)",
     )
     group.addoption(
+        "--sockharness-unfired",
+        choices=("fail", "warn", "off"),
+        default=None,
+        help="what a fault that was planned but never fired does to its test (default: the "
+        "sockharness_unfired ini value, else fail: a chaos test must not pass vacuously)",
+    )
+    group.addoption(
         "--sockharness-stop-timeout",
         type=float,
         metavar="SECONDS",
@@ -69,6 +79,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sockharness_leaks",
         "default for --sockharness-leaks: fail, warn or off",
         default="warn",
+    )
+    parser.addini(
+        "sockharness_unfired",
+        "default for --sockharness-unfired: fail, warn or off",
+        default="fail",
     )
 
 
@@ -91,6 +106,12 @@ def pytest_configure(config: pytest.Config) -> None:
             f"sockharness_leaks = {leaks!r} is not one of fail, warn, off; fix the ini file."
         )
     config.stash[_LEAKS] = leaks
+    unfired = config.getoption("--sockharness-unfired") or config.getini("sockharness_unfired")
+    if unfired not in LEAK_MODES:
+        raise pytest.UsageError(
+            f"sockharness_unfired = {unfired!r} is not one of fail, warn, off; fix the ini file."
+        )
+    config.stash[_UNFIRED] = unfired
     stop_timeout = config.getoption("--sockharness-stop-timeout")
     if stop_timeout <= 0:
         raise pytest.UsageError(
@@ -377,6 +398,60 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
         client.close()
 
 
+@pytest.fixture
+def fault_proxy(
+    request: pytest.FixtureRequest, sockharness_seed: int
+) -> Iterator[Callable[..., FaultProxy]]:
+    """Put a fault proxy in front of any address (or a ``RunningServer``).
+
+    ``fault_proxy(upstream, kind="tcp", faults=[...], *, listen=None) -> FaultProxy``;
+    seeded by the test's seed. At teardown every proxy is closed, and a fault
+    that never fired fails the test (``--sockharness-unfired``).
+    """
+    from ._running import RunningServer
+    from .faults import FaultProxy
+
+    proxies: list[FaultProxy] = []
+    request.node.stash[_USED] = True
+
+    def factory(
+        upstream: Any,
+        kind: str | None = None,
+        faults: Sequence[Fault] = (),
+        *,
+        listen: Any = None,
+    ) -> FaultProxy:
+        __tracebackhide__ = True
+        if isinstance(upstream, RunningServer):
+            kind = kind or upstream.kind
+            upstream = upstream.address
+        proxy = FaultProxy(upstream, kind or "tcp", faults, listen=listen, seed=sockharness_seed)
+        proxies.append(proxy)
+        request.node.stash.setdefault(_PROXIES, []).append(proxy)
+        return proxy
+
+    yield factory
+    reports = []
+    for proxy in proxies:
+        proxy.close()
+        reports += [f"{proxy!r}: {line}" for line in proxy.unfired()]
+    mode = request.config.stash[_UNFIRED]
+    if reports and mode != "off":
+        from ._errors import UnfiredFaults
+
+        message = (
+            "faults that never fired (the test did not exercise them; pass "
+            "--sockharness-unfired=warn to allow this):\n  " + "\n  ".join(reports)
+        )
+        if mode == "fail":
+            raise UnfiredFaults(f"{message}\n\n{_seed_line(request.node)}")
+        import warnings
+
+        from ._errors import UnfiredFaultWarning
+
+        warnings.warn(UnfiredFaultWarning(message), stacklevel=2)
+
+
 # -- reporting ------------------------------------------------------------------------------
 
 
@@ -427,5 +502,9 @@ def pytest_runtest_makereport(
         errors = item.stash.get(_FAILED_WITH_ERRORS, None)
         if errors and report.when == "call":
             report.sections.append(("sockharness handler errors", errors))
+        for proxy in item.stash.get(_PROXIES, []):
+            timeline = proxy.timeline.format()
+            if timeline:
+                report.sections.append((f"sockharness fault timeline {proxy!r}", timeline))
         report.sections.append(("sockharness", _seed_line(item)))
     return report

@@ -355,8 +355,11 @@ def test_a_fault_that_never_fired_is_reported(make_server: MakeServer, proxies: 
     with connect(proxy.address) as client:
         assert client.request(b"short\n") == b"short\n"
     assert proxy.unfired() == [
-        "LimitData(nbytes=10000, direction='upstream') on connection 0 upstream"
+        "LimitData(nbytes=10000, direction='upstream') never fired "
+        "(planned on 1 connection direction)"
     ]
+    idle = proxies(("127.0.0.1", 1), "tcp", [Latency(0.1)])
+    assert idle.unfired() == ["Latency(delay=0.1) never fired: nothing passed through the proxy"]
 
 
 # -- datagram faults ------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ PACKAGE_API = [
     "ServerStopTimeout",
     "SockharnessError",
     "TLSMaterial",
+    "UnfiredFaultWarning",
+    "UnfiredFaults",
     "UsageError",
     "__version__",
     "connect",
@@ -44,6 +46,7 @@ HANDLERS_API = [
 
 FIXTURES = [
     "any_server",
+    "fault_proxy",
     "make_client",
     "make_server",
     "payloads",

@@ -9,6 +9,7 @@ Stream faults (TCP, Unix stream, TLS): :class:`Latency`, :class:`Bandwidth`,
 :class:`FaultProxy` applies them to traffic relayed to any address.
 """
 
+from ._parse import FAULT_NAMES, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline
 from ._proxy import FaultProxy, ProxyStats
 from ._specs import (
@@ -29,6 +30,7 @@ from ._specs import (
 )
 
 __all__ = [
+    "FAULT_NAMES",
     "Bandwidth",
     "Corrupt",
     "Down",
@@ -47,8 +49,11 @@ __all__ = [
     "Timeline",
     "Timeout",
     "Truncate",
+    "fault_from_mapping",
+    "parse_fault",
 ]
 
 for _name in __all__:
-    globals()[_name].__module__ = __name__
+    if _name != "FAULT_NAMES":
+        globals()[_name].__module__ = __name__
 del _name

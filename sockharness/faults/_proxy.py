@@ -95,6 +95,7 @@ class FaultProxy:
         self.upstream = upstream if self.kind.unix else tuple(upstream[:2])
         self.seed = seed
         self._faults = check_faults(faults, self.kind, proxy=True)
+        self._ever: dict[Fault, None] = dict.fromkeys(self._faults)
         self._enabled = True
         self._lock = threading.Lock()
         self.timeline = Timeline()
@@ -168,6 +169,7 @@ class FaultProxy:
         (checked,) = check_faults([fault], self.kind, proxy=True)
         with self._lock:
             self._faults = (*self._faults, checked)
+            self._ever[checked] = None
         self._changed()
         return checked
 
@@ -227,12 +229,44 @@ class FaultProxy:
         return ProxyStats(active=active, **counts)
 
     def unfired(self) -> list[str]:
-        """Faults planned on some connection that never did anything there."""
+        """The faults that never did anything to any connection, each with the reason.
+
+        A fault in force for a while that never fired (a reset planned after more
+        time than any connection lasted, a loss that lost nothing) means a chaos
+        test did not test what it says: the fixtures report these at the end of
+        the test.
+        """
         with self._lock:
             plans = list(self._retired_plans)
             for holder in [*self._relays, *self._flows.values()]:
                 plans.extend(holder.plans)
-        return [line for plan in plans for line in plan.unfired()]
+            ever = list(self._ever)
+            connections = self._counts["connections"]
+        planned: dict[Fault, int] = {}
+        fired: set[Fault] = set()
+        for plan in plans:
+            for stage in plan.stages:
+                planned[stage.fault] = planned.get(stage.fault, 0) + 1
+                if stage.fired:
+                    fired.add(stage.fault)
+        reports = []
+        for fault in ever:
+            if fault in fired:
+                continue
+            if fault in planned:
+                count = planned[fault]
+                reports.append(
+                    f"{fault!r} never fired (planned on {count} connection "
+                    f"direction{'s' if count != 1 else ''})"
+                )
+            elif connections == 0:
+                reports.append(f"{fault!r} never fired: nothing passed through the proxy")
+            else:
+                reports.append(
+                    f"{fault!r} never fired: it applied to none of the {connections} "
+                    f"connection{'s' if connections != 1 else ''} (direction, toxicity)"
+                )
+        return reports
 
     # -- the event loop's side ------------------------------------------------------------------
 

@@ -1,0 +1,85 @@
+"""``sockharness proxy``: run a fault proxy in the foreground until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from typing import Any, TextIO
+
+from ._errors import UsageError
+from ._kinds import Kind, parse_kind
+from ._serve_command import format_address
+
+
+def parse_address(text: str, kind: Kind, what: str) -> Any:
+    """``host:port``, ``[v6]:port`` or ``:port`` for network kinds; a path for Unix kinds."""
+    if kind.unix:
+        if not text:
+            raise UsageError(f"{what} needs a socket path for a {kind.name} proxy")
+        return text
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise UsageError(f"{what} {text!r} is not host:port (for example 127.0.0.1:8080)")
+    host = host.strip("[]") or kind.loopback or ""
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} has no port number after the last ':'") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{what} {text!r}: {port} is not a port number (0-65535)")
+    return (host, port)
+
+
+def run_proxy(
+    *,
+    listen: str | None,
+    upstream: str,
+    kind_name: str,
+    fault_texts: list[str],
+    seed: int,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Relay until SIGINT or SIGTERM; return the exit status."""
+    from .faults import FaultProxy, parse_fault
+
+    kind = parse_kind(kind_name)
+    faults = [parse_fault(text) for text in fault_texts]
+    upstream_address = parse_address(upstream, kind, "--upstream")
+    listen_address = None if listen is None else parse_address(listen, kind, "--listen")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with FaultProxy(upstream_address, kind, faults, listen=listen_address, seed=seed) as proxy:
+            print(
+                f"sockharness: proxy {kind.name} at {format_address(kind, proxy.address)} -> "
+                f"{format_address(kind, proxy.upstream)} with faults {list(proxy.faults)} "
+                f"(seed {seed}); Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                pass
+            stats = proxy.stats
+        print(
+            f"sockharness: stopped after {stats.connections} "
+            f"{'connections' if kind.stream else 'flows'}, "
+            f"{stats.upstream_bytes} bytes up, {stats.downstream_bytes} bytes down"
+            + (f", {stats.dropped_datagrams} datagrams dropped" if not kind.stream else ""),
+            file=out,
+            flush=True,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if listen_address is not None and kind.unix:
+            try:
+                os.unlink(listen_address)
+            except OSError:
+                pass
+    return 0

@@ -1,0 +1,195 @@
+"""`sockharness proxy` as a subprocess, fault parsing, and the fault_proxy fixture (pytester)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from sockharness import RunningServer, UsageError, connect
+from sockharness.faults import (
+    Down,
+    Latency,
+    Loss,
+    Reorder,
+    ResetPeer,
+    Timeout,
+    fault_from_mapping,
+    parse_fault,
+)
+from sockharness.handlers import LineEchoHandler
+from tests.test_cli_serve import read_line
+
+# -- parsing --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "fault"),
+    [
+        ("latency=0.1", Latency(0.1)),
+        (
+            "latency=0.1,jitter=0.02,direction=upstream",
+            Latency(0.1, jitter=0.02, direction="upstream"),
+        ),
+        ("Reset-Peer=2", ResetPeer(2)),
+        ("timeout", Timeout()),
+        ("timeout=none", Timeout(None)),
+        ("timeout=1.5", Timeout(1.5)),
+        ("down", Down()),
+        ("loss=0.2,toxicity=0.5", Loss(0.2, toxicity=0.5)),
+        ("reorder=0.3,delay=0.05", Reorder(0.3, delay=0.05)),
+    ],
+)
+def test_parse_fault(text: str, fault: Any) -> None:
+    assert parse_fault(text) == fault
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("latncy=0.1", "'latncy' is not a fault. Did you mean 'latency'"),
+        ("latency=0.1,jiter=0.01", "Latency has no parameter 'jiter'. Did you mean"),
+        ("reorder=0.2", "Reorder needs delay"),
+        ("latency=-1", r"Latency\(delay=-1\) is out of range"),
+        ("down=1", "Down takes no main value"),
+        ("latency=0.1,oops", "'oops' in 'latency=0.1,oops' is not param=value"),
+        ("", "an empty fault"),
+    ],
+)
+def test_parse_errors_are_clear(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_fault(text)
+
+
+def test_from_a_mapping() -> None:
+    assert fault_from_mapping("loss", {"probability": 0.1, "correlation": 0.5}) == Loss(0.1, 0.5)
+    with pytest.raises(UsageError, match="Loss needs probability"):
+        fault_from_mapping("loss", {})
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def test_the_proxy_command_relays_with_faults_and_stops_cleanly(
+    make_server: Any,
+) -> None:
+    server: RunningServer = make_server(LineEchoHandler)
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "sockharness", "proxy",
+            "--upstream", f"127.0.0.1:{server.address[1]}",
+            "--fault", "latency=0.1,direction=upstream",
+            "--seed", "3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    line = read_line(process)
+    assert line.startswith("sockharness: proxy tcp at 127.0.0.1:")
+    assert "[Latency(delay=0.1, direction='upstream')] (seed 3)" in line
+    port = int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
+    with connect(("127.0.0.1", port)) as client:
+        started = time.monotonic()
+        assert client.request(b"through the proxy\n") == b"through the proxy\n"
+        assert time.monotonic() - started >= 0.1
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert err == ""
+    assert "sockharness: stopped after 1 connections, 18 bytes up, 18 bytes down" in out
+
+
+def test_the_proxy_command_on_unix_datagrams(make_server: Any, sock_dir: str) -> None:
+    server: RunningServer = make_server(LineEchoHandler, "unix_dgram")
+    listen = f"{sock_dir}/proxy.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sockharness", "proxy", "--kind", "unix-dgram",
+         "--listen", listen, "--upstream", server.address, "--fault", "truncate=3"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert read_line(process).startswith(f"sockharness: proxy unix_dgram at {listen} -> ")
+    with connect(listen, "unix_dgram") as client:
+        assert client.request(b"abcdef") == b"abc"
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err
+    assert "1 flows" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upstream", "127.0.0.1"], "--upstream '127.0.0.1' is not host:port"),
+        (["--upstream", "127.0.0.1:x"], "has no port number"),
+        (
+            ["--upstream", "127.0.0.1:1", "--fault", "loss=0.1"],
+            "is a datagram fault; tcp is a stream",
+        ),
+        (["--upstream", "127.0.0.1:1", "--fault", "nope"], "'nope' is not a fault"),
+        (
+            ["--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:99999"],
+            "99999 is not a port number",
+        ),
+    ],
+)
+def test_bad_proxy_arguments(args: list[str], message: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "sockharness", "proxy", *args],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert message in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+# -- the fixture ----------------------------------------------------------------------------------
+
+
+def test_fault_proxy_fixture_as_a_downstream_project_uses_it(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_chaos="""
+        import time
+        import pytest
+        from sockharness.faults import Latency, LimitData, ResetPeer
+        from sockharness.handlers import LineEchoHandler
+
+        def test_latency(make_server, fault_proxy, make_client):
+            server = make_server(LineEchoHandler)
+            proxy = fault_proxy(server, faults=[Latency(0.05)])
+            client = make_client(proxy.address)
+            started = time.monotonic()
+            assert client.request(b"hi\\n") == b"hi\\n"
+            assert time.monotonic() - started >= 0.1
+
+        def test_vacuous(make_server, fault_proxy, make_client):
+            server = make_server(LineEchoHandler)
+            proxy = fault_proxy(server.address, "tcp", [ResetPeer(after=30)])
+            assert make_client(proxy.address).request(b"hi\\n") == b"hi\\n"
+
+        def test_failing_shows_the_timeline(make_server, fault_proxy, make_client):
+            server = make_server(LineEchoHandler)
+            proxy = fault_proxy(server, faults=[Latency(0.01)])
+            assert make_client(proxy.address).request(b"hi\\n") == b"hi\\n"
+            assert False, "the test fails on its own"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--sockharness-seed", "5")
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*UnfiredFaults: faults that never fired*",
+            "*ResetPeer(after=30) never fired (planned on 2 connection directions)*",
+            "*- sockharness fault timeline <FaultProxy tcp*",
+            "*conn 0   upstream   Latency(delay=0.01): delayed 3 bytes by 0.0100 s*",
+            "sockharness seed: 5 (replay with --sockharness-seed 5)",
+        ]
+    )
+    relaxed = pytester.runpytest(
+        "-p", "no:cacheprovider", "--sockharness-unfired=off", "-k", "vacuous"
+    )
+    relaxed.assert_outcomes(passed=1)
