@@ -9,10 +9,14 @@ import socket
 import ssl
 import tempfile
 import time
-from typing import Any, final
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, final
 
 from ._errors import ConnectionClosed, ReceiveTimeout, UsageError
 from ._kinds import Kind, parse_kind
+
+if TYPE_CHECKING:
+    from .faults import Fault, Timeline
 
 __all__ = ["Client", "connect", "describe_address"]
 
@@ -58,6 +62,10 @@ def connect(
     tls: ssl.SSLContext | None = None,
     timeout: float = 5.0,
     server_hostname: str | None = None,
+    faults: Sequence[Fault] = (),
+    seed: int = 0,
+    connection: int = 0,
+    timeline: Timeline | None = None,
 ) -> Client:
     """Connect a :class:`Client` to ``address`` over ``kind``.
 
@@ -68,6 +76,11 @@ def connect(
         timeout: seconds every connect and receive may take.
         server_hostname: the name to check the certificate against (default:
             the host of ``address``).
+        faults: faults applied in this process to what the client sends
+            (``direction="upstream"``) and receives (``"downstream"``); see
+            :mod:`sockharness.faults`. Not with ``tls`` (use a ``FaultProxy``).
+        seed, connection, timeline: seed the faults' random choices, number
+            this connection among others, and collect what the faults did.
 
     Example:
         >>> from sockharness import connect, start_server
@@ -85,6 +98,15 @@ def connect(
         )
     if tls is not None and not isinstance(tls, ssl.SSLContext):
         raise UsageError(f"tls must be an ssl.SSLContext, got {type(tls).__name__}")
+    if faults:
+        from .faults._proxy import check_faults
+
+        faults = check_faults(faults, kind, proxy=False)
+        if tls is not None:
+            raise UsageError(
+                "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
+                "socket itself); put a FaultProxy between the TLS client and the server instead."
+            )
     what = describe_address(kind, address)
     sock = socket.socket(kind.family, kind.socket_type)
     private_dir: str | None = None
@@ -102,12 +124,36 @@ def connect(
             sock.connect(address)
         else:
             sock.connect(tuple(address[:2]))
+        if faults:
+            sock = _with_faults(sock, faults, seed, connection, timeline)
     except BaseException:
         sock.close()
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
         raise
     return Client(sock, kind=kind, address=address, timeout=timeout, private_dir=private_dir)
+
+
+def _send_fin(sock: socket.socket) -> None:
+    """``shutdown(SHUT_WR)``; under TLS on the TCP socket itself (the TLS layer would end)."""
+    if isinstance(sock, ssl.SSLSocket):
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+    else:
+        sock.shutdown(socket.SHUT_WR)
+
+
+def _with_faults(
+    sock: socket.socket,
+    faults: Sequence[Fault],
+    seed: int,
+    connection: int,
+    timeline: Timeline | None,
+) -> socket.socket:
+    from .faults._wrapper import wrap_socket
+
+    return wrap_socket(
+        sock, faults, side="client", seed=seed, connection=connection, timeline=timeline
+    )
 
 
 @final
@@ -161,7 +207,7 @@ class Client:
         """Send FIN: the server sees end-of-file; this client can still receive."""
         if not self._kind.stream:
             raise UsageError(f"shutdown_write() is for stream kinds; this client is {self.kind}.")
-        socket.socket.shutdown(self.sock, socket.SHUT_WR)
+        _send_fin(self.sock)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -259,10 +305,20 @@ class Client:
         self._closed = True
         if self._kind.stream:
             with contextlib.suppress(OSError):
-                socket.socket.shutdown(self.sock, socket.SHUT_WR)
+                _send_fin(self.sock)
         self.sock.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
+
+    @property
+    def faults(self) -> tuple[Any, ...]:
+        """The faults applied in process to this client (empty without faults)."""
+        return tuple(getattr(self.sock, "faults", ()))
+
+    def fault_usage(self) -> list[tuple[str, bool]]:
+        """``(fault, fired)`` for the faults on this client (empty without faults)."""
+        usage = getattr(self.sock, "fault_usage", None)
+        return usage() if usage is not None else []
 
     @property
     def closed(self) -> bool:

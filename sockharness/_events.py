@@ -112,6 +112,7 @@ class ServerEvents:
         self._counter = itertools.count()
         self.handler_threads: list[threading.Thread] = []
         self.children: set[int] = set()
+        self._fault_usage: list[tuple[str, bool]] = []
 
     # -- reporting (any thread or process) --------------------------------------------
 
@@ -152,6 +153,24 @@ class ServerEvents:
             with self._changed:
                 self._received.append(record)
                 self._changed.notify_all()
+
+    def add_fault_usage(self, usage: list[tuple[str, bool]]) -> None:
+        """Report which faults fired on one connection (``(fault, fired)`` pairs)."""
+        if not usage:
+            return
+        if os.getpid() != self._owner:
+            entries = [list(entry) for entry in usage]
+            self._write_from_child("usage", {"usage": entries, "client_address": None})
+        else:
+            with self._lock:
+                self._fault_usage.extend(usage)
+
+    @property
+    def fault_usage(self) -> list[tuple[str, bool]]:
+        """Every ``(fault, fired)`` pair reported so far."""
+        self.collect()
+        with self._lock:
+            return list(self._fault_usage)
 
     def note_handler_thread(self) -> None:
         """Remember the calling thread as one of this server's handler threads."""
@@ -201,7 +220,9 @@ class ServerEvents:
             fields = entry["fields"]
             fields["client_address"] = _address_from_json(fields["client_address"])
             with self._changed:
-                if entry["kind"] == "error":
+                if entry["kind"] == "usage":
+                    self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
+                elif entry["kind"] == "error":
                     fields["type_path"] = tuple(fields["type_path"])
                     self._errors.append(HandlerError(**fields))
                 else:

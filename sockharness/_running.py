@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import os
 import shutil
 import socket
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, final
 
@@ -38,6 +40,10 @@ from ._errors import (
 from ._events import HandlerError, Received, ServerEvents
 from ._kinds import KINDS, Kind, parse_concurrency, parse_kind, server_class_for
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
+from .faults._plans import Timeline, summarize_unfired
+from .faults._proxy import check_faults
+from .faults._specs import Fault
+from .faults._wrapper import wrap_socket
 from .server._sockets import unix_path_limit
 
 __all__ = ["LEAK_MODES", "LeakWarning", "RunningServer", "start_server"]
@@ -118,8 +124,30 @@ def _check_attributes(cls: type, attributes: dict[str, Any]) -> None:
             )
 
 
+class _ServerFaults:
+    """The in-process faults of one server: what, seeded how, and a counter of connections."""
+
+    def __init__(self, faults: tuple[Fault, ...], seed: int) -> None:
+        self.faults = faults
+        self.seed = seed
+        self.timeline = Timeline()
+        self._count = itertools.count()
+        self.wrapped = 0
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        self.wrapped += 1
+        return wrap_socket(
+            sock,
+            self.faults,
+            side="server",
+            seed=self.seed,
+            connection=next(self._count),
+            timeline=self.timeline,
+        )
+
+
 def _harnessed_class(
-    cls: type, attributes: dict[str, Any], events: ServerEvents
+    cls: type, attributes: dict[str, Any], events: ServerEvents, faults: _ServerFaults | None
 ) -> type[_server.BaseServer]:
     """A subclass of ``cls`` that reports handler errors, threads and children to ``events``.
 
@@ -164,6 +192,24 @@ def _harnessed_class(
         ) -> None:
             events.add_received(client_address, data, started)
 
+        def get_request(self) -> Any:
+            request, client_address = super().get_request()
+            if faults is not None and isinstance(request, socket.socket):
+                request = faults.wrap(request)
+            return request, client_address
+
+        def shutdown_request(self, request: Any) -> None:
+            sock = request[1] if isinstance(request, tuple) else request
+            usage = getattr(sock, "fault_usage", None)
+            if usage is not None and (isinstance(request, socket.socket) or os.getpid() != owner):
+                # A connection's faults (in the child, a datagram socket's copy too).
+                events.add_fault_usage(usage())
+            super().shutdown_request(request)
+
+    owner = os.getpid()
+    if faults is None:
+        del Harnessed.get_request
+        del Harnessed.shutdown_request
     if not hasattr(cls, "process_request_thread"):
         del Harnessed.process_request_thread
     for name, value in attributes.items():
@@ -181,7 +227,8 @@ def start_server(
     concurrency: str | None = None,
     tls: bool | ssl.SSLContext = False,
     server_class: type | None = None,
-    faults: Any = None,
+    faults: Sequence[Fault] | None = None,
+    seed: int = 0,
     leaks: str = "warn",
     client_tls: ssl.SSLContext | None = None,
     **server_attrs: Any,
@@ -198,7 +245,10 @@ def start_server(
         tls: ``True`` to serve TLS with a certificate from a fresh trustme CA,
             or a server-side ``ssl.SSLContext`` (stream kinds only).
         server_class: run this socketserver-compatible class instead of ours.
-        faults: reserved for fault injection (not available yet).
+        faults: faults applied in this process to every accepted connection
+            (or datagram): see :mod:`sockharness.faults`. ``Down`` needs a
+            ``FaultProxy``; so do faults under TLS.
+        seed: seed of the faults' random choices.
         leaks: ``"fail"`` (raise), ``"warn"`` (a :class:`LeakWarning`, the
             default) or ``"off"``: what ``stop()`` does about leftovers.
         client_tls: the client context :meth:`RunningServer.connect` uses when
@@ -214,11 +264,6 @@ def start_server(
         ...         client.request(b"hello\\n")
         b'HELLO\\n'
     """
-    if faults is not None:
-        raise NotImplementedError(
-            "faults= arrives with sockharness's fault injection, which is not available "
-            "yet; start the server without faults."
-        )
     if not isinstance(handler, type):
         raise UsageError(
             f"handler must be a request handler class (a BaseRequestHandler subclass), "
@@ -252,6 +297,15 @@ def start_server(
         )
     server_context, client_context = _tls_contexts(tls, client_tls, kind_obj)
     _check_attributes(cls, server_attrs)
+    server_faults = None
+    if faults:
+        checked = check_faults(faults, kind_obj, proxy=False)
+        if server_context is not None:
+            raise UsageError(
+                "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
+                "socket itself); serve TLS behind a FaultProxy instead."
+            )
+        server_faults = _ServerFaults(checked, seed)
     return RunningServer(
         server_class=cls,
         handler=handler,
@@ -261,6 +315,7 @@ def start_server(
         server_context=server_context,
         client_context=client_context,
         leaks=leaks,
+        faults=server_faults,
     )
 
 
@@ -318,8 +373,10 @@ class RunningServer:
         server_context: ssl.SSLContext | None,
         client_context: ssl.SSLContext | None,
         leaks: str,
+        faults: _ServerFaults | None = None,
     ) -> None:
         server_cls = server_class
+        self._faults = faults
         self.kind = kind.name
         self.concurrency = concurrency
         self._kind = kind
@@ -327,6 +384,7 @@ class RunningServer:
         self._client_context = client_context
         self._tls = server_context is not None
         self._clients: list[Client] = []
+        self._client_faults: tuple[Fault, ...] = ()
         self._expected: list[type[BaseException]] = []
         self._reported: set[int] = set()
         self._stopped = False
@@ -348,8 +406,11 @@ class RunningServer:
                     )
             else:
                 bind_to = (kind.loopback, 0)
-            harnessed = _harnessed_class(server_cls, attributes, self._events)
+            harnessed = _harnessed_class(server_cls, attributes, self._events, faults)
             self.server = harnessed(bind_to, handler)
+            if faults is not None and not kind.stream:
+                # One socket serves every peer: its sends are the replies.
+                self.server.socket = faults.wrap(self.server.socket)
         except BaseException:
             self._remove_directory()
             raise
@@ -393,15 +454,13 @@ class RunningServer:
 
     # -- clients ----------------------------------------------------------------------
 
-    def connect(self, timeout: float = 5.0, *, faults: Any = None) -> Client:
+    def connect(self, timeout: float = 5.0, *, faults: Sequence[Fault] = ()) -> Client:
         """A client connected to this server (trusting its certificate when it serves TLS).
 
-        The client is closed when the server stops, if it is still open.
+        ``faults`` are applied in this process to what the client sends and
+        receives, seeded like the server's. The client is closed when the
+        server stops, if it is still open.
         """
-        if faults is not None:
-            raise NotImplementedError(
-                "faults= arrives with sockharness's fault injection, which is not available yet."
-            )
         if self._stopped:
             raise UsageError(f"{self!r} has been stopped; start a new one to connect.")
         context = None
@@ -412,9 +471,44 @@ class RunningServer:
                     "start_server() so connect() knows what to trust."
                 )
             context = self._client_context
-        client = connect(self.address, self._kind, tls=context, timeout=timeout)
+        client = connect(
+            self.address,
+            self._kind,
+            tls=context,
+            timeout=timeout,
+            faults=faults,
+            seed=self._faults.seed if self._faults is not None else 0,
+            connection=len(self._clients),
+            timeline=self.fault_timeline,
+        )
         self._clients.append(client)
+        if faults:
+            self._client_faults = (*self._client_faults, *faults)
         return client
+
+    @property
+    def fault_timeline(self) -> Timeline:
+        """What the in-process faults did, on the server's connections and its clients'.
+
+        (Faults in a forked child act there; their timeline stays with the child.)
+        """
+        if self._faults is None:
+            self._faults = _ServerFaults((), 0)
+        return self._faults.timeline
+
+    def unfired_faults(self) -> list[str]:
+        """In-process faults that never fired on any connection, server or client side."""
+        usage = list(self._events.fault_usage)
+        socket_usage = getattr(getattr(self.server, "socket", None), "fault_usage", None)
+        if socket_usage is not None:
+            usage += socket_usage()
+        for client in self._clients:
+            usage += client.fault_usage()
+        server_faults = self._faults.faults if self._faults is not None else ()
+        faults = (*server_faults, *self._client_faults)
+        made = self._faults.wrapped if self._faults is not None else 0
+        made += sum(1 for client in self._clients if client.faults)
+        return summarize_unfired(faults, usage, made, "connection")
 
     # -- errors -----------------------------------------------------------------------
 

@@ -262,7 +262,9 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
     """Start servers in the background; each is stopped at teardown, errors and leaks checked.
 
     ``make_server(handler, kind="tcp", *, concurrency="threading", tls=False,
-    server_class=None, faults=None, **server_attrs) -> RunningServer``
+    server_class=None, faults=None, **server_attrs) -> RunningServer``;
+    ``faults`` are applied in process to every accepted connection, seeded by
+    the test's seed.
     """
     from ._errors import IPv6Unavailable
     from ._running import start_server
@@ -292,6 +294,7 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
                 tls=tls,
                 server_class=server_class,
                 faults=faults,
+                seed=derive_test_seed(request.config, request.node.nodeid),
                 leaks="off",  # This plugin acts on leaks itself, at teardown.
                 client_tls=client_tls,
                 **server_attrs,
@@ -314,6 +317,7 @@ def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> N
     mode = request.config.stash[_LEAKS]
     problems: list[str] = []
     leak_reports: list[str] = []
+    unfired: list[str] = []
     for server in reversed(servers):
         server.stop(request.config.stash[_STOP_TIMEOUT], check=False)
         errors = server.take_undeclared_errors()
@@ -322,6 +326,7 @@ def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> N
         report = server.leak_report()
         if report is not None:
             leak_reports.append(report)
+        unfired += [f"{server!r}: {line}" for line in server.unfired_faults()]
     seed_line = _seed_line(request.node)
     if problems:
         raise HandlerErrors("\n\n".join([*problems, *leak_reports, seed_line]))
@@ -334,6 +339,27 @@ def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> N
         import warnings
 
         warnings.warn(LeakWarning("\n\n".join(leak_reports)), stacklevel=2)
+    _report_unfired(request, unfired)
+
+
+def _report_unfired(request: pytest.FixtureRequest, reports: list[str]) -> None:
+    __tracebackhide__ = True
+    mode = request.config.stash[_UNFIRED]
+    if not reports or mode == "off":
+        return
+    message = (
+        "faults that never fired (the test did not exercise them; pass "
+        "--sockharness-unfired=warn to allow this):\n  " + "\n  ".join(reports)
+    )
+    if mode == "fail":
+        from ._errors import UnfiredFaults
+
+        raise UnfiredFaults(f"{message}\n\n{_seed_line(request.node)}")
+    import warnings
+
+    from ._errors import UnfiredFaultWarning
+
+    warnings.warn(UnfiredFaultWarning(message), stacklevel=3)
 
 
 @pytest.fixture
@@ -365,8 +391,9 @@ def any_server(
 def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client]]:
     """Connect clients to any server, sockharness's or not; they are closed at teardown.
 
-    ``make_client(address, kind="tcp", *, tls=None, timeout=5.0) -> Client``; ``tls``
-    is ``True`` (trust the session's CA) or an ``ssl.SSLContext``.
+    ``make_client(address, kind="tcp", *, tls=None, timeout=5.0, faults=()) -> Client``;
+    ``tls`` is ``True`` (trust the session's CA) or an ``ssl.SSLContext``;
+    ``faults`` are applied in process to what the client sends and receives.
     """
     from ._clients import connect
 
@@ -379,6 +406,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
         *,
         tls: bool | ssl.SSLContext | None = None,
         timeout: float = 5.0,
+        faults: Sequence[Fault] = (),
     ) -> Client:
         __tracebackhide__ = True
         context: ssl.SSLContext | None
@@ -389,13 +417,27 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
             context = None
         else:
             context = tls
-        client = connect(address, kind, tls=context, timeout=timeout)
+        client = connect(
+            address,
+            kind,
+            tls=context,
+            timeout=timeout,
+            faults=faults,
+            seed=derive_test_seed(request.config, request.node.nodeid),
+            connection=len(clients),
+        )
         clients.append(client)
         return client
 
     yield factory
     for client in clients:
         client.close()
+    from .faults._plans import summarize_unfired
+
+    faulty = [client for client in clients if client.faults]
+    usage = [entry for client in faulty for entry in client.fault_usage()]
+    planned = [fault for client in faulty for fault in client.faults]
+    _report_unfired(request, summarize_unfired(planned, usage, len(faulty), "client"))
 
 
 @pytest.fixture
@@ -435,21 +477,7 @@ def fault_proxy(
     for proxy in proxies:
         proxy.close()
         reports += [f"{proxy!r}: {line}" for line in proxy.unfired()]
-    mode = request.config.stash[_UNFIRED]
-    if reports and mode != "off":
-        from ._errors import UnfiredFaults
-
-        message = (
-            "faults that never fired (the test did not exercise them; pass "
-            "--sockharness-unfired=warn to allow this):\n  " + "\n  ".join(reports)
-        )
-        if mode == "fail":
-            raise UnfiredFaults(f"{message}\n\n{_seed_line(request.node)}")
-        import warnings
-
-        from ._errors import UnfiredFaultWarning
-
-        warnings.warn(UnfiredFaultWarning(message), stacklevel=2)
+    _report_unfired(request, reports)
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -506,5 +534,9 @@ def pytest_runtest_makereport(
             timeline = proxy.timeline.format()
             if timeline:
                 report.sections.append((f"sockharness fault timeline {proxy!r}", timeline))
+        for server in item.stash.get(_SERVERS, []):
+            timeline = server.fault_timeline.format()
+            if timeline:
+                report.sections.append((f"sockharness fault timeline {server!r}", timeline))
         report.sections.append(("sockharness", _seed_line(item)))
     return report

@@ -390,8 +390,8 @@ def test_server_attributes_are_set_before_the_server_binds(pytester: pytest.Pyte
             with pytest.raises(UsageError, match="did you mean 'daemon_threads'"):
                 make_server(EchoHandler, daemon_thread=True)
 
-        def test_faults_are_not_there_yet(make_server):
-            with pytest.raises(NotImplementedError, match="fault injection"):
+        def test_faults_must_be_specs(make_server):
+            with pytest.raises(UsageError, match="faults must be fault specs"):
                 make_server(EchoHandler, faults=["latency"])
 
         def test_bad_handler(make_server):

@@ -18,6 +18,7 @@ from sockharness import (
     UsageError,
     start_server,
 )
+from sockharness.faults import Down, Latency, Slicer
 from sockharness.handlers import CrashHandler, EchoHandler, HandlerCrash, RecordingHandler
 
 ALL_KINDS = ["tcp", "tcp6", "udp", "udp6", "unix", "unix_dgram"]
@@ -173,7 +174,10 @@ def test_a_users_handle_error_is_kept() -> None:
         ({"tls": "yes"}, UsageError, "tls must be True, False or an ssl.SSLContext"),
         ({"leaks": "loud"}, UsageError, "leaks='loud' is not one of"),
         ({"concurrency": "async"}, UsageError, "concurrency='async' is not one"),
-        ({"faults": ["latency"]}, NotImplementedError, "fault injection"),
+        ({"faults": ["latency"]}, UsageError, "faults must be fault specs"),
+        ({"kind": "udp", "faults": [Slicer(4)]}, UsageError, "is a stream fault"),
+        ({"faults": [Down()]}, UsageError, "only a FaultProxy applies it"),
+        ({"tls": True, "faults": [Latency(0.1)]}, UsageError, "cannot reach the bytes under TLS"),
         ({"block_on_clos": False}, UsageError, "did you mean 'block_on_close'"),
     ],
 )

@@ -60,6 +60,7 @@ __all__ = [
     "Timeline",
     "generator",
     "picks",
+    "summarize_unfired",
 ]
 
 UPSTREAM = "upstream"
@@ -207,6 +208,10 @@ class _Plan:
             self.timeline.add(
                 Event(at - self.started, self.connection, self.direction, repr(stage.fault), effect)
             )
+
+    def usage(self) -> list[tuple[str, bool]]:
+        """``(fault, fired)`` for every fault planned here."""
+        return [(repr(stage.fault), stage.fired) for stage in self.stages]
 
     def unfired(self) -> list[str]:
         """The faults of this plan that never did anything, described."""
@@ -515,3 +520,38 @@ _DATAGRAM_EFFECTS: dict[type[Fault], Any] = {
     Bandwidth: _pace,
     Down: _drop,
 }
+
+
+def summarize_unfired(
+    faults: Sequence[Fault], usage: Sequence[tuple[str, bool]], units: int, unit: str
+) -> list[str]:
+    """The faults in ``faults`` that never fired, with why, from the plans' ``usage``.
+
+    ``units`` is how many connections (or peers, or sockets) there were, named
+    ``unit``.
+    """
+    planned: dict[str, int] = {}
+    fired: set[str] = set()
+    for name, did in usage:
+        planned[name] = planned.get(name, 0) + 1
+        if did:
+            fired.add(name)
+    reports = []
+    for fault in dict.fromkeys(faults):
+        name = repr(fault)
+        if name in fired:
+            continue
+        if name in planned:
+            count = planned[name]
+            reports.append(
+                f"{name} never fired (planned on {count} {unit} "
+                f"direction{'s' if count != 1 else ''})"
+            )
+        elif units == 0:
+            reports.append(f"{name} never fired: no {unit} was made")
+        else:
+            reports.append(
+                f"{name} never fired: it applied to none of the {units} {unit}"
+                f"{'s' if units != 1 else ''} (direction, toxicity)"
+            )
+    return reports

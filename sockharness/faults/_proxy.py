@@ -18,7 +18,7 @@ from sockharness._kinds import Kind, parse_kind
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._loop import EventLoop
-from ._plans import DOWNSTREAM, UPSTREAM, DatagramPlan, StreamPlan, Timeline
+from ._plans import DOWNSTREAM, UPSTREAM, DatagramPlan, StreamPlan, Timeline, summarize_unfired
 from ._specs import DATAGRAM, STREAM, Down, Fault
 from ._stream_relay import StreamRelay, reset
 
@@ -242,31 +242,9 @@ class FaultProxy:
                 plans.extend(holder.plans)
             ever = list(self._ever)
             connections = self._counts["connections"]
-        planned: dict[Fault, int] = {}
-        fired: set[Fault] = set()
-        for plan in plans:
-            for stage in plan.stages:
-                planned[stage.fault] = planned.get(stage.fault, 0) + 1
-                if stage.fired:
-                    fired.add(stage.fault)
-        reports = []
-        for fault in ever:
-            if fault in fired:
-                continue
-            if fault in planned:
-                count = planned[fault]
-                reports.append(
-                    f"{fault!r} never fired (planned on {count} connection "
-                    f"direction{'s' if count != 1 else ''})"
-                )
-            elif connections == 0:
-                reports.append(f"{fault!r} never fired: nothing passed through the proxy")
-            else:
-                reports.append(
-                    f"{fault!r} never fired: it applied to none of the {connections} "
-                    f"connection{'s' if connections != 1 else ''} (direction, toxicity)"
-                )
-        return reports
+        usage = [entry for plan in plans for entry in plan.usage()]
+        unit = "connection" if self.kind.stream else "peer"
+        return summarize_unfired(ever, usage, connections, unit)
 
     # -- the event loop's side ------------------------------------------------------------------
 

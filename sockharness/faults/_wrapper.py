@@ -1,0 +1,417 @@
+"""Faulty sockets: faults applied inside the process, to a real socket's sends and receives.
+
+No proxy, no extra hop: the socket object itself is a :class:`socket.socket`
+subclass that passes what it sends through the plan of its outgoing direction
+and what it receives through the plan of its incoming direction, sleeping in
+the caller's thread until each piece is due. Everything that reads and writes
+through the socket (``makefile()``, ``sendall()``, ``StreamRequestHandler``)
+sees the faults.
+
+Datagrams that must arrive later than the send call returns (``Latency``,
+``Reorder``, ``Bandwidth``) are handed to a small delivery thread, so later
+datagrams can overtake a held-back one, as on a network.
+
+Time-triggered faults (``ResetPeer(after)``, ``Timeout(after)``) strike when
+the application next sends or receives, or while it waits to receive; only the
+proxy strikes on time with an idle application.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import os
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sockharness._errors import UsageError
+
+from ._plans import DOWNSTREAM, UPSTREAM, Action, DatagramPlan, StreamPlan, Timeline
+from ._specs import DATAGRAM, STREAM, Fault
+
+__all__ = ["FaultyDatagramSocket", "FaultyStreamSocket", "wrap_socket"]
+
+
+def _sleep_until(when: float) -> None:
+    delay = when - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def _directions(side: str) -> tuple[str, str]:
+    """(outgoing, incoming) directions of a socket on ``side`` ("client" or "server")."""
+    if side == "client":
+        return UPSTREAM, DOWNSTREAM
+    if side == "server":
+        return DOWNSTREAM, UPSTREAM
+    raise UsageError(f"side must be 'client' or 'server', got {side!r}")
+
+
+class _Faulty:
+    """What both faulty socket kinds carry."""
+
+    _sh_out: Any
+    _sh_in: Any
+    _sh_timeline: Timeline
+    _sh_faults: tuple[Fault, ...] = ()
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The faults this socket applies."""
+        return self._sh_faults
+
+    def fault_usage(self) -> list[tuple[str, bool]]:
+        """``(fault, fired)`` for every fault planned on this socket."""
+        return self._sh_out.usage() + self._sh_in.usage()
+
+    @property
+    def fault_timeline(self) -> Timeline:
+        """What the faults did on this socket."""
+        return self._sh_timeline
+
+
+class FaultyStreamSocket(socket.socket, _Faulty):
+    """A connected stream socket whose sends and receives go through fault plans."""
+
+    def _sh_setup(
+        self, faults: Sequence[Fault], *, seed: int, connection: int, side: str, timeline: Timeline
+    ) -> None:
+        now = time.monotonic()
+        outgoing, incoming = _directions(side)
+        self._sh_faults = tuple(faults)
+        self._sh_timeline = timeline
+        common = {"seed": seed, "connection": connection, "started": now, "timeline": timeline}
+        self._sh_out = StreamPlan(faults, direction=outgoing, **common)
+        self._sh_in = StreamPlan(faults, direction=incoming, **common)
+        self._sh_pending: list[tuple[float, bytes]] = []  # Received, not yet due.
+        self._sh_eof_at: float | None = None
+        self._sh_state = "open"  # "open", "closed" (by a fault), "reset"
+        self._sh_lock = threading.Lock()
+
+    # -- time-triggered faults ---------------------------------------------------------------
+
+    def _sh_timers(self) -> None:
+        now = time.monotonic()
+        for plan in (self._sh_out, self._sh_in):
+            for action in plan.due(now):
+                self._sh_end(action.kind)
+
+    def _sh_next_timer(self) -> float | None:
+        times = self._sh_out.timers() + self._sh_in.timers()
+        return min(times) if times else None
+
+    def _sh_end(self, kind: str) -> None:
+        if self._sh_state != "open":
+            return
+        if kind == "reset":
+            self._sh_state = "reset"
+            with contextlib.suppress(OSError):
+                self.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # Close the descriptor now, whatever file objects still refer to the
+            # socket: an RST goes out, and every later use is a reset here too.
+            with contextlib.suppress(OSError):
+                os.close(self.detach())
+        elif kind == "close":
+            self._sh_state = "closed"
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self, socket.SHUT_RDWR)
+
+    def _sh_check(self) -> None:
+        if self._sh_state == "reset":
+            raise ConnectionResetError(104, "Connection reset by a ResetPeer fault")
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _sh_send(self, data: Any) -> int:
+        self._sh_timers()
+        self._sh_check()
+        if self._sh_state == "closed":
+            raise BrokenPipeError(32, "Broken pipe: the connection was closed by a fault")
+        view = bytes(data)
+        for action in self._sh_out.data(time.monotonic(), view):
+            _sleep_until(action.at)
+            self._sh_timers()
+            self._sh_check()
+            if action.kind == "data":
+                socket.socket.sendall(self, action.data)
+            else:
+                self._sh_end(action.kind)
+                self._sh_check()
+        return len(view)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        return self._sh_send(data)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self._sh_send(data)
+
+    def shutdown(self, how: int) -> None:
+        self._sh_check()
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and self._sh_state == "open":
+            for action in self._sh_out.eof(time.monotonic()):
+                _sleep_until(action.at)
+        with contextlib.suppress(OSError) if self._sh_state != "open" else contextlib.nullcontext():
+            socket.socket.shutdown(self, how)
+
+    # -- receiving -----------------------------------------------------------------------------
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        while True:
+            self._sh_timers()
+            self._sh_check()
+            if self._sh_pending:
+                at, data = self._sh_pending[0]
+                _sleep_until(at)
+                piece, rest = data[:bufsize], data[bufsize:]
+                if rest:
+                    self._sh_pending[0] = (at, rest)
+                else:
+                    self._sh_pending.pop(0)
+                return piece
+            if self._sh_eof_at is not None or self._sh_state == "closed":
+                if self._sh_eof_at is not None:
+                    _sleep_until(self._sh_eof_at)
+                return b""
+            raw = self._sh_receive_raw(max(bufsize, 65536))
+            now = time.monotonic()
+            actions = self._sh_in.data(now, raw) if raw else self._sh_in.eof(now)
+            if not raw and not actions:
+                # The end was held back (Timeout): wait as for data that never comes.
+                self._sh_wait_forever()
+            for action in actions:
+                if action.kind == "data":
+                    self._sh_pending.append((action.at, action.data))
+                elif action.kind == "eof":
+                    self._sh_eof_at = action.at
+                else:
+                    _sleep_until(action.at)
+                    self._sh_end(action.kind)
+
+    def _sh_receive_raw(self, size: int) -> bytes:
+        """One real recv(), waiting no longer than the socket's timeout or the next fault timer."""
+        timeout = self.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wake = self._sh_next_timer()
+            limits = [t for t in (deadline, wake) if t is not None]
+            wait = None if not limits else max(0.0, min(limits) - time.monotonic())
+            readable, _, _ = select.select([self], [], [], wait)
+            if readable:
+                return socket.socket.recv(self, size, socket.MSG_DONTWAIT)
+            self._sh_timers()
+            self._sh_check()
+            if self._sh_state == "closed":
+                return b""
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+
+    def _sh_wait_forever(self) -> None:
+        timeout = self.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wake = self._sh_next_timer()
+            limits = [t for t in (deadline, wake) if t is not None]
+            if not limits:
+                threading.Event().wait()  # A hung peer, as asked: forever.
+            _sleep_until(min(limits))
+            self._sh_timers()
+            self._sh_check()
+            if self._sh_state == "closed":
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        size = nbytes or len(view)
+        data = self.recv(size)
+        view[: len(data)] = data
+        return len(data)
+
+
+class _Deliverer:
+    """One thread that sends datagrams when they fall due, in time order."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Any]] = []
+        self._counter = itertools.count()
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def at(self, when: float, send: Any) -> None:
+        with self._changed:
+            if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="sockharness datagrams", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (when, next(self._counter), send))
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._heap:
+                    self._thread = None  # Nothing left: end; the next datagram starts another.
+                    return
+                when, _, send = self._heap[0]
+                delay = when - time.monotonic()
+                if delay > 0:
+                    self._changed.wait(delay)
+                    continue
+                heapq.heappop(self._heap)
+            with contextlib.suppress(OSError):
+                send()
+
+
+_DELIVERER = _Deliverer()
+
+
+class FaultyDatagramSocket(socket.socket, _Faulty):
+    """A datagram socket whose sends (and receives) go through fault plans, per peer."""
+
+    def _sh_setup(
+        self, faults: Sequence[Fault], *, seed: int, connection: int, side: str, timeline: Timeline
+    ) -> None:
+        self._sh_faults = tuple(faults)
+        self._sh_seed = seed
+        self._sh_base = connection
+        self._sh_side = side
+        self._sh_timeline = timeline
+        self._sh_plans: dict[Any, tuple[DatagramPlan, DatagramPlan]] = {}
+        self._sh_plan_lock = threading.Lock()
+        self._sh_in_flight = 0
+
+    def _sh_plans_for(self, peer: Any) -> tuple[DatagramPlan, DatagramPlan]:
+        key = peer if peer else None
+        with self._sh_plan_lock:
+            plans = self._sh_plans.get(key)
+            if plans is None:
+                outgoing, incoming = _directions(self._sh_side)
+                common = {
+                    "seed": self._sh_seed,
+                    "connection": self._sh_base + len(self._sh_plans),
+                    "started": time.monotonic(),
+                    "timeline": self._sh_timeline,
+                }
+                plans = (
+                    DatagramPlan(self._sh_faults, direction=outgoing, **common),
+                    DatagramPlan(self._sh_faults, direction=incoming, **common),
+                )
+                self._sh_plans[key] = plans
+            return plans
+
+    def fault_usage(self) -> list[tuple[str, bool]]:
+        with self._sh_plan_lock:
+            plans = [plan for pair in self._sh_plans.values() for plan in pair]
+        return [entry for plan in plans for entry in plan.usage()]
+
+    def _sh_deliver(self, actions: list[Action], send: Any) -> None:
+        now = time.monotonic()
+        for action in actions:
+            if action.kind != "data":
+                continue
+            if action.at <= now:
+                send(action.data)
+            else:
+                with self._sh_plan_lock:
+                    self._sh_in_flight += 1
+
+                def deliver(data: bytes = action.data) -> None:
+                    try:
+                        send(data)
+                    finally:
+                        with self._sh_plan_lock:
+                            self._sh_in_flight -= 1
+
+                _DELIVERER.at(action.at, deliver)
+
+    def close(self) -> None:
+        """Close, once the datagrams held back by faults have gone out (as the kernel would)."""
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline:
+            with self._sh_plan_lock:
+                if self._sh_in_flight <= 0:
+                    break
+            time.sleep(0.001)
+        super().close()
+
+    def sendto(self, data: Any, *args: Any) -> int:
+        address = args[-1]
+        flags = args[0] if len(args) == 2 else 0
+        payload = bytes(data)
+        out_plan, _ = self._sh_plans_for(address)
+        self._sh_deliver(
+            out_plan.datagram(time.monotonic(), payload),
+            lambda piece: socket.socket.sendto(self, piece, flags, address),
+        )
+        return len(payload)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        payload = bytes(data)
+        out_plan, _ = self._sh_plans_for(self.getpeername())
+        self._sh_deliver(
+            out_plan.datagram(time.monotonic(), payload),
+            lambda piece: socket.socket.send(self, piece, flags),
+        )
+        return len(payload)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        while True:
+            data, peer = socket.socket.recvfrom(self, bufsize, flags)
+            _, in_plan = self._sh_plans_for(peer)
+            for action in in_plan.datagram(time.monotonic(), data):
+                if action.kind == "data":
+                    _sleep_until(action.at)
+                    return action.data, peer
+            if self._sh_side == "server":
+                # A server's loop reads one datagram per wake-up: tell it there was
+                # nothing (it ignores an OSError from get_request()) rather than block.
+                raise BlockingIOError(11, "the datagram was lost to a fault")
+            # A client waits for the next one, as the application would.
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self.recvfrom(bufsize, flags)[0]
+
+
+def wrap_socket(
+    sock: socket.socket,
+    faults: Sequence[Fault],
+    *,
+    side: str,
+    seed: int = 0,
+    connection: int = 0,
+    timeline: Timeline | None = None,
+) -> socket.socket:
+    """Turn ``sock`` into a faulty socket (taking over its descriptor; ``sock`` is detached).
+
+    ``side`` is ``"client"`` (sends go upstream) or ``"server"`` (sends go
+    downstream). Faults that need a proxy (``Down``) or mean nothing on the
+    socket's transport are refused.
+    """
+    transport = STREAM if sock.type == socket.SOCK_STREAM else DATAGRAM
+    for fault in faults:
+        if fault.proxy_only:
+            raise UsageError(f"{fault!r} concerns whole connections: use a FaultProxy for it")
+        if transport not in fault.transports:
+            raise UsageError(f"{fault!r} is not a {transport} fault")
+    cls = FaultyStreamSocket if transport == STREAM else FaultyDatagramSocket
+    timeout = sock.gettimeout()
+    wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    wrapped.settimeout(timeout)
+    wrapped._sh_setup(
+        faults,
+        seed=seed,
+        connection=connection,
+        side=side,
+        timeline=timeline if timeline is not None else Timeline(),
+    )
+    return wrapped
