@@ -122,3 +122,54 @@ def test_importing_is_cheap(module: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert output.strip() == "[]"
+
+
+FAULTS_API = [
+    "FAULT_NAMES",
+    "Bandwidth",
+    "Corrupt",
+    "Down",
+    "Duplicate",
+    "Event",
+    "Fault",
+    "FaultProxy",
+    "Latency",
+    "LimitData",
+    "Loss",
+    "ProxyStats",
+    "Reorder",
+    "ResetPeer",
+    "Slicer",
+    "SlowClose",
+    "Timeline",
+    "Timeout",
+    "Truncate",
+    "fault_from_mapping",
+    "parse_fault",
+]
+
+STRATEGIES_API = [
+    "datagram_faults",
+    "directions",
+    "fault_lists",
+    "harmless_stream_faults",
+    "payloads",
+    "stream_faults",
+    "toxicities",
+]
+
+
+def test_faults_exports() -> None:
+    from sockharness import faults
+
+    assert sorted(faults.__all__) == sorted(FAULTS_API)
+    for name in FAULTS_API:
+        value = getattr(faults, name)
+        if isinstance(value, type):
+            assert value.__module__ == "sockharness.faults"
+
+
+def test_strategies_exports() -> None:
+    from sockharness import strategies
+
+    assert sorted(strategies.__all__) == sorted(STRATEGIES_API)
