@@ -33,7 +33,7 @@ from typing import Any
 from sockharness._errors import UsageError
 
 from ._plans import DOWNSTREAM, UPSTREAM, Action, DatagramPlan, StreamPlan, Timeline
-from ._specs import DATAGRAM, STREAM, Fault
+from ._specs import DATAGRAM, STREAM, Fault, ResetPeer, Timeout
 
 __all__ = ["FaultyDatagramSocket", "FaultyStreamSocket", "wrap_socket"]
 
@@ -93,6 +93,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         self._sh_eof_at: float | None = None
         self._sh_state = "open"  # "open", "closed" (by a fault), "reset"
         self._sh_lock = threading.Lock()
+        self._sh_decide_fast_paths()
 
     # -- time-triggered faults ---------------------------------------------------------------
 
@@ -145,10 +146,37 @@ class FaultyStreamSocket(socket.socket, _Faulty):
                 self._sh_check()
         return len(view)
 
+    def _sh_decide_fast_paths(self) -> None:
+        """A direction with no fault (and no timer anywhere) takes plain socket calls.
+
+        The faults of a wrapped socket never change, so this is decided once.
+        """
+        no_timers = not any(
+            isinstance(stage.fault, (ResetPeer, Timeout))
+            for plan in (self._sh_out, self._sh_in)
+            for stage in plan.stages
+        )
+        self._sh_fast_send = no_timers and not self._sh_out.stages
+        self._sh_fast_recv = no_timers and not self._sh_in.stages
+        # Bind the plain methods on the instance: no Python frame between the
+        # caller and the system call, so a fault that applies to nothing costs nothing.
+        # (Explicit close() ends the reference cycle this makes, as for any socket.)
+        if self._sh_fast_send:
+            self.send = socket.socket.send.__get__(self)  # type: ignore[method-assign]
+            self.sendall = socket.socket.sendall.__get__(self)  # type: ignore[method-assign]
+        if self._sh_fast_recv:
+            self.recv = socket.socket.recv.__get__(self)  # type: ignore[method-assign]
+            self.recv_into = socket.socket.recv_into.__get__(self)  # type: ignore[method-assign]
+
     def send(self, data: Any, flags: int = 0) -> int:
+        if self._sh_fast_send:
+            return socket.socket.send(self, data, flags)
         return self._sh_send(data)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
+        if self._sh_fast_send:
+            socket.socket.sendall(self, data, flags)
+            return
         self._sh_send(data)
 
     def shutdown(self, how: int) -> None:
@@ -162,6 +190,8 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     # -- receiving -----------------------------------------------------------------------------
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if self._sh_fast_recv:
+            return socket.socket.recv(self, bufsize, flags)
         while True:
             self._sh_timers()
             self._sh_check()
@@ -228,6 +258,8 @@ class FaultyStreamSocket(socket.socket, _Faulty):
                 raise TimeoutError("timed out")
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if self._sh_fast_recv:
+            return socket.socket.recv_into(self, buffer, nbytes, flags)
         view = memoryview(buffer).cast("B")
         size = nbytes or len(view)
         data = self.recv(size)

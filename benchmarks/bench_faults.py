@@ -1,0 +1,248 @@
+"""Fault injection measured: proxy overhead beside socat, fault accuracy, wrapper overhead.
+
+Every server and relay runs in a process of its own, as in real use:
+``sockharness serve`` (echo or discard), ``socat`` (a plain C relay, from
+Debian's packages) and ``sockharness proxy``. The clients run here.
+
+1. Bulk throughput, client -> relay -> discard server, for: a direct
+   connection, socat, and the fault proxy with no faults.
+2. Round-trip time of a small echo through the same three paths.
+3. Latency accuracy: ``Latency(0.05)`` upstream through the proxy; the extra
+   round-trip time against the proxy without faults should be 50 ms (median
+   within 2 ms).
+4. Bandwidth accuracy: ``Bandwidth(1_000_000)`` upstream; the measured rate
+   over about a second should be within 5 %.
+5. In-process wrapper overhead: echo round trips per second through a client
+   whose faults apply to no connection (``toxicity=0``), against a plain
+   client, side by side.
+
+Usage: ``python benchmarks/bench_faults.py [--quick] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from sockharness import connect
+from sockharness.faults import Latency
+
+CHUNK = bytes(1 << 20)
+
+
+@contextlib.contextmanager
+def process(*args: str, ready: str) -> Iterator[str]:
+    """Run a command; yield its first line of output once it contains ``ready``."""
+    child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        if ready not in line:
+            raise RuntimeError(f"{args[:3]} did not start: {line!r} {child.stderr.read()!r}")
+        yield line
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+
+
+def serve(handler: str) -> contextlib.AbstractContextManager[str]:
+    return process(
+        sys.executable, "-m", "sockharness", "serve", "--handler", handler, ready="serving"
+    )
+
+
+def port_of(line: str) -> int:
+    return int(line.split(" at ")[1].split(";", maxsplit=1)[0].rsplit(":", 1)[1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def relay(kind: str, upstream_port: int, *faults: str) -> Iterator[int]:
+    """Yield the port of a relay to ``upstream_port``: none (direct), socat, or the proxy."""
+    if kind == "direct":
+        yield upstream_port
+        return
+    if kind == "socat":
+        port = free_port()
+        child = subprocess.Popen(
+            [
+                "socat",
+                f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                f"TCP:127.0.0.1:{upstream_port}",
+            ]
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("socat did not start")
+                time.sleep(0.01)
+            yield port
+        finally:
+            child.terminate()
+            child.wait(10)
+        return
+    fault_args = [arg for fault in faults for arg in ("--fault", fault)]
+    with process(
+        sys.executable, "-m", "sockharness", "proxy",
+        "--upstream", f"127.0.0.1:{upstream_port}", *fault_args,
+        ready="sockharness: proxy",
+    ) as line:  # fmt: skip
+        yield int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
+
+
+def throughput(port: int, total: int) -> float:
+    """Bytes per second from here through ``port`` into a discard server, fully delivered."""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        started = time.perf_counter()
+        sent = 0
+        while sent < total:
+            sock.sendall(CHUNK)
+            sent += len(CHUNK)
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(65536):
+            pass  # The server closes once it has read everything.
+        return sent / (time.perf_counter() - started)
+
+
+def round_trips(port: int, count: int) -> list[float]:
+    """Round-trip times, in seconds, of one-byte echoes over one connection."""
+    times = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            started = time.perf_counter()
+            sock.sendall(b"x")
+            sock.recv(16)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def rate_through(port: int, total: int) -> float:
+    return throughput(port, total)
+
+
+def wrapper_rates(echo_port: int, rounds: int, duration: float) -> dict[str, float]:
+    """Echo round trips per second: a plain client and one whose faults apply to nothing."""
+    rates: dict[str, list[float]] = {"plain": [], "wrapped, no fault applies": []}
+    idle_faults = [Latency(0.05, toxicity=0.0)]
+    for n in range(rounds):
+        order = list(rates) if n % 2 == 0 else list(reversed(rates))
+        for name in order:
+            faults = idle_faults if name.startswith("wrapped") else []
+            with connect(("127.0.0.1", echo_port), faults=faults) as client:
+                client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                time.sleep(0.2)
+                count = 0
+                started = time.perf_counter()
+                while time.perf_counter() - started < duration:
+                    client.sock.sendall(b"x")
+                    client.sock.recv(16)
+                    count += 1
+                rates[name].append(count / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    if shutil.which("socat") is None:
+        print("socat is not installed (apt-get install socat); it is the baseline here")
+        return 1
+    total = (64 if args.quick else 512) << 20
+    rounds = 1 if args.quick else 3
+    results: dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "bulk_mb": total >> 20,
+    }
+    paths = ["direct", "socat", "proxy"]
+    with serve("discard") as discard_line, serve("echo") as echo_line:
+        discard, echo = port_of(discard_line), port_of(echo_line)
+        rates: dict[str, list[float]] = {path: [] for path in paths}
+        rtts: dict[str, list[float]] = {path: [] for path in paths}
+        for n in range(rounds):
+            for path in paths if n % 2 == 0 else reversed(paths):
+                with relay(path, discard) as port:
+                    time.sleep(0.3)
+                    rates[path].append(throughput(port, total))
+                with relay(path, echo) as port:
+                    time.sleep(0.3)
+                    rtts[path] += round_trips(port, 200 if args.quick else 2000)
+        results["throughput_mb_s"] = {p: statistics.median(v) / 1e6 for p, v in rates.items()}
+        results["rtt_us_median"] = {p: statistics.median(v) * 1e6 for p, v in rtts.items()}
+        # Fault accuracy.
+        with (
+            relay("proxy", echo) as plain,
+            relay("proxy", echo, "latency=0.05,direction=upstream") as slow,
+        ):
+            base = statistics.median(round_trips(plain, 50))
+            delayed = round_trips(slow, 50 if args.quick else 200)
+        extra = [t - base for t in delayed]
+        results["latency_0.05"] = {
+            "median_extra_ms": statistics.median(extra) * 1e3,
+            "p90_extra_ms": sorted(extra)[int(len(extra) * 0.9)] * 1e3,
+        }
+        with relay("proxy", discard, "bandwidth=1000000,direction=upstream") as limited:
+            measured = throughput(limited, 1 << 20)
+        results["bandwidth_1MB_s"] = {
+            "measured_b_s": measured,
+            "error_pct": (measured / 1e6 - 1) * 100,
+        }
+        results["wrapper_round_trips_s"] = wrapper_rates(
+            echo, rounds * 2, 0.5 if args.quick else 1.0
+        )
+
+    t = results["throughput_mb_s"]
+    r = results["rtt_us_median"]
+    w = results["wrapper_round_trips_s"]
+    print(f"fault injection — Python {results['python']}, {results['cpus']} CPUs")
+    print(f"bulk throughput ({results['bulk_mb']} MB into a discard server), MB/s:")
+    for path in paths:
+        print(f"  {path:8} {t[path]:10.1f}   ({t[path] / t['socat']:.2f}x socat)")
+    print("round-trip time of a 1-byte echo, median µs:")
+    for path in paths:
+        print(f"  {path:8} {r[path]:10.1f}   (+{r[path] - r['direct']:.1f} over direct)")
+    lat = results["latency_0.05"]
+    print(f"Latency(0.05) upstream: extra round trip median {lat['median_extra_ms']:.2f} ms, "
+          f"p90 {lat['p90_extra_ms']:.2f} ms (target 50 ± 2 ms at the median)")  # fmt: skip
+    bw = results["bandwidth_1MB_s"]
+    print(f"Bandwidth(1 MB/s) upstream: measured {bw['measured_b_s'] / 1e6:.3f} MB/s "
+          f"({bw['error_pct']:+.1f} %, target within 5 %)")  # fmt: skip
+    overhead = (1 - w["wrapped, no fault applies"] / w["plain"]) * 100
+    print(f"in-process wrapper, no fault applying: {w['wrapped, no fault applies']:.0f} vs "
+          f"{w['plain']:.0f} round trips/s plain ({overhead:+.1f} % overhead, target at most 5 %)")  # fmt: skip
+    results["wrapper_overhead_pct"] = overhead
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
