@@ -272,6 +272,8 @@ class FaultProxy:
         for holder in holders:
             for plan in holder.plans:
                 plan.update(faults)
+            if isinstance(holder, StreamRelay):
+                holder.arm_timers()
         if self._down():
             for relay in list(self._relays):
                 relay.cut_client()
