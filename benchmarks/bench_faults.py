@@ -235,8 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Bandwidth(1 MB/s) upstream: measured {bw['measured_b_s'] / 1e6:.3f} MB/s "
           f"({bw['error_pct']:+.1f} %, target within 5 %)")  # fmt: skip
     overhead = (1 - w["wrapped, no fault applies"] / w["plain"]) * 100
-    print(f"in-process wrapper, no fault applying: {w['wrapped, no fault applies']:.0f} vs "
-          f"{w['plain']:.0f} round trips/s plain ({overhead:+.1f} % overhead, target at most 5 %)")  # fmt: skip
+    wrapped = w["wrapped, no fault applies"]
+    print(f"in-process wrapper, no fault applying: {wrapped:.0f} vs {w['plain']:.0f} round "
+          f"trips/s plain ({overhead:+.1f} % overhead, target at most 5 %)")  # fmt: skip
     results["wrapper_overhead_pct"] = overhead
     if args.json:
         with open(args.json, "w") as f:
