@@ -39,6 +39,7 @@ _USED = pytest.StashKey[bool]()
 _STOP_TIMEOUT = pytest.StashKey[float]()
 _UNFIRED = pytest.StashKey[str]()
 _PROXIES = pytest.StashKey[list["FaultProxy"]]()
+_FAULTY_CLIENTS = pytest.StashKey[list["Client"]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -427,6 +428,8 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
             connection=len(clients),
         )
         clients.append(client)
+        if faults:
+            request.node.stash.setdefault(_FAULTY_CLIENTS, []).append(client)
         return client
 
     yield factory
@@ -538,5 +541,9 @@ def pytest_runtest_makereport(
             timeline = server.fault_timeline.format()
             if timeline:
                 report.sections.append((f"sockharness fault timeline {server!r}", timeline))
+        for client in item.stash.get(_FAULTY_CLIENTS, []):
+            timeline = client.sock.fault_timeline.format()  # type: ignore[attr-defined]
+            if timeline:
+                report.sections.append((f"sockharness fault timeline {client!r}", timeline))
         report.sections.append(("sockharness", _seed_line(item)))
     return report

@@ -469,3 +469,20 @@ def test_down_drops_datagrams(make_server: MakeServer, proxies: Any) -> None:
     send_numbered(proxy, "udp", 1)
     assert server.wait_received(1) == [b"0000"]
     assert proxy.stats.dropped_datagrams == 5
+
+
+def test_tls_passes_through_the_proxy_with_its_faults(
+    make_server: MakeServer, proxies: Any
+) -> None:
+    from sockharness import TLSMaterial
+
+    material = TLSMaterial()
+    server = make_server(LineEchoHandler, tls=material.server_context())
+    proxy = proxies(server.address, "tcp", [Slicer(16, delay=0.001), Latency(0.02)])
+    with connect(
+        proxy.address, tls=material.client_context(), server_hostname="127.0.0.1"
+    ) as client:
+        started = time.monotonic()
+        assert client.request(b"secret through the proxy\n") == b"secret through the proxy\n"
+        assert time.monotonic() - started >= 0.04
+    assert proxy.unfired() == []
