@@ -113,6 +113,7 @@ class ServerEvents:
         self.handler_threads: list[threading.Thread] = []
         self.children: set[int] = set()
         self._fault_usage: list[tuple[str, bool]] = []
+        self._fault_events: list[Any] = []
 
     # -- reporting (any thread or process) --------------------------------------------
 
@@ -164,6 +165,24 @@ class ServerEvents:
         else:
             with self._lock:
                 self._fault_usage.extend(usage)
+
+    def add_fault_events(self, events: list[Any]) -> None:
+        """Report timeline events of faults that acted in a forked child."""
+        if not events:
+            return
+        if os.getpid() != self._owner:
+            rows = [[e.at, e.connection, e.direction, e.fault, e.effect] for e in events]
+            self._write_from_child("timeline", {"events": rows, "client_address": None})
+        else:
+            with self._lock:
+                self._fault_events.extend(events)
+
+    def take_fault_events(self) -> list[Any]:
+        """The fault events children reported since the last call."""
+        self.collect()
+        with self._lock:
+            taken, self._fault_events = self._fault_events, []
+        return taken
 
     @property
     def fault_usage(self) -> list[tuple[str, bool]]:
@@ -222,6 +241,10 @@ class ServerEvents:
             with self._changed:
                 if entry["kind"] == "usage":
                     self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
+                elif entry["kind"] == "timeline":
+                    from .faults._plans import Event
+
+                    self._fault_events.extend(Event(*row) for row in fields["events"])
                 elif entry["kind"] == "error":
                     fields["type_path"] = tuple(fields["type_path"])
                     self._errors.append(HandlerError(**fields))

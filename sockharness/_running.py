@@ -204,6 +204,12 @@ def _harnessed_class(
             if usage is not None and (isinstance(request, socket.socket) or os.getpid() != owner):
                 # A connection's faults (in the child, a datagram socket's copy too).
                 events.add_fault_usage(usage())
+                if os.getpid() != owner and isinstance(request, socket.socket):
+                    # What the faults did in a forked child: back to the parent's timeline.
+                    connection = sock._sh_out.connection
+                    events.add_fault_events(
+                        [e for e in sock.fault_timeline.events if e.connection == connection]
+                    )
             super().shutdown_request(request)
 
     owner = os.getpid()
@@ -490,10 +496,13 @@ class RunningServer:
     def fault_timeline(self) -> Timeline:
         """What the in-process faults did, on the server's connections and its clients'.
 
-        (Faults in a forked child act there; their timeline stays with the child.)
+        Stream connections handled in forked children report theirs when they
+        end; a forking datagram server's children keep theirs.
         """
         if self._faults is None:
             self._faults = _ServerFaults((), 0)
+        for event in self._events.take_fault_events():
+            self._faults.timeline.add(event)
         return self._faults.timeline
 
     def unfired_faults(self) -> list[str]:

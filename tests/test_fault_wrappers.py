@@ -302,3 +302,14 @@ def test_the_same_seed_gives_the_same_timeline(make_server: MakeServer) -> None:
 
     assert effects(1) == effects(1)
     assert effects(1) != effects(2)
+
+
+def test_a_forked_childs_fault_events_reach_the_timeline() -> None:
+    with start_server(LineEchoHandler, concurrency="forking", faults=[Latency(0.01)]) as server:
+        with server.connect() as client:
+            assert client.request(b"x\n") == b"x\n"
+    effects = [(e.direction, e.effect) for e in server.fault_timeline.events]
+    assert effects == [
+        ("upstream", "delayed 2 bytes by 0.0100 s"),
+        ("downstream", "delayed 2 bytes by 0.0100 s"),
+    ]
