@@ -10,7 +10,16 @@ from dataclasses import dataclass
 from . import server as _server
 from ._errors import UsageError
 
-__all__ = ["CONCURRENCIES", "KINDS", "Kind", "parse_concurrency", "parse_kind", "server_class_for"]
+__all__ = [
+    "CONCURRENCIES",
+    "KINDS",
+    "Kind",
+    "concurrency_of_class",
+    "kind_of_class",
+    "parse_concurrency",
+    "parse_kind",
+    "server_class_for",
+]
 
 
 @dataclass(frozen=True)
@@ -111,3 +120,26 @@ def server_class_for(kind: str | Kind, concurrency: str) -> type[_server.BaseSer
         return base
     name = base.__name__.replace("TCP", "TCP6").replace("UDP", "UDP6")
     return type(name, (base,), {"address_family": socket.AF_INET6, "__module__": __name__})
+
+
+def kind_of_class(cls: type) -> Kind:
+    """The kind a server class serves, from its ``address_family`` and ``socket_type``."""
+    family = getattr(cls, "address_family", None)
+    socket_type = getattr(cls, "socket_type", None)
+    for kind in KINDS.values():
+        if kind.family == family and kind.socket_type == socket_type:
+            return kind
+    raise UsageError(
+        f"{cls.__name__} has address_family={family!r} and socket_type={socket_type!r}, "
+        f"which match none of sockharness's kinds."
+    )
+
+
+def concurrency_of_class(cls: type) -> str:
+    """``"forking"``, ``"threading"`` or ``"sync"``, from the mix-ins among the class's bases."""
+    names = {base.__name__ for base in cls.__mro__}
+    if "ForkingMixIn" in names:
+        return "forking"
+    if "ThreadingMixIn" in names:
+        return "threading"
+    return "sync"

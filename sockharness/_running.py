@@ -38,7 +38,14 @@ from ._errors import (
     UsageError,
 )
 from ._events import HandlerError, Received, ServerEvents
-from ._kinds import KINDS, Kind, parse_concurrency, parse_kind, server_class_for
+from ._kinds import (
+    Kind,
+    concurrency_of_class,
+    kind_of_class,
+    parse_concurrency,
+    parse_kind,
+    server_class_for,
+)
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
 from .faults._plans import Timeline, summarize_unfired
 from .faults._proxy import check_faults
@@ -78,27 +85,6 @@ def _default_handle_errors() -> set[Any]:
     if stdlib is not None and stdlib is not _server:
         defaults.add(stdlib.BaseServer.handle_error)
     return defaults
-
-
-def _detect_kind(cls: type) -> Kind:
-    family = getattr(cls, "address_family", None)
-    socket_type = getattr(cls, "socket_type", None)
-    for kind in KINDS.values():
-        if kind.family == family and kind.socket_type == socket_type:
-            return kind
-    raise UsageError(
-        f"server_class={cls.__name__} has address_family={family!r} and "
-        f"socket_type={socket_type!r}, which match none of sockharness's kinds."
-    )
-
-
-def _detect_concurrency(cls: type) -> str:
-    names = {base.__name__ for base in cls.__mro__}
-    if "ForkingMixIn" in names:
-        return "forking"
-    if "ThreadingMixIn" in names:
-        return "threading"
-    return "sync"
 
 
 def _check_server_class(server_class: Any) -> type:
@@ -279,14 +265,14 @@ def start_server(
         raise UsageError(f"leaks={leaks!r} is not one of {', '.join(map(repr, LEAK_MODES))}.")
     if server_class is not None:
         cls = _check_server_class(server_class)
-        own_kind = _detect_kind(cls)
+        own_kind = kind_of_class(cls)
         chosen = parse_kind(kind) if kind is not None else own_kind
         if chosen.family != own_kind.family or chosen.socket_type != own_kind.socket_type:
             raise UsageError(
                 f"kind={kind!r} does not match server_class={cls.__name__}, which serves "
                 f"{own_kind.name}; leave kind out or pass kind={own_kind.name!r}."
             )
-        own_concurrency = _detect_concurrency(cls)
+        own_concurrency = concurrency_of_class(cls)
         if concurrency is not None and parse_concurrency(concurrency) != own_concurrency:
             raise UsageError(
                 f"concurrency={concurrency!r} does not match server_class={cls.__name__}, "
