@@ -75,6 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument(
         "--seed", type=int, default=0, help="seed of every random choice (default 0)"
     )
+
+    conform = commands.add_parser(
+        "conform",
+        help="check server classes with the conformance suite",
+        description="Check every server class of TARGET (a module like socketserver, or "
+        "package.module:ClassName) against the conformance properties; print a table "
+        "(rows: classes, columns: properties) and each counterexample, shrunk by hypothesis. "
+        "Exit 0: all hold; 1: a property failed; 2: a bad target.",
+    )
+    conform.add_argument("target")
+    conform.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="check only this property; repeat for more",
+    )
+    conform.add_argument(
+        "--profile", default="ci", choices=("quick", "ci", "thorough"), help="(default: ci)"
+    )
+    conform.add_argument("--seed", type=int, default=None, help="replay a randomized run")
+    conform.add_argument(
+        "--shutdown-bound",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the longest shutdown() may take (default: the poll interval plus slack)",
+    )
+    conform.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
+    conform.add_argument("--json", metavar="FILE", help="also write a JSON report")
     return parser
 
 
@@ -103,6 +133,18 @@ def main(argv: list[str] | None = None) -> int:
                 kind_name=args.kind,
                 fault_texts=args.fault,
                 seed=args.seed,
+            )
+        if args.command == "conform":
+            from ._conform_command import run_conform
+
+            return run_conform(
+                args.target,
+                properties=args.property,
+                profile=args.profile,
+                seed=args.seed,
+                shutdown_bound=args.shutdown_bound,
+                junit_xml=args.junit_xml,
+                json_path=args.json,
             )
     except UsageError as error:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")

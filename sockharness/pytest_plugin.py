@@ -70,6 +70,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sockharness_unfired ini value, else fail: a chaos test must not pass vacuously)",
     )
     group.addoption(
+        "--sockharness-conformance",
+        metavar="TARGET",
+        default=None,
+        help="also collect the conformance suite for TARGET: a module like socketserver "
+        "(every server class in it) or package.module:ClassName",
+    )
+    group.addoption(
+        "--sockharness-conformance-profile",
+        choices=("quick", "ci", "thorough"),
+        default="ci",
+        help="how hard the conformance suite looks (default: ci)",
+    )
+    group.addoption(
+        "--sockharness-conformance-shutdown-bound",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="the longest shutdown() may take (default: the poll interval plus slack)",
+    )
+    group.addoption(
         "--sockharness-stop-timeout",
         type=float,
         metavar="SECONDS",
@@ -139,6 +159,28 @@ def derive_test_seed(config: pytest.Config, nodeid: str) -> int:
     """The seed of one test: the run's seed and the test's id, hashed (stable everywhere)."""
     digest = hashlib.sha256(f"{config.stash[_SEED]}:{nodeid}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    target = config.getoption("--sockharness-conformance")
+    if not target:
+        return
+    from .conformance._pytest import conformance_items
+    from .conformance._target import TargetError
+
+    try:
+        items.extend(
+            conformance_items(
+                session,
+                target,
+                config.getoption("--sockharness-conformance-profile"),
+                config.getoption("--sockharness-conformance-shutdown-bound"),
+            )
+        )
+    except TargetError as error:
+        raise pytest.UsageError(f"--sockharness-conformance={target}: {error}") from None
 
 
 # -- any_server parametrization ------------------------------------------------------------

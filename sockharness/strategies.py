@@ -33,9 +33,11 @@ from .faults import (
 )
 
 __all__ = [
+    "client_schedules",
     "datagram_faults",
     "directions",
     "fault_lists",
+    "handler_behaviours",
     "harmless_stream_faults",
     "payloads",
     "stream_faults",
@@ -129,3 +131,25 @@ def payloads(min_size: int = 0, max_size: int = 65536) -> st.SearchStrategy[byte
         .map(str.encode)
         .filter(lambda data: min_size <= len(data) <= max_size),
     )
+
+
+def handler_behaviours(max_size: int = 4) -> st.SearchStrategy[list[str]]:
+    """What successive handlers do: ``"ok"``, ``"raise"`` (Exception) or ``"exit"`` (SystemExit)."""
+    return st.lists(st.sampled_from(["ok", "raise", "exit"]), min_size=1, max_size=max_size)
+
+
+def client_schedules(
+    max_clients: int = 4, max_delay: float = 0.05
+) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Clients for a server: when each connects, how long its handler takes, whether it fails.
+
+    Each client is ``{"start": seconds, "handler_time": seconds, "behaviour": ...}``.
+    """
+    client = st.fixed_dictionaries(
+        {
+            "start": _seconds(max_delay),
+            "handler_time": _seconds(max_delay),
+            "behaviour": st.sampled_from(["ok", "raise", "idle"]),
+        }
+    )
+    return st.lists(client, min_size=0, max_size=max_clients)

@@ -150,7 +150,9 @@ FAULTS_API = [
 ]
 
 STRATEGIES_API = [
+    "client_schedules",
     "datagram_faults",
+    "handler_behaviours",
     "directions",
     "fault_lists",
     "harmless_stream_faults",

@@ -6,6 +6,7 @@ or subclass :class:`ServerConformance`), or from the command line
 """
 
 from ._properties import PROPERTIES, CheckConfig, Property
+from ._pytest import ServerConformance
 from ._runner import PROFILES, PropertyResult, Report, check, run_property
 from ._target import ServerUnderTest, TargetError, resolve_target
 
@@ -16,6 +17,7 @@ __all__ = [
     "Property",
     "PropertyResult",
     "Report",
+    "ServerConformance",
     "ServerUnderTest",
     "TargetError",
     "check",

@@ -117,9 +117,11 @@ class Report:
                 lines += ["  " + line for line in failure.counterexample.strip().splitlines()]
             lines.append(f"  replay: {failure.replay(self.target)}")
         failed = len(self.failures)
+        plural = "es" if len(servers) != 1 else ""
         lines += [
             "",
-            f"{len(servers)} server classes, {len(properties)} properties: "
+            f"{len(servers)} server class{plural}, {len(properties)} "
+            f"propert{'ies' if len(properties) != 1 else 'y'}: "
             + ("all hold" if not failed else f"{failed} failed"),
         ]
         return "\n".join(lines)
