@@ -191,3 +191,11 @@ def test_a_downstream_project_subclasses_the_base_class(pytester: pytest.Pyteste
     result = pytester.runpytest("-p", "no:cacheprovider", "-v", "-rs")
     result.assert_outcomes(passed=7, skipped=2)
     result.stdout.fnmatch_lines(["*forking does not apply: not a forking server*"])
+
+
+def test_a_tight_shutdown_bound_separates_ours_from_the_stdlib() -> None:
+    mine = check(ours.ThreadingTCPServer, ["shutdown"], profile="quick", shutdown_bound=0.2)
+    theirs = check(stdlib.ThreadingTCPServer, ["shutdown"], profile="ci", shutdown_bound=0.2)
+    assert mine.passed, mine.table()
+    assert not theirs.passed
+    assert "shutdown() did not return within 0.20 s" in theirs.results[0].message

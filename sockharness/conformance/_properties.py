@@ -99,7 +99,8 @@ def _shutdown_inputs(sut: ServerUnderTest) -> st.SearchStrategy[Any]:
 def check_shutdown(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckConfig) -> None:
     state, clients = inputs["state"], inputs["clients"]
     poll, handler_time = inputs["poll_interval"], inputs["handler_time"]
-    bound = (config.shutdown_bound if config.shutdown_bound is not None else poll) + SLACK
+    # An explicit bound is the whole allowance; the default is the poll interval plus slack.
+    bound = config.shutdown_bound if config.shutdown_bound is not None else poll + SLACK
     if sut.concurrency == "sync":
         # A sync server finishes the request in hand (and those queued) first.
         bound += clients * (handler_time + 0.3)
