@@ -78,6 +78,14 @@ def test_broken_servers_are_caught_under_the_right_property(
     assert "FAIL" in report.table()
 
 
+def test_the_stateful_model_finds_a_broken_lifecycle_as_a_sequence_of_steps() -> None:
+    report = check("sockharness.conformance.broken:SkipsFinishServer", ["stateful"], profile="ci")
+    [result] = report.results
+    assert result.status == "FAIL"
+    assert "not setup, handle, finish" in result.message
+    assert "state.request(fails=True)" in result.counterexample
+
+
 def test_properties_that_do_not_apply_are_na_with_a_reason() -> None:
     report = check("sockharness.server:TCPServer", ["forking", "threading", "datagram"])
     assert [r.status for r in report.results] == ["n/a", "n/a", "n/a"]
@@ -144,7 +152,7 @@ def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: os.PathLike
                  "--json", json_path, "--junit-xml", xml_path)  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ThreadingTCPServer" in ok.stdout
-    assert "1 server class, 9 properties: all hold" in ok.stdout
+    assert "1 server class, 10 properties: all hold" in ok.stdout
     with open(json_path) as f:
         assert json.load(f)["passed"] is True
     assert ET.parse(xml_path).getroot().get("failures") == "0"
@@ -165,7 +173,7 @@ def test_pytest_collects_the_suite_for_a_target(pytester: pytest.Pytester) -> No
         "--sockharness-conformance=sockharness.conformance.broken:ForgetfulThreadingServer",
         "--sockharness-conformance-profile=quick",
     )  # fmt: skip
-    result.assert_outcomes(passed=5, failed=2, skipped=2)
+    result.assert_outcomes(passed=6, failed=2, skipped=2)
     result.stdout.fnmatch_lines(
         [
             "*ForgetfulThreadingServer*threading FAILED*",
@@ -189,7 +197,7 @@ def test_a_downstream_project_subclasses_the_base_class(pytester: pytest.Pyteste
         """
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-v", "-rs")
-    result.assert_outcomes(passed=7, skipped=2)
+    result.assert_outcomes(passed=8, skipped=2)
     result.stdout.fnmatch_lines(["*forking does not apply: not a forking server*"])
 
 

@@ -149,6 +149,8 @@ class Lab:
         self.children_seen: set[int] = set()
         self.most_children = 0
         self.hung = False
+        #: How long close() waits for handlers the server itself did not wait for.
+        self.drain_timeout = 1.0
 
     # -- servers -------------------------------------------------------------------------------
 
@@ -294,7 +296,7 @@ class Lab:
             thread.join(WAIT)
         # Handlers the server did not wait for (block_on_close false) end here; a
         # broken server's may never: the example is over either way.
-        self.wait_until(lambda: self.count("setup") <= self.count("finish"), timeout=1.0)
+        self.wait_until(lambda: self.count("setup") <= self.count("finish"), self.drain_timeout)
         for pid in self.children_seen:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, os.WNOHANG)

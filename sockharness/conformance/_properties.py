@@ -564,5 +564,12 @@ PROPERTIES: dict[str, Property] = {
             _datagram_inputs,
             check_datagram,
         ),
+        Property(
+            "stateful",
+            "random interleavings of serving, requests, failures, shutdowns and closes",
+            _always,
+            lambda sut: st.nothing(),
+            lambda sut, inputs, config: None,  # Run by _stateful.run_stateful instead.
+        ),
     ]
 }

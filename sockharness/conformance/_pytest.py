@@ -86,6 +86,9 @@ class ServerConformance:
     def test_datagram(self) -> None:
         self._conformance("datagram")
 
+    def test_stateful(self) -> None:
+        self._conformance("stateful")
+
 
 def conformance_items(session: Any, target: str, profile: str, bound: float | None) -> list[Any]:
     """pytest items, one per property and server class of ``target``."""

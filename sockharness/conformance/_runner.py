@@ -202,6 +202,20 @@ def run_property(
 
     run.__name__ = run.__qualname__ = f"{prop.name}_{sut.name}"
     test = hypothesis_seed(seed)(run) if seed is not None else run
+    if prop.name == "stateful":
+        from ._stateful import run_stateful
+
+        machine_options = dict(options)
+        if seed is not None:
+            machine_options["derandomize"] = False
+
+        def test() -> None:
+            if seed is not None:
+                import random as _random
+
+                _random.seed(seed)
+            run_stateful(sut, machine_options, config)
+
     reported: list[str] = []
     started = time.monotonic()
     try:

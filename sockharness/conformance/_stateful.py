@@ -1,0 +1,175 @@
+"""The stateful model: random interleavings of serving, requests, shutdowns and closes.
+
+Hypothesis drives a server through sequences of steps — start
+``serve_forever()``, send a request that succeeds or whose handler fails,
+handle one request with ``handle_request()``, keep an idle client connected,
+shut down, close — and checks the invariants of the other properties after
+every step. A failure shrinks to the shortest sequence of steps that breaks
+one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from ._lab import WAIT, Lab, Timed
+from ._properties import SLACK, CheckConfig
+from ._target import ServerUnderTest
+
+__all__ = ["run_stateful"]
+
+
+def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMachine]:
+    class ServerModel(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lab = Lab(sut)
+            self.lab.drain_timeout = 0.2  # Every step already waited for its handler.
+            self.server = self.lab.make_server(timeout=1.0)
+            self.thread: Any = None
+            self.closed = False
+            self.next_id = 0
+            self.failed_requests = 0
+            self.completed: list[int] = []
+            self.idle: list[Any] = []
+
+        @property
+        def serving(self) -> bool:
+            return self.thread is not None
+
+        def _id(self) -> int:
+            self.next_id += 1
+            return self.next_id
+
+        @precondition(lambda self: not self.serving and not self.closed)
+        @rule()
+        def start_serving(self) -> None:
+            self.thread = self.lab.serve(self.server, poll_interval=0.02)
+
+        @precondition(lambda self: self.serving)
+        @rule()
+        def shut_down(self) -> None:
+            bound = (config.shutdown_bound or 0.02 + SLACK) + 0.4 * len(self.idle)
+            stopping = Timed(self.server.shutdown, "shutdown")
+            if not stopping.wait(bound):
+                self.lab.hung = True
+                raise AssertionError(f"shutdown() did not return within {bound:.2f} s")
+            self.thread.join(WAIT)
+            assert not self.thread.is_alive(), "serve_forever() did not return after shutdown()"
+            self.thread = None
+
+        @precondition(lambda self: self.serving)
+        @rule(fails=st.booleans())
+        def request(self, fails: bool) -> None:
+            request_id = self._id()
+            fields = f"id={request_id}" + (" raise=1" if fails else "")
+            reply = self.lab.request(self.server, fields, reply=not fails)
+            if fails:
+                self.failed_requests += 1
+            else:
+                assert reply.startswith(b"ok %d " % request_id), (
+                    f"request {request_id} got {reply!r} from a serving server"
+                )
+            self.completed.append(request_id)
+
+        @precondition(lambda self: not self.serving and not self.closed)
+        @rule()
+        def handle_one(self) -> None:
+            request_id = self._id()
+            replies: list[bytes] = []
+            self.lab.in_background(
+                lambda: replies.append(self.lab.request(self.server, f"id={request_id}"))
+            )
+            handling = Timed(self.server.handle_request, "handle_request")
+            assert handling.wait(WAIT), "handle_request() did not return with a client waiting"
+            self.lab.wait_until(lambda: bool(replies))
+            self.completed.append(request_id)
+
+        @precondition(lambda self: self.serving and sut.stream and len(self.idle) < 2)
+        @rule()
+        def idle_client(self) -> None:
+            self.idle.append(self.lab.client(self.server))
+
+        @precondition(lambda self: bool(self.idle))
+        @rule()
+        def idle_client_leaves(self) -> None:
+            self.idle.pop().close()
+
+        @precondition(lambda self: not self.serving)
+        @rule()
+        def close(self) -> None:
+            closing = Timed(self.server.server_close, "server_close")
+            assert closing.wait(WAIT), "server_close() did not return"
+            if closing.error is not None:
+                raise AssertionError(f"server_close() raised {closing.error!r}")
+            self.closed = True
+
+        @invariant()
+        def every_completed_request_ran_its_handler_once_in_order(self) -> None:
+            if not self.completed:
+                return
+            self.lab.wait_until(
+                lambda: all(
+                    (str(n), "finish") in {(i, e) for i, e, _ in self.lab.events()}
+                    for n in self.completed
+                ),
+                # A stream client sees the end only after finish(): little to wait for.
+                timeout=0.1 if sut.stream else 1.0,
+            )
+            events = self.lab.events()
+            for n in self.completed:
+                steps = [event for request_id, event, _ in events if request_id == str(n)]
+                assert steps == ["setup", "handle", "finish"], (
+                    f"request {n}: the handler ran {steps}, not setup, handle, finish"
+                )
+
+        @invariant()
+        def handle_error_once_per_failure(self) -> None:
+            if self.failed_requests:
+                self.lab.wait_until(lambda: self.lab.count("error") >= self.failed_requests, 1.0)
+            errors = self.lab.count("error")
+            assert errors == self.failed_requests, (
+                f"handle_error() was called {errors} times for {self.failed_requests} "
+                f"failing handlers"
+            )
+
+        @invariant()
+        def a_closed_server_holds_no_socket(self) -> None:
+            if self.closed:
+                assert self.server.socket.fileno() == -1, "server_close() left the socket open"
+
+        def teardown(self) -> None:
+            for client in self.idle:
+                with contextlib.suppress(OSError):
+                    client.close()
+            self.lab.close()
+
+    ServerModel.__name__ = f"ServerModel_{sut.name}"
+    return ServerModel
+
+
+def run_stateful(sut: ServerUnderTest, options: dict[str, Any], config: CheckConfig) -> None:
+    """Run the state machine against ``sut`` with hypothesis ``options``."""
+    machine = _machine(sut, config)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            **options,
+            stateful_step_count=12,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            print_blob=False,
+        ),
+    )
