@@ -176,3 +176,37 @@ def test_strategies_exports() -> None:
     from sockharness import strategies
 
     assert sorted(strategies.__all__) == sorted(STRATEGIES_API)
+
+
+CONFORMANCE_API = [
+    "PROFILES",
+    "PROPERTIES",
+    "CheckConfig",
+    "Property",
+    "PropertyResult",
+    "Report",
+    "ServerConformance",
+    "ServerUnderTest",
+    "TargetError",
+    "check",
+    "resolve_target",
+    "run_property",
+]
+
+
+def test_conformance_exports() -> None:
+    from sockharness import conformance
+
+    assert sorted(conformance.__all__) == sorted(CONFORMANCE_API)
+    assert list(conformance.PROPERTIES) == [
+        "shutdown",
+        "block_on_close",
+        "timeout",
+        "handler_lifecycle",
+        "verify_request",
+        "close_semantics",
+        "forking",
+        "threading",
+        "datagram",
+        "stateful",
+    ]
