@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, final
 
@@ -119,15 +119,22 @@ class _ServerFaults:
         self.timeline = Timeline()
         self._count = itertools.count()
         self.wrapped = 0
+        #: Chooses, when a connection is accepted, which of the faults it gets
+        #: (the chaos runner's time windows); ``None``: all of them.
+        self.select: Callable[[], Sequence[Fault]] | None = None
 
     def wrap(self, sock: socket.socket) -> socket.socket:
+        faults = self.faults if self.select is None else tuple(self.select())
+        connection = next(self._count)
+        if not faults:
+            return sock
         self.wrapped += 1
         return wrap_socket(
             sock,
-            self.faults,
+            faults,
             side="server",
             seed=self.seed,
-            connection=next(self._count),
+            connection=connection,
             timeline=self.timeline,
         )
 

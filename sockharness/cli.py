@@ -105,6 +105,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     conform.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
     conform.add_argument("--json", metavar="FILE", help="also write a JSON report")
+
+    run = commands.add_parser(
+        "run",
+        help="run chaos scenarios",
+        description="Run every chaos scenario in PATH (files, or directories searched for "
+        ".toml files with a [scenario] table); show progress, print a summary table and "
+        "write the reports asked for. Exit 0: every invariant held; 1: one broke (or a "
+        "scenario could not run); 2: an invalid scenario.",
+    )
+    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument(
+        "--seed", type=int, default=None, help="replay with this seed (default: each file's)"
+    )
+    run.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
+    run.add_argument("--json", metavar="FILE", help="also write a JSON report")
+    run.add_argument(
+        "--html", metavar="FILE", help="also write a self-contained HTML report with plots"
+    )
+
+    check = commands.add_parser(
+        "check",
+        help="validate chaos scenarios without running them",
+        description="Check every scenario file in PATH (files or directories): keys, types, "
+        "values, fault parameters and import paths. Exit 0: all valid; 2: one is not.",
+    )
+    check.add_argument("paths", nargs="+", metavar="PATH")
     return parser
 
 
@@ -146,6 +172,20 @@ def main(argv: list[str] | None = None) -> int:
                 junit_xml=args.junit_xml,
                 json_path=args.json,
             )
+        if args.command == "run":
+            from ._chaos_commands import run_scenarios
+
+            return run_scenarios(
+                args.paths,
+                seed=args.seed,
+                junit_xml=args.junit_xml,
+                json_path=args.json,
+                html_path=args.html,
+            )
+        if args.command == "check":
+            from ._chaos_commands import check_scenarios
+
+            return check_scenarios(args.paths)
     except UsageError as error:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")
     except OSError as error:

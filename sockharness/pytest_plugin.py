@@ -17,6 +17,7 @@ import hashlib
 import os
 import ssl
 from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -159,6 +160,15 @@ def derive_test_seed(config: pytest.Config, nodeid: str) -> int:
     """The seed of one test: the run's seed and the test's id, hashed (stable everywhere)."""
     digest = hashlib.sha256(f"{config.stash[_SEED]}:{nodeid}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Chaos scenario files (``.toml`` with a ``[scenario]`` table) are test items."""
+    if file_path.suffix != ".toml":
+        return None
+    from .chaos._pytest import collect_scenario_file
+
+    return collect_scenario_file(file_path, parent)
 
 
 def pytest_collection_modifyitems(

@@ -9,6 +9,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, final
@@ -18,7 +19,15 @@ from sockharness._kinds import Kind, parse_kind
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._loop import EventLoop
-from ._plans import DOWNSTREAM, UPSTREAM, DatagramPlan, StreamPlan, Timeline, summarize_unfired
+from ._plans import (
+    DOWNSTREAM,
+    UPSTREAM,
+    DatagramPlan,
+    Event,
+    StreamPlan,
+    Timeline,
+    summarize_unfired,
+)
 from ._specs import DATAGRAM, STREAM, Down, Fault
 from ._stream_relay import StreamRelay, reset
 
@@ -99,6 +108,7 @@ class FaultProxy:
         self._enabled = True
         self._lock = threading.Lock()
         self.timeline = Timeline()
+        self._born = time.monotonic()
         self._relays: list[Any] = []
         self._flows: dict[Any, DatagramFlow] = {}
         self._retired_plans: list[Any] = []
@@ -266,6 +276,12 @@ class FaultProxy:
     def _down(self) -> bool:
         return any(isinstance(fault, Down) for fault in self.faults)
 
+    def _record_down(self, effect: str) -> None:
+        """Put what ``Down`` did on the timeline (as connection -1: the proxy itself)."""
+        down = next((fault for fault in self.faults if isinstance(fault, Down)), None)
+        if down is not None:
+            self.timeline.add(Event(time.monotonic() - self._born, -1, "both", repr(down), effect))
+
     def _apply_faults(self) -> None:
         faults = self.faults
         holders = [*self._relays, *self._flows.values()]
@@ -275,6 +291,8 @@ class FaultProxy:
             if isinstance(holder, StreamRelay):
                 holder.arm_timers()
         if self._down():
+            if self._relays:
+                self._record_down(f"cut {len(self._relays)} live connection(s)")
             for relay in list(self._relays):
                 relay.cut_client()
 
@@ -291,6 +309,7 @@ class FaultProxy:
             return
         if self._down():
             reset(client)  # Down: as good as refused.
+            self._record_down("refused a connection")
             return
         with self._lock:
             index = self._counts["connections"]
@@ -327,6 +346,7 @@ class FaultProxy:
             return
         if self._down():
             self._count_datagram(UPSTREAM, 0, False)
+            self._record_down("dropped a datagram")
             return
         key = peer if peer else None
         flow = self._flows.get(key)

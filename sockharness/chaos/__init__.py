@@ -1,0 +1,53 @@
+"""Chaos scenarios: declarative TOML files that run a server under load and faults, and judge it.
+
+A scenario names a server (ours with a built-in handler, a class by import
+path, or an outside address behind the fault proxy), the clients' load, the
+faults and when they strike, and the invariants that must still hold::
+
+    from sockharness.chaos import load_scenario, run_scenario
+
+    result = run_scenario(load_scenario("scenarios/tcp_latency.toml"))
+    assert result.result == "held", result.failure_message()
+
+The format is documented in ``docs/scenarios.md``; ``sockharness run`` and
+``sockharness check`` run and validate files, and ``pytest scenarios/``
+collects them as test items.
+"""
+
+from __future__ import annotations
+
+from ._discover import find_scenario_files, is_scenario_file, load_scenarios
+from ._reports import json_report, junit_report, summary_table
+from ._result import Invariant, ScenarioResult
+from ._runner import resolve_classes, run_scenario
+from ._schema import (
+    ClientSpec,
+    Expectations,
+    FaultWindow,
+    Scenario,
+    ScenarioError,
+    ServerSpec,
+    load_scenario,
+    parse_scenario,
+)
+
+__all__ = [
+    "ClientSpec",
+    "Expectations",
+    "FaultWindow",
+    "Invariant",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioResult",
+    "ServerSpec",
+    "find_scenario_files",
+    "is_scenario_file",
+    "json_report",
+    "junit_report",
+    "load_scenario",
+    "load_scenarios",
+    "parse_scenario",
+    "resolve_classes",
+    "run_scenario",
+    "summary_table",
+]

@@ -1,0 +1,130 @@
+"""The ``[expect]`` section, judged against what a run saw."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from ._result import Invariant, percentile
+from ._traffic import Message
+
+if TYPE_CHECKING:
+    from ._runner import _Run
+
+__all__ = ["evaluate"]
+
+
+def _ms(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _outside_faults(run: _Run, message: Message) -> bool:
+    """Whether the message was sent and answered clear of every window (plus the grace)."""
+    grace = run.scenario.expect.grace
+    return not any(
+        message.sent < window.until + grace and message.done >= window.at
+        for window in run.scenario.faults
+    )
+
+
+def _describe_failures(messages: list[Message]) -> str:
+    counts = Counter(message.outcome for message in messages)
+    summary = ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+    first = messages[0]
+    detail = f": {first.detail}" if first.detail else ""
+    return (
+        f"{summary}; the first, client {first.client} message {first.seq} sent at "
+        f"{first.sent:.2f} s, was {first.outcome}{detail}"
+    )
+
+
+def evaluate(run: _Run) -> list[Invariant]:
+    """Every invariant the scenario asks for, held or not, with the evidence."""
+    expect = run.scenario.expect
+    result = run.result
+    messages = result.messages
+    ok = [message for message in messages if message.outcome == "ok"]
+    checks: list[Invariant] = []
+
+    def add(name: str, held: bool, detail: str) -> None:
+        checks.append(Invariant(name, held, detail))
+
+    add(
+        "min_messages",
+        len(ok) >= expect.min_messages,
+        f"{len(ok)} messages got their reply (at least {expect.min_messages} expected)",
+    )
+    if expect.intact_outside_faults:
+        outside = [message for message in messages if _outside_faults(run, message)]
+        failed = [message for message in outside if message.outcome != "ok"]
+        detail = (
+            f"all {len(outside)} messages outside the fault windows arrived intact"
+            if not failed
+            else f"{len(failed)} of {len(outside)} messages outside the fault windows failed: "
+            + _describe_failures(failed)
+        )
+        add("intact_outside_faults", not failed, detail)
+    if expect.max_error_rate is not None:
+        rate = (len(messages) - len(ok)) / len(messages) if messages else 0.0
+        add(
+            "max_error_rate",
+            rate <= expect.max_error_rate,
+            f"{rate:.1%} of {len(messages)} messages failed (at most "
+            f"{expect.max_error_rate:.1%} allowed)",
+        )
+    latencies = [message.latency for message in ok]
+    for name, share, limit in (
+        ("max_p50_latency", 0.5, expect.max_p50_latency),
+        ("max_p99_latency", 0.99, expect.max_p99_latency),
+    ):
+        if limit is None:
+            continue
+        value = percentile(latencies, share)
+        add(
+            name,
+            value is not None and value <= limit,
+            f"p{int(share * 100)} latency {_ms(value)} (at most {_ms(limit)})",
+        )
+    if expect.serving_after_faults:
+        add(
+            "serving_after_faults",
+            run.probe is None,
+            run.probe or "a fresh client's request got its reply after the faults ended",
+        )
+    if run.server is not None:
+        took = run.shutdown_took
+        add(
+            "shutdown_within",
+            took is not None and took <= expect.shutdown_within,
+            f"the server stopped in {_ms(took)} (at most {_ms(expect.shutdown_within)})",
+        )
+        if expect.no_leaks:
+            add(
+                "no_leaks",
+                run.leaks is None,
+                run.leaks or "no threads, descriptors, children or socket files left behind",
+            )
+    if expect.max_handler_errors is not None:
+        errors = result.handler_errors
+        sample = f"; the first: {errors[0]}" if errors else ""
+        add(
+            "max_handler_errors",
+            len(errors) <= expect.max_handler_errors,
+            f"{len(errors)} handler errors (at most {expect.max_handler_errors}){sample}",
+        )
+    if expect.faults_fired and run.scenario.faults:
+        unfired = [
+            f"{window.fault!r} ({window.side}, {window.at:g}-{window.until:g} s)"
+            for window in run.scenario.faults
+            if repr(window.fault) not in run.fired
+        ]
+        add(
+            "faults_fired",
+            not unfired,
+            "every fault did something"
+            if not unfired
+            else "never fired, so the scenario tested nothing with it: " + "; ".join(unfired),
+        )
+    if result.problems:
+        add("clients_stopped", False, "; ".join(result.problems))
+    return checks

@@ -1,0 +1,82 @@
+"""Reports of a scenario run: the terminal summary, JSON and JUnit XML (HTML: ``_html``)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+
+from sockharness._table import format_table
+
+from ._result import ScenarioResult
+
+__all__ = ["json_report", "junit_report", "summary_table"]
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def summary_table(results: Sequence[ScenarioResult]) -> str:
+    """One row per scenario: result, messages, errors, p50/p99 latency, broken invariants."""
+    header = ["scenario", "result", "messages", "failed", "p50 ms", "p99 ms", "broken"]
+    rows = []
+    for result in results:
+        broken = ", ".join(invariant.name for invariant in result.broken)
+        if result.error is not None:
+            broken = "could not run"
+        rows.append(
+            [
+                result.scenario.name,
+                result.result,
+                f"{result.count('ok')}/{len(result.messages)}",
+                str(len(result.messages) - result.count("ok")),
+                _ms(result.latency(0.5)),
+                _ms(result.latency(0.99)),
+                broken or "-",
+            ]
+        )
+    held = sum(1 for result in results if result.result == "held")
+    total = len(results)
+    footer = f"{held} of {total} scenario{'s' if total != 1 else ''} held"
+    details = [result.failure_message() for result in results if result.result != "held"]
+    return "\n\n".join([format_table(header, rows), *details, footer])
+
+
+def json_report(results: Sequence[ScenarioResult]) -> str:
+    """Every result in full, as JSON."""
+    return json.dumps(
+        {
+            "held": all(result.result == "held" for result in results),
+            "scenarios": [result.to_dict() for result in results],
+        },
+        indent=2,
+    )
+
+
+def junit_report(results: Sequence[ScenarioResult]) -> str:
+    """A JUnit XML test suite: one test case per scenario, failures with the broken invariants."""
+    suite = ET.Element(
+        "testsuite",
+        name="sockharness chaos scenarios",
+        tests=str(len(results)),
+        failures=str(sum(1 for result in results if result.result == "broken")),
+        errors=str(sum(1 for result in results if result.result == "error")),
+        time=f"{sum(result.elapsed for result in results):.3f}",
+    )
+    for result in results:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=result.scenario.file,
+            name=result.scenario.name,
+            time=f"{result.elapsed:.3f}",
+        )
+        if result.result == "broken":
+            names = ", ".join(invariant.name for invariant in result.broken)
+            failure = ET.SubElement(case, "failure", message=f"broken: {names}")
+            failure.text = result.failure_message()
+        elif result.result == "error":
+            error = ET.SubElement(case, "error", message=result.error or "")
+            error.text = result.failure_message()
+    return ET.tostring(suite, encoding="unicode", xml_declaration=True)

@@ -1,0 +1,172 @@
+"""What a scenario run produced: its messages summed up, its invariants, its time series."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._schema import FaultWindow, Scenario
+from ._traffic import Message
+
+__all__ = ["Invariant", "ScenarioResult", "percentile", "time_series"]
+
+_BUCKETS = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One expectation of the scenario and whether it held, with the evidence."""
+
+    name: str
+    held: bool
+    detail: str
+
+
+@dataclass
+class ScenarioResult:
+    """The outcome of one scenario: ``held``, ``broken`` (an invariant) or ``error`` (not run)."""
+
+    scenario: Scenario
+    seed: int
+    elapsed: float = 0.0
+    messages: list[Message] = field(default_factory=list)
+    invariants: list[Invariant] = field(default_factory=list)
+    handler_errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def result(self) -> str:
+        """``"held"``, ``"broken"`` or ``"error"``."""
+        if self.error is not None:
+            return "error"
+        return "broken" if self.broken else "held"
+
+    @property
+    def broken(self) -> list[Invariant]:
+        """The invariants that did not hold."""
+        return [invariant for invariant in self.invariants if not invariant.held]
+
+    @property
+    def ok(self) -> list[Message]:
+        """The messages that got their reply."""
+        return [message for message in self.messages if message.outcome == "ok"]
+
+    def count(self, outcome: str) -> int:
+        """How many messages ended as ``outcome``."""
+        return sum(1 for message in self.messages if message.outcome == outcome)
+
+    def latency(self, share: float) -> float | None:
+        """The ``share`` percentile of the ok messages' latency, in seconds."""
+        return percentile([message.latency for message in self.ok], share)
+
+    def failure_message(self, replay: str | None = None) -> str:
+        """Why the scenario failed, with the seed to replay it (empty when it held).
+
+        ``replay`` is how to pass the seed back (default ``--seed N``, as for
+        ``sockharness run``).
+        """
+        head = f"scenario {self.scenario.name!r} ({self.scenario.file}, seed {self.seed})"
+        if self.error is not None:
+            return f"{head} could not run: {self.error}"
+        if not self.broken:
+            return ""
+        lines = [f"{head}: {len(self.broken)} invariant(s) broken"]
+        lines += [f"  {invariant.name}: {invariant.detail}" for invariant in self.broken]
+        lines.append(
+            f"  ({len(self.messages)} messages, {self.count('ok')} ok; replay with "
+            f"{replay or f'--seed {self.seed}'})"
+        )
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as the reports write it."""
+        scenario = self.scenario
+        server = scenario.server
+        return {
+            "name": scenario.name,
+            "file": scenario.file,
+            "description": scenario.description,
+            "seed": self.seed,
+            "duration": scenario.duration,
+            "elapsed": round(self.elapsed, 3),
+            "result": self.result,
+            "error": self.error,
+            "server": {
+                "kind": server.kind,
+                "concurrency": server.concurrency,
+                "handler": server.handler,
+                "tls": server.tls,
+                "target": server.target,
+                "server_class": server.server_class,
+                "description": server.describe(),
+            },
+            "messages": {
+                "sent": len(self.messages),
+                "ok": self.count("ok"),
+                "failed": len(self.messages) - self.count("ok"),
+                "lost": self.count("lost"),
+                "corrupt": self.count("corrupt"),
+                "errors": self.count("error"),
+            },
+            "latency": {
+                "p50": _rounded(self.latency(0.5)),
+                "p99": _rounded(self.latency(0.99)),
+                "max": _rounded(self.latency(1.0)),
+            },
+            "handler_errors": len(self.handler_errors),
+            "invariants": [
+                {"name": i.name, "held": i.held, "detail": i.detail} for i in self.invariants
+            ],
+            "faults": [_window_dict(window) for window in scenario.faults],
+            "problems": list(self.problems),
+            "series": time_series(self.messages, scenario.duration),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
+def _window_dict(window: FaultWindow) -> dict[str, Any]:
+    return {
+        "fault": repr(window.fault),
+        "side": window.side,
+        "at": window.at,
+        "until": window.until,
+    }
+
+
+def percentile(values: Sequence[float], share: float) -> float | None:
+    """The nearest-rank percentile of ``values`` (``None`` when there are none)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-share * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+def time_series(messages: Sequence[Message], duration: float) -> dict[str, Any]:
+    """Messages per time bucket (by when each ended): ok and failed counts, p50 and p99."""
+    bucket = next((size for size in _BUCKETS if duration / size <= 60), _BUCKETS[-1])
+    end = max([duration, *(message.done for message in messages)])
+    count = int(end / bucket) + 1
+    ok = [0] * count
+    failed = [0] * count
+    latencies: list[list[float]] = [[] for _ in range(count)]
+    for message in messages:
+        index = min(count - 1, max(0, int(message.done / bucket)))
+        if message.outcome == "ok":
+            ok[index] += 1
+            latencies[index].append(message.latency)
+        else:
+            failed[index] += 1
+    return {
+        "bucket": bucket,
+        "t": [round(index * bucket, 6) for index in range(count)],
+        "ok": ok,
+        "failed": failed,
+        "p50": [_rounded(percentile(values, 0.5)) for values in latencies],
+        "p99": [_rounded(percentile(values, 0.99)) for values in latencies],
+    }

@@ -1,0 +1,325 @@
+"""Running one scenario: the server, the proxy, the fault windows, the load, the verdict."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sockharness import handlers
+from sockharness._errors import UsageError
+from sockharness._running import RunningServer, start_server
+from sockharness.faults import Fault, FaultProxy
+from sockharness.faults._plans import Timeline
+
+from ._invariants import evaluate
+from ._result import ScenarioResult
+from ._schema import FaultWindow, Scenario, ScenarioError, ServerSpec
+from ._traffic import Traffic
+
+__all__ = ["Progress", "resolve_classes", "run_scenario"]
+
+#: Called about five times a second while the load runs: (elapsed, duration, ok, failed).
+Progress = Callable[[float, float, int, int], None]
+
+_BUILTIN = {
+    "echo": handlers.EchoHandler,
+    "line-echo": handlers.LineEchoHandler,
+    "upper": handlers.UpperHandler,
+    "discard": handlers.DiscardHandler,
+    "crash": handlers.CrashHandler,
+}
+
+
+def _import(scenario: Scenario, key: str, value: str) -> type:
+    module_name, _, name = value.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ScenarioError(
+            scenario.file,
+            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
+            key=key,
+        ) from None
+    found: Any = module
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    if not isinstance(found, type):
+        raise ScenarioError(
+            scenario.file, f"{module_name!r} has no class {name!r}", key=key
+        ) from None
+    return found
+
+
+def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
+    """The scenario's handler and server classes, imported (``None`` where not given)."""
+    server = scenario.server
+    if server.target is not None:
+        return None, None
+    if server.handler == "slow":
+        handler: type | None = handlers.SlowHandler.with_delay(server.handler_delay)
+    elif server.handler in _BUILTIN:
+        handler = _BUILTIN[server.handler]
+    else:
+        handler = _import(scenario, "server.handler", server.handler)
+    server_class = (
+        _import(scenario, "server.server_class", server.server_class)
+        if server.server_class is not None
+        else None
+    )
+    return handler, server_class
+
+
+def _target_address(server: ServerSpec) -> Any:
+    assert server.target is not None
+    if server.kind in ("unix", "unix_dgram"):
+        return server.target
+    host, _, port = server.target.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Windows:
+    """The scenario's fault windows on the clock of one run."""
+
+    def __init__(self, windows: tuple[FaultWindow, ...], started: float) -> None:
+        self.windows = windows
+        self.started = started
+
+    def active(self, side: str, when: float) -> tuple[Fault, ...]:
+        offset = when - self.started
+        return tuple(w.fault for w in self.windows if w.side == side and w.at <= offset < w.until)
+
+    def boundaries(self, sides: set[str]) -> list[float]:
+        times: set[float] = set()
+        for window in self.windows:
+            if window.side in sides:
+                times.update((self.started + window.at, self.started + window.until))
+        return sorted(times)
+
+
+def _schedule_proxy(
+    proxy: FaultProxy, windows: tuple[FaultWindow, ...], started: float, stop: threading.Event
+) -> threading.Thread:
+    """A thread that adds each proxy fault at its ``at`` and removes it at its ``until``."""
+    steps: list[tuple[float, int, FaultWindow]] = []
+    for window in windows:
+        if window.side != "proxy":
+            continue
+        if window.at > 0:
+            steps.append((window.at, 1, window))
+        steps.append((window.until, 0, window))
+    steps.sort(key=lambda step: (step[0], step[1]))
+
+    def run() -> None:
+        for offset, adding, window in steps:
+            if stop.wait(max(0.0, started + offset - time.monotonic())):
+                return
+            if adding:
+                proxy.add(window.fault)
+            else:
+                with contextlib.suppress(ValueError, LookupError):
+                    proxy.remove(window.fault)
+
+    thread = threading.Thread(target=run, name="sockharness chaos fault schedule", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_scenario(
+    scenario: Scenario, *, seed: int | None = None, progress: Progress | None = None
+) -> ScenarioResult:
+    """Run ``scenario`` and judge it; never raises for what the server or the faults do.
+
+    An invalid scenario (a class that cannot be imported, a server attribute
+    the class lacks) raises :class:`ScenarioError`; a scenario that cannot
+    start (no IPv6 loopback, say) returns a result whose ``error`` says why.
+    """
+    seed = scenario.seed if seed is None else seed
+    handler, server_class = resolve_classes(scenario)
+    result = ScenarioResult(scenario=scenario, seed=seed)
+    began = time.monotonic()
+    try:
+        _Run(
+            scenario,
+            seed,
+            handler=handler,
+            server_class=server_class,
+            result=result,
+            progress=progress,
+        ).run()
+    except ScenarioError:
+        raise
+    except UsageError as exc:
+        raise ScenarioError(scenario.file, str(exc), key="server") from None
+    except Exception as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
+    result.elapsed = time.monotonic() - began
+    return result
+
+
+class _Run:
+    """One run of one scenario; :meth:`run` fills in the result."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        seed: int,
+        *,
+        handler: type | None,
+        server_class: type | None,
+        result: ScenarioResult,
+        progress: Progress | None,
+    ) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.handler = handler
+        self.server_class = server_class
+        self.result = result
+        self.progress = progress
+        self.server: RunningServer | None = None
+        self.proxy: FaultProxy | None = None
+        self.client_timeline = Timeline()
+        self.shutdown_took: float | None = None
+        self.leaks: str | None = None
+        self.probe: str | None = None
+
+    def start_server(self, windows: _Windows) -> None:
+        spec = self.scenario.server
+        server_faults = [w.fault for w in self.scenario.faults if w.side == "server"]
+        assert self.handler is not None
+        self.server = start_server(
+            self.handler,
+            spec.kind,
+            concurrency=None if self.server_class is not None else spec.concurrency,
+            tls=spec.tls,
+            server_class=self.server_class,
+            faults=server_faults or None,
+            seed=self.seed,
+            leaks="off",
+            **dict(spec.attributes),
+        )
+        gate = self.server._faults
+        if gate is not None and spec.stream:
+            gate.select = lambda: windows.active("server", time.monotonic())
+
+    def run(self) -> None:
+        scenario = self.scenario
+        spec = scenario.server
+        stop = threading.Event()
+        with contextlib.ExitStack() as stack:
+            started = time.monotonic()
+            windows = _Windows(scenario.faults, started)
+            if spec.target is None:
+                self.start_server(windows)
+                assert self.server is not None
+                stack.callback(self.stop_server)
+                upstream = self.server.address
+            else:
+                upstream = _target_address(spec)
+            needs_proxy = spec.target is not None or "proxy" in scenario.fault_sides
+            address = upstream
+            if needs_proxy:
+                first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
+                self.proxy = FaultProxy(upstream, spec.kind, first, seed=self.seed)
+                stack.callback(self.proxy.close)
+                address = self.proxy.address
+            # The clock starts now, with everything listening.
+            started = time.monotonic()
+            windows.started = started
+            scheduler = None
+            if self.proxy is not None:
+                scheduler = _schedule_proxy(self.proxy, scenario.faults, started, stop)
+            traffic = Traffic(
+                scenario.clients,
+                address=address,
+                kind=spec.kind,
+                tls=self.server._client_context if self.server is not None else None,
+                seed=self.seed,
+                started=started,
+                duration=scenario.duration,
+                client_faults=lambda when: windows.active("client", when),
+                boundaries=windows.boundaries({"client", "server"}),
+                timeline=self.client_timeline,
+            )
+            traffic.start()
+            end = started + scenario.duration
+            try:
+                while not stop.wait(min(0.2, max(0.0, end - time.monotonic()))):
+                    if self.progress is not None:
+                        ok, failed = traffic.counts()
+                        self.progress(time.monotonic() - started, scenario.duration, ok, failed)
+                    if time.monotonic() >= end:
+                        break
+            finally:
+                stop.set()
+                longest = max(group.timeout for group in scenario.clients)
+                messages, problems = traffic.stop(longest + 2.0)
+                if scheduler is not None:
+                    scheduler.join(2.0)
+            self.result.messages = messages
+            self.result.problems.extend(problems)
+            if self.progress is not None:
+                ok, failed = traffic.counts()
+                self.progress(scenario.duration, scenario.duration, ok, failed)
+            self.fired = self.fired_faults()
+            self.probe = self.probe_serving(address)
+        self.result.invariants = evaluate(self)
+
+    def fired_faults(self) -> set[str]:
+        """The faults (by repr) that did something, on any side."""
+        events = list(self.client_timeline.events)
+        if self.proxy is not None:
+            events += self.proxy.timeline.events
+        if self.server is not None:
+            events += self.server.fault_timeline.events
+        return {event.fault for event in events}
+
+    def probe_serving(self, address: Any) -> str | None:
+        """After the faults: a fresh client's request gets its reply (``None``) or why not."""
+        if not self.scenario.expect.serving_after_faults:
+            return None
+        if self.proxy is not None:
+            self.proxy.clear()
+        spec = self.scenario.clients[0]
+        reply = spec.reply
+        probe = b"0:probe:sockharness\n"
+        expected = {"echo": probe, "upper": probe.upper()}.get(reply)
+        kind = self.scenario.server.kind
+        problem = None
+        for _ in range(3):
+            try:
+                from sockharness._clients import connect
+
+                tls = self.server._client_context if self.server is not None else None
+                target = self.server.address if self.server is not None else address
+                with connect(target, kind, tls=tls, timeout=spec.timeout) as client:
+                    client.send(probe)
+                    if reply == "none":
+                        return None
+                    if self.scenario.server.stream and expected is not None:
+                        got = client.recv_exactly(len(expected))
+                    else:
+                        got = (
+                            client.recv() if not self.scenario.server.stream else client.recv_line()
+                        )
+                if expected is None or got == expected:
+                    return None
+                problem = f"the probe request got {got[:80]!r}, expected {expected[:80]!r}"
+            except Exception as exc:
+                problem = f"the probe request failed: {type(exc).__name__}: {exc}"
+        return problem
+
+    def stop_server(self) -> None:
+        server = self.server
+        if server is None:
+            return
+        began = time.monotonic()
+        server.stop(timeout=self.scenario.expect.shutdown_within + 10.0, check=False)
+        self.shutdown_took = time.monotonic() - began
+        self.leaks = server.leak_report()
+        self.result.handler_errors = [
+            f"{error.type_name}: {error.message}" for error in server.errors
+        ]

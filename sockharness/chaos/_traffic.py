@@ -1,0 +1,368 @@
+"""The load: client threads that send numbered messages, check each reply, and time it.
+
+Every message is one line, ``<client>:<seq>:<body>\\n``, so a reply can be
+matched to the message it answers (datagrams may come late, twice or out of
+order) and a changed byte shows. Each message ends as one of:
+
+- ``ok``: the expected reply arrived (or, for ``reply = "none"``, the send went through);
+- ``lost``: no reply within the client's ``timeout``;
+- ``corrupt``: a reply arrived, with the wrong bytes;
+- ``error``: the connection failed (refused, reset, closed early, ...).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sockharness._clients import Client, connect
+from sockharness._errors import ConnectionClosed, ReceiveTimeout
+from sockharness._payloads import Payloads
+from sockharness.faults import Fault
+from sockharness.faults._plans import Timeline
+
+from ._schema import ClientSpec
+
+__all__ = ["Message", "Traffic", "make_bodies"]
+
+#: Bodies prepared per client group, cycled through by its messages.
+_POOL = 32
+#: After a failed connection, the client waits this long before trying again.
+_BACKOFF = 0.02
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message: who sent it, when (seconds from the start), and how it ended."""
+
+    client: int
+    seq: int
+    sent: float
+    done: float
+    outcome: str
+    detail: str = ""
+
+    @property
+    def latency(self) -> float:
+        """Seconds from the send to the reply (or to the failure)."""
+        return self.done - self.sent
+
+
+def make_bodies(spec: ClientSpec, seed: int, group: int) -> list[bytes]:
+    """The message bodies of one client group: no newline in any, each at most ``size``."""
+    payloads = Payloads(seed * 1_000 + group)
+    bodies = []
+    for _ in range(_POOL):
+        if spec.payload == "random":
+            raw = payloads.bytes(spec.size)
+        elif spec.payload == "json":
+            raw = json.dumps(payloads.json_record()).encode()
+        else:  # "text" and "line": faker prose
+            raw = payloads.text(max(spec.size, 5)).encode()
+        bodies.append(raw.replace(b"\n", b" ")[: spec.size])
+    return bodies
+
+
+class _Expected:
+    """What a reply to ``message`` must be, by the client's ``reply`` mode."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def of(self, message: bytes) -> bytes | None:
+        if self.reply == "echo":
+            return message
+        if self.reply == "upper":
+            return message.upper()
+        return None
+
+
+class Traffic:
+    """Every client of a scenario, as threads; start, then :meth:`stop` and collect."""
+
+    def __init__(
+        self,
+        groups: Sequence[ClientSpec],
+        *,
+        address: Any,
+        kind: str,
+        tls: ssl.SSLContext | None,
+        seed: int,
+        started: float,
+        duration: float,
+        client_faults: Callable[[float], tuple[Fault, ...]],
+        boundaries: Sequence[float],
+        timeline: Timeline,
+    ) -> None:
+        self.started = started
+        self.duration = duration
+        self._stop = threading.Event()
+        self._connections = itertools.count()
+        self._workers: list[_Worker] = []
+        client_id = 0
+        for group_index, group in enumerate(groups):
+            bodies = make_bodies(group, seed, group_index)
+            for _ in range(group.count):
+                self._workers.append(
+                    _Worker(
+                        self,
+                        group,
+                        client_id,
+                        bodies,
+                        address=address,
+                        kind=kind,
+                        tls=tls,
+                        seed=seed,
+                        client_faults=client_faults,
+                        boundaries=sorted(boundaries),
+                        timeline=timeline,
+                    )
+                )
+                client_id += 1
+
+    def next_connection(self) -> int:
+        """A number for a new connection, unique in the run (seeds its faults)."""
+        return next(self._connections)
+
+    @property
+    def stopping(self) -> threading.Event:
+        """Set when the clients are to stop sending."""
+        return self._stop
+
+    def start(self) -> None:
+        """Start every client thread."""
+        for worker in self._workers:
+            worker.start()
+
+    def counts(self) -> tuple[int, int]:
+        """(ok, failed) messages so far, for progress displays."""
+        ok = failed = 0
+        for worker in self._workers:
+            ok += worker.ok
+            failed += worker.failed
+        return ok, failed
+
+    def stop(self, timeout: float) -> tuple[list[Message], list[str]]:
+        """Stop sending, wait up to ``timeout`` for each client, and return every message.
+
+        Also returns a problem line for each client thread that did not end.
+        """
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        problems = []
+        for worker in self._workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.abort()
+                worker.join(1.0)
+                problems.append(f"client {worker.client_id} did not stop within {timeout:g} s")
+        messages = [message for worker in self._workers for message in worker.messages]
+        messages.sort(key=lambda message: (message.sent, message.client, message.seq))
+        return messages, problems
+
+
+class _Worker(threading.Thread):
+    """One client: connects, sends at its rate, checks each reply, reconnects on failure."""
+
+    def __init__(
+        self,
+        traffic: Traffic,
+        spec: ClientSpec,
+        client_id: int,
+        bodies: list[bytes],
+        *,
+        address: Any,
+        kind: str,
+        tls: ssl.SSLContext | None,
+        seed: int,
+        client_faults: Callable[[float], tuple[Fault, ...]],
+        boundaries: list[float],
+        timeline: Timeline,
+    ) -> None:
+        super().__init__(name=f"sockharness chaos client {client_id}", daemon=True)
+        self.traffic = traffic
+        self.spec = spec
+        self.client_id = client_id
+        self.bodies = bodies
+        self.address = address
+        self.kind = kind
+        self.tls = tls
+        self.seed = seed
+        self.client_faults = client_faults
+        self.boundaries = boundaries
+        self.timeline = timeline
+        self.expected = _Expected(spec.reply)
+        self.random = random.Random(f"{seed}:{client_id}")
+        self.messages: list[Message] = []
+        self.ok = 0
+        self.failed = 0
+        self._client: Client | None = None
+        self._connected_at = 0.0
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def run(self) -> None:
+        stop = self.traffic.stopping
+        start = self.traffic.started
+        end = start + self.traffic.duration
+        first = start + self.spec.start
+        if stop.wait(max(0.0, first - time.monotonic())):
+            return
+        interval = 1.0 / self.spec.rate if self.spec.rate > 0 else 0.0
+        # Clients of one group start spread over one interval, not all at once.
+        due = first + self.random.random() * interval
+        seq = 0
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if due > now and stop.wait(due - now):
+                    break
+                if time.monotonic() >= end:
+                    break
+                outcome = self.exchange(seq)
+                seq += 1
+                if outcome.outcome == "ok":
+                    self.ok += 1
+                else:
+                    self.failed += 1
+                    if outcome.outcome == "error" and stop.wait(_BACKOFF):
+                        break
+                due = max(due + interval, time.monotonic()) if interval else time.monotonic()
+        finally:
+            self.disconnect()
+
+    def abort(self) -> None:
+        """Unblock a client stuck in a receive (used only when it does not stop in time)."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)
+
+    # -- one message -----------------------------------------------------------------------
+
+    def exchange(self, seq: int) -> Message:
+        header = f"{self.client_id}:{seq}:".encode()
+        body = self.bodies[seq % len(self.bodies)]
+        message = header + body[: max(0, self.spec.size - len(header) - 1)] + b"\n"
+        started = self.traffic.started
+        sent = time.monotonic()
+        try:
+            if self.spec.pattern == "connect-per-request":
+                outcome, detail = self.one_connection(message)
+            elif self.spec.pattern == "datagram":
+                outcome, detail = self.one_datagram(message, header)
+            else:
+                outcome, detail = self.one_request(message)
+        except (ReceiveTimeout, TimeoutError) as exc:
+            outcome, detail = "lost", str(exc)
+            self.disconnect()
+        except (OSError, ConnectionClosed, ssl.SSLError, ValueError) as exc:
+            outcome, detail = "error", f"{type(exc).__name__}: {exc}"
+            self.disconnect()
+        record = Message(
+            self.client_id, seq, sent - started, time.monotonic() - started, outcome, detail
+        )
+        self.messages.append(record)
+        return record
+
+    def connection(self) -> Client:
+        now = time.monotonic()
+        if self._client is not None and any(
+            self._connected_at < boundary <= now for boundary in self.boundaries
+        ):
+            # A fault window opened or closed: the next connection carries what is in force.
+            self.disconnect()
+        if self._client is None:
+            self._client = self.connect()
+            self._connected_at = time.monotonic()
+        return self._client
+
+    def connect(self) -> Client:
+        faults = self.client_faults(time.monotonic())
+        return connect(
+            self.address,
+            self.kind,
+            tls=self.tls,
+            timeout=self.spec.timeout,
+            faults=faults,
+            seed=self.seed,
+            connection=self.traffic.next_connection(),
+            timeline=self.timeline,
+        )
+
+    def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                client.close()
+
+    def judge(self, reply: bytes, expected: bytes | None) -> tuple[str, str]:
+        if expected is None or reply == expected:
+            return "ok", ""
+        return "corrupt", f"expected {expected[:60]!r}..., got {reply[:60]!r}..."
+
+    def one_request(self, message: bytes) -> tuple[str, str]:
+        client = self.connection()
+        client.send(message)
+        if self.spec.reply == "none":
+            return "ok", ""
+        expected = self.expected.of(message)
+        if expected is None:
+            return "ok" if client.recv_line() else "corrupt", ""
+        return self.judge(client.recv_exactly(len(expected)), expected)
+
+    def one_connection(self, message: bytes) -> tuple[str, str]:
+        with self.connect() as client:
+            self._client = client
+            client.send(message)
+            client.shutdown_write()
+            reply = client.recv_all()
+        self._client = None
+        expected = self.expected.of(message)
+        if self.spec.reply == "none":
+            return "ok", ""
+        if self.spec.reply == "any":
+            return ("ok", "") if reply else ("corrupt", "an empty reply")
+        return self.judge(reply, expected)
+
+    def one_datagram(self, message: bytes, header: bytes) -> tuple[str, str]:
+        client = self.connection()
+        client.send(message)
+        if self.spec.reply == "none":
+            return "ok", ""
+        expected = self.expected.of(message)
+        wanted = expected[: len(header)] if expected is not None else None
+        deadline = time.monotonic() + self.spec.timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ReceiveTimeout(f"no reply to message {header.decode()!r} in time")
+            client.sock.settimeout(remaining)
+            reply = client.sock.recv(65536)
+            if expected is None:
+                return ("ok", "") if reply else ("corrupt", "an empty reply")
+            if reply.startswith(header.upper() if self.spec.reply == "upper" else header):
+                return self.judge(reply, expected)
+            if _is_stale(reply, self.client_id, header):
+                continue  # A late or duplicated reply to an earlier message.
+            return self.judge(reply, expected) if wanted else ("corrupt", "")
+
+
+def _is_stale(reply: bytes, client_id: int, header: bytes) -> bool:
+    """Whether ``reply`` answers an earlier message of this client (late, or a duplicate)."""
+    parts = reply.split(b":", 2)
+    if len(parts) < 3:
+        return False
+    try:
+        return int(parts[0]) == client_id and int(parts[1]) < int(header.split(b":")[1])
+    except ValueError:
+        return False
