@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
 
 from ._errors import ConnectionClosed, ReceiveTimeout, UsageError
+from ._fork_safety import keep_out_of_children
 from ._kinds import Kind, parse_kind
 
 if TYPE_CHECKING:
@@ -131,6 +132,7 @@ def connect(
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
         raise
+    keep_out_of_children(sock)
     return Client(sock, kind=kind, address=address, timeout=timeout, private_dir=private_dir)
 
 

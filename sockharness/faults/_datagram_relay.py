@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from sockharness._fork_safety import keep_out_of_children
+
 from ._plans import Action, DatagramPlan
 
 if TYPE_CHECKING:
@@ -111,7 +113,7 @@ class DatagramFlow:
         self.plans = plans
         self.on_datagram = on_datagram
         self.closed = False
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock = keep_out_of_children(socket.socket(family, socket.SOCK_DGRAM))
         self._path: str | None = None
         try:
             self.sock.setblocking(False)

@@ -256,6 +256,9 @@ class StreamPlan(_Plan):
         super().__init__(*args, **kwargs)
         self.passed = 0
         self.ended = False
+        # The latest time any byte was scheduled for: later bytes never go before
+        # it, even when the fault that delayed the earlier ones is removed.
+        self.horizon = 0.0
 
     def timers(self) -> list[float]:
         """The times at which :meth:`due` has something to do."""
@@ -304,7 +307,8 @@ class StreamPlan(_Plan):
         actions = []
         for at, piece in items:
             self.passed += len(piece)
-            actions.append(Action(at, "data", piece))
+            self.horizon = max(at, self.horizon)
+            actions.append(Action(self.horizon, "data", piece))
         # A close decided by an earlier stage comes after the bytes it let through,
         # however much later stages delay them; at equal times data goes first.
         last = max((action.at for action in actions), default=now)
@@ -313,7 +317,7 @@ class StreamPlan(_Plan):
 
     def eof(self, now: float) -> list[Action]:
         """When the end of the stream, written at ``now``, reaches the receiver."""
-        at = now
+        at = max(now, self.horizon)
         for stage in self.stages:
             fault = stage.fault
             if isinstance(fault, Timeout):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, final
 
 from sockharness._errors import UsageError
+from sockharness._fork_safety import keep_out_of_children
 from sockharness._kinds import Kind, parse_kind
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
@@ -126,7 +127,9 @@ class FaultProxy:
             self._private_dir = tempfile.mkdtemp(
                 prefix="shp-", dir="/tmp" if os.path.isdir("/tmp") else None
             )
-        self._listener = socket.socket(self.kind.family, self.kind.socket_type)
+        self._listener = keep_out_of_children(
+            socket.socket(self.kind.family, self.kind.socket_type)
+        )
         try:
             if self.kind.stream and not self.kind.unix:
                 self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -305,6 +308,7 @@ class FaultProxy:
     def _accept(self) -> None:
         try:
             client, _ = self._listener.accept()
+            keep_out_of_children(client)
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         if self._down():
