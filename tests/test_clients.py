@@ -198,3 +198,32 @@ def test_repr_names_the_peer(make_server: MakeServer) -> None:
     assert repr(client) == f"<Client unix {server.address} open>"
     client.close()
     assert repr(client).endswith("closed>")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork() here")
+def test_a_forked_child_does_not_keep_a_client_connection_open() -> None:
+    """A client's close is EOF to the server even while a forked child exists."""
+    from sockharness import connect
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    with listener:
+        client = connect(listener.getsockname())
+        accepted, _ = listener.accept()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # The child waits for the parent's word, holding what it inherited.
+            os.close(write_end)
+            os.read(read_end, 1)
+            os._exit(0)
+        os.close(read_end)
+        try:
+            client.sock.close()  # No FIN first: only the last copy's close ends it.
+            accepted.settimeout(10.0)
+            assert accepted.recv(10) == b""
+        finally:
+            os.write(write_end, b"x")
+            os.close(write_end)
+            os.waitpid(pid, 0)
+            accepted.close()

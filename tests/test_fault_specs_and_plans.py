@@ -274,3 +274,17 @@ def test_plans_write_the_timeline() -> None:
     )
     assert event.effect == "lost datagram 0 (4 bytes)"
     assert "conn 4" in timeline.format()
+
+
+def test_removing_a_fault_never_lets_later_bytes_overtake_delayed_ones() -> None:
+    from sockharness.faults import Slicer
+    from sockharness.faults._plans import UPSTREAM, StreamPlan
+
+    plan = StreamPlan([Slicer(4, delay=0.5)], seed=1, connection=0, direction=UPSTREAM, started=0.0)
+    sliced = plan.data(10.0, b"0123456789abcdef")
+    assert len(sliced) == 4
+    assert sliced[-1].at == pytest.approx(11.5)
+    plan.update([])  # The fault is removed while its slices are still due.
+    later = plan.data(10.1, b"after")
+    assert later[0].at >= sliced[-1].at
+    assert plan.eof(10.2)[0].at >= sliced[-1].at
