@@ -61,8 +61,22 @@ def test_readme_quick_start_has_exactly_two_commands_and_ci_runs_the_second() ->
     assert block is not None
     commands = [line for line in block.group(1).splitlines() if line.strip()]
     assert len(commands) == 2
-    assert "sockharness" in commands[0]
+    assert commands[0].endswith("sockharness run scenarios/")
     assert "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert "quick-start" in ci
     assert "grep -m1 'pytest'" in ci
+
+
+def test_the_main_job_scenarios_are_valid() -> None:
+    """The README's first command runs scenarios/; each file there must at least be valid."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sockharness", "check", "scenarios/"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(re.findall(r"^ok: ", result.stdout, re.M)) >= 10

@@ -18,8 +18,21 @@ def _ms(seconds: float | None) -> str:
 
 
 def summary_table(results: Sequence[ScenarioResult]) -> str:
-    """One row per scenario: result, messages, errors, p50/p99 latency, broken invariants."""
-    header = ["scenario", "result", "messages", "failed", "p50 ms", "p99 ms", "broken"]
+    """One row per scenario: result, messages, errors, p50/p99 latency, broken invariants.
+
+    ``errors`` counts the messages that failed (lost, corrupt or a connection
+    error); ``handler errors`` the exceptions the server's handlers raised.
+    """
+    header = [
+        "scenario",
+        "result",
+        "messages ok",
+        "errors",
+        "handler errors",
+        "p50 ms",
+        "p99 ms",
+        "broken",
+    ]
     rows = []
     for result in results:
         broken = ", ".join(invariant.name for invariant in result.broken)
@@ -31,6 +44,7 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
                 result.result,
                 f"{result.count('ok')}/{len(result.messages)}",
                 str(len(result.messages) - result.count("ok")),
+                str(len(result.handler_errors)),
                 _ms(result.latency(0.5)),
                 _ms(result.latency(0.99)),
                 broken or "-",

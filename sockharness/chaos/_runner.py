@@ -18,6 +18,7 @@ from sockharness.faults._plans import Timeline
 from ._invariants import evaluate
 from ._result import ScenarioResult
 from ._schema import FaultWindow, Scenario, ScenarioError, ServerSpec
+from ._toml import line_of
 from ._traffic import Traffic
 
 __all__ = ["Progress", "resolve_classes", "run_scenario"]
@@ -34,6 +35,15 @@ _BUILTIN = {
 }
 
 
+def _line(scenario: Scenario, key: str) -> int | None:
+    """The line of ``key`` (``"server.handler"``) in the scenario's file, if it can be read."""
+    try:
+        with open(scenario.file, encoding="utf-8") as stream:
+            return line_of(stream.read(), tuple(key.split(".")))
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
 def _import(scenario: Scenario, key: str, value: str) -> type:
     module_name, _, name = value.partition(":")
     try:
@@ -43,13 +53,17 @@ def _import(scenario: Scenario, key: str, value: str) -> type:
             scenario.file,
             f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
             key=key,
+            line=_line(scenario, key),
         ) from None
     found: Any = module
     for part in name.split("."):
         found = getattr(found, part, None)
     if not isinstance(found, type):
         raise ScenarioError(
-            scenario.file, f"{module_name!r} has no class {name!r}", key=key
+            scenario.file,
+            f"{module_name!r} has no class {name!r}",
+            key=key,
+            line=_line(scenario, key),
         ) from None
     return found
 

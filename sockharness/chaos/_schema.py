@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -325,7 +326,7 @@ class _Reader:
             head, ("scenario", "duration"), None, low=0, low_open=True, high=MAX_DURATION
         )
         server = self.server(self.table(document, ("server",), required=False))
-        clients = self.clients(document.get("clients"), server)
+        clients = self.clients(document.get("clients"), server, duration)
         faults = self.faults(document.get("faults"), server, duration)
         expect = self.expect(self.table(document, ("expect",), required=False))
         if server.target is not None and expect.no_leaks is not True:
@@ -433,7 +434,7 @@ class _Reader:
         if not sep or not module or not name:
             raise self.fail(path, f"expected 'package.module:ClassName', found {value!r}")
 
-    def clients(self, value: Any, server: ServerSpec) -> tuple[ClientSpec, ...]:
+    def clients(self, value: Any, server: ServerSpec, duration: float) -> tuple[ClientSpec, ...]:
         if value is None:
             raise ScenarioError(
                 self.file,
@@ -469,7 +470,13 @@ class _Reader:
             payload = self.string(table, (*p, "payload"), "random", PAYLOADS)
             timeout = self.number(table, (*p, "timeout"), 2.0, low=0, low_open=True, high=60)
             reply = self.string(table, (*p, "reply"), default_reply, REPLIES)
-            start = self.number(table, (*p, "start"), 0.0, low=0, high=MAX_DURATION)
+            start = self.number(table, (*p, "start"), 0.0, low=0, high=duration)
+            if start >= duration:
+                raise self.fail(
+                    (*p, "start"),
+                    f"expected a start before the end of the scenario ({duration:g} s), "
+                    f"found {start:g}: these clients would send nothing",
+                )
             groups.append(
                 ClientSpec(
                     count=count,
@@ -511,6 +518,11 @@ class _Reader:
         self.keys(table, p, {"fault", "side", "at", "until"} | parameters)
         side = self.string(table, (*p, "side"), "proxy", SIDES)
         at = self.number(table, (*p, "at"), 0.0, low=0, high=duration)
+        if at >= duration:
+            raise self.fail(
+                (*p, "at"),
+                f"expected a start before the end of the scenario ({duration:g} s), found {at:g}",
+            )
         until = self.number(table, (*p, "until"), duration, low=at, low_open=True, high=duration)
         arguments = {k: v for k, v in table.items() if k in parameters}
         for argument, given in arguments.items():
@@ -521,7 +533,9 @@ class _Reader:
         except TypeError as exc:
             raise self.fail((*p, "fault"), f"{cls.__name__}: {exc}") from None
         except ValueError as exc:
-            bad = next((a for a in arguments if f"{a}" in str(exc)), None)
+            # The spec's message starts "Fault(parameter=...": that names the culprit.
+            named = re.match(r"\w+\((\w+)=", str(exc))
+            bad = named.group(1) if named and named.group(1) in arguments else None
             raise self.fail((*p, bad) if bad else (*p, "fault"), str(exc)) from None
         transport = STREAM if server.stream else DATAGRAM
         if transport not in fault.transports:

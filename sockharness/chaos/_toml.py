@@ -35,6 +35,17 @@ def decode_error_line(error: Exception) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _top_level_line(text: str, key: str) -> int | None:
+    """The line of a key written before the first table header."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if _ARRAY_HEADER.match(line) or _TABLE_HEADER.match(line):
+            return None
+        match = _KEY.match(line)
+        if match and match.group(1).strip("\"'") == key:
+            return number
+    return None
+
+
 def line_of(text: str, path: tuple[str | int, ...]) -> int | None:
     """The line (from 1) where the key at ``path`` is written, or its table's header.
 
@@ -44,6 +55,10 @@ def line_of(text: str, path: tuple[str | int, ...]) -> int | None:
     """
     if not path:
         return None
+    if len(path) == 1:
+        top = _top_level_line(text, str(path[0]))
+        if top is not None:
+            return top
     table = path[0]
     index = path[1] if len(path) > 1 and isinstance(path[1], int) else None
     keys = [part for part in path[1:] if isinstance(part, str)]

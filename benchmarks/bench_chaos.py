@@ -1,0 +1,138 @@
+"""The chaos runner's own overhead: how many messages its clients drive, beside raw echo.
+
+For each transport (threading TCP and threading UDP, echo handler, no faults)
+and each client count (1 and 4), side by side in one process run, alternating
+in rounds:
+
+- **raw**: client threads doing echo round trips on plain sockets as fast as
+  they can (the server benchmark's round-trip loop, threaded), messages per
+  second;
+- **runner**: a scenario with the same server and the same number of clients at
+  ``rate = 0`` (as fast as replies come), run by ``run_scenario``; messages per
+  second is its ok messages over the duration. Each runner message is framed,
+  checked byte for byte and timed, and its client checks for fault windows.
+
+The ratio runner/raw is the share of the raw rate the runner's clients reach.
+
+Usage: ``python benchmarks/bench_chaos.py [--quick] [--json FILE]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import socket
+import statistics
+import sys
+import threading
+import time
+from typing import Any
+
+from sockharness import start_server
+from sockharness.chaos import parse_scenario, run_scenario
+from sockharness.handlers import EchoHandler
+
+PAYLOAD = b"x" * 63 + b"\n"
+
+
+def raw_rate(kind: str, clients: int, duration: float) -> float:
+    """Echo round trips per second of ``clients`` threads on plain sockets."""
+    with start_server(EchoHandler, kind, leaks="off") as server:
+        counts = [0] * clients
+        start = threading.Barrier(clients + 1)
+
+        def loop(index: int) -> None:
+            stream = kind == "tcp"
+            sock = socket.socket(
+                socket.AF_INET, socket.SOCK_STREAM if stream else socket.SOCK_DGRAM
+            )
+            sock.settimeout(5.0)
+            sock.connect(server.address)
+            if stream:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                start.wait()
+                deadline = time.perf_counter() + duration
+                while time.perf_counter() < deadline:
+                    sock.sendall(PAYLOAD) if stream else sock.send(PAYLOAD)
+                    received = 0
+                    while received < len(PAYLOAD):
+                        received += len(sock.recv(65536))
+                    counts[index] += 1
+            finally:
+                if stream:
+                    sock.shutdown(socket.SHUT_WR)
+                sock.close()
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        for thread in threads:
+            thread.join(duration + 10)
+        return sum(counts) / duration
+
+
+def runner_rate(kind: str, clients: int, duration: float) -> float:
+    """Ok messages per second that the chaos runner's clients drive."""
+    pattern = "persistent" if kind == "tcp" else "datagram"
+    scenario = parse_scenario(
+        f"""
+        [scenario]
+        name = "bench"
+        duration = {duration}
+        [server]
+        kind = "{kind}"
+        [[clients]]
+        count = {clients}
+        pattern = "{pattern}"
+        rate = 0
+        size = {len(PAYLOAD)}
+        [expect]
+        serving_after_faults = false
+        """.replace("        ", ""),
+        "<bench>",
+    )
+    result = run_scenario(scenario)
+    if result.result != "held":
+        raise RuntimeError(result.failure_message())
+    return result.count("ok") / duration
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter runs, fewer rounds")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    rounds, duration = (1, 0.5) if args.quick else (3, 2.0)
+    results: dict[str, Any] = {}
+    for kind in ("tcp", "udp"):
+        for clients in (1, 4):
+            raw: list[float] = []
+            runner: list[float] = []
+            for _ in range(rounds):
+                raw.append(raw_rate(kind, clients, duration))
+                runner.append(runner_rate(kind, clients, duration))
+            results[f"{kind} x{clients}"] = {
+                "raw": statistics.median(raw),
+                "runner": statistics.median(runner),
+            }
+    lines = [
+        f"chaos runner overhead (Python {platform.python_version()}, "
+        f"{rounds} rounds of {duration:g} s, median messages per second)",
+        f"{'server, clients':<18}{'raw echo':>12}{'runner':>12}{'runner/raw':>12}",
+    ]
+    for name, row in results.items():
+        ratio = row["runner"] / row["raw"] if row["raw"] else float("nan")
+        row["ratio"] = ratio
+        lines.append(f"{name:<18}{row['raw']:>12.0f}{row['runner']:>12.0f}{ratio:>11.2f}x")
+    print("\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as stream:
+            json.dump({"python": platform.python_version(), "results": results}, stream, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
