@@ -51,6 +51,7 @@ def run_scenarios(
         json_report,
         junit_report,
         load_scenarios,
+        resolve_classes,
         run_scenario,
         summary_table,
     )
@@ -58,6 +59,8 @@ def run_scenarios(
 
     try:
         scenarios = load_scenarios(paths)
+        for scenario in scenarios:  # Every class imports and fits, before anything runs.
+            resolve_classes(scenario)
     except ScenarioError as error:
         print(f"sockharness run: {error}", file=err)
         return 2

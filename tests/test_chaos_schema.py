@@ -1394,3 +1394,57 @@ def test_check_rejects_a_missing_path(tmp_path: Path) -> None:
     done = run_check(missing, cwd=tmp_path)
     assert done.returncode == 2
     assert f"sockharness check: {missing}: no such file or directory" in done.stderr
+
+
+def _check_dir(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "s.toml").write_text(text)
+    return subprocess.run(
+        [sys.executable, "-m", "sockharness", "check", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+_HEAD = '[scenario]\nname = "x"\nduration = 1\n\n'
+
+
+def test_check_rejects_an_attribute_the_server_class_lacks(tmp_path: Path) -> None:
+    text = _HEAD + '[server]\nkind = "tcp"\nattributes = { daemon_thread = true }\n\n[[clients]]\n'
+    result = _check_dir(tmp_path, text)
+    assert result.returncode == 2
+    assert "s.toml:7: server.attributes.daemon_thread:" in result.stderr
+    assert "did you mean 'daemon_threads'?" in result.stderr
+
+
+def test_check_rejects_a_server_class_of_another_kind(tmp_path: Path) -> None:
+    text = (
+        _HEAD
+        + '[server]\nkind = "tcp"\nserver_class = "sockharness.server:ThreadingUDPServer"\n\n'
+        + "[[clients]]\n"
+    )
+    result = _check_dir(tmp_path, text)
+    assert result.returncode == 2
+    assert "s.toml:6: server.kind: ThreadingUDPServer serves 'udp'" in result.stderr
+    assert "write kind = 'udp'" in result.stderr
+
+
+def test_an_empty_clients_array_is_rejected() -> None:
+    text = 'clients = []\n\n[scenario]\nname = "x"\nduration = 1\n'
+    with pytest.raises(ScenarioError, match=r":1: clients: expected at least one \[\[clients\]\]"):
+        parse_scenario(text)
+
+
+def test_overlapping_windows_of_the_same_fault_are_rejected() -> None:
+    faults = (
+        '[[faults]]\nfault = "latency"\ndelay = 0.1\nat = 0.1\nuntil = 0.6\n\n'
+        '[[faults]]\nfault = "latency"\ndelay = 0.1\nat = 0.5\nuntil = 0.9\n'
+    )
+    with pytest.raises(ScenarioError, match=r"faults\[1\]: .*overlapping window"):
+        parse_scenario(_HEAD + '[server]\nkind = "tcp"\n\n[[clients]]\n\n' + faults)
+
+
+def test_unix_dgram_may_be_written_as_on_the_command_line() -> None:
+    scenario = parse_scenario(_HEAD + '[server]\nkind = "unix-dgram"\n\n[[clients]]\n')
+    assert scenario.server.kind == "unix_dgram"

@@ -6,7 +6,7 @@ faults and when they strike, and the invariants that must still hold::
 
     from sockharness.chaos import load_scenario, run_scenario
 
-    result = run_scenario(load_scenario("scenarios/tcp_latency.toml"))
+    result = run_scenario(load_scenario("scenarios/tcp_latency_window.toml"))
     assert result.result == "held", result.failure_message()
 
 The format is documented in ``docs/scenarios.md``; ``sockharness run`` and

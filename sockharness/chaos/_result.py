@@ -95,8 +95,8 @@ class ScenarioResult:
             "error": self.error,
             "server": {
                 "kind": server.kind,
-                "concurrency": server.concurrency,
-                "handler": server.handler,
+                "concurrency": None if server.target or server.server_class else server.concurrency,
+                "handler": None if server.target else server.handler,
                 "tls": server.tls,
                 "target": server.target,
                 "server_class": server.server_class,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import threading
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 from sockharness import handlers
 from sockharness._errors import UsageError
+from sockharness._kinds import kind_of_class, parse_kind, server_class_for
 from sockharness._running import RunningServer, start_server
 from sockharness.faults import Fault, FaultProxy
 from sockharness.faults._plans import Timeline
@@ -84,7 +86,46 @@ def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
         if server.server_class is not None
         else None
     )
+    _check_server(scenario, server_class)
     return handler, server_class
+
+
+def _check_server(scenario: Scenario, server_class: type | None) -> None:
+    """The class serves the scenario's kind, and has every attribute the scenario sets."""
+    spec = scenario.server
+    if server_class is not None:
+        try:
+            own = kind_of_class(server_class).name
+        except UsageError as exc:
+            raise ScenarioError(
+                scenario.file,
+                str(exc),
+                key="server.server_class",
+                line=_line(scenario, "server.server_class"),
+            ) from None
+        if own != spec.kind:
+            raise ScenarioError(
+                scenario.file,
+                f"{server_class.__name__} serves {own!r}, and the scenario says kind = "
+                f"{spec.kind!r}; write kind = {own!r}",
+                key="server.kind",
+                line=_line(scenario, "server.kind"),
+            )
+        cls = server_class
+    else:
+        cls = server_class_for(parse_kind(spec.kind), spec.concurrency)
+    known = {name for name in dir(cls) if not name.startswith("_")}
+    for name in spec.attributes:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ScenarioError(
+                scenario.file,
+                f"{cls.__name__} has no attribute {name!r}{hint} (attributes are set on "
+                f"the server before it starts: timeout, block_on_close, daemon_threads, ...)",
+                key=f"server.attributes.{name}",
+                line=_line(scenario, "server.attributes"),
+            )
 
 
 def _target_address(server: ServerSpec) -> Any:

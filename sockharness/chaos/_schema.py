@@ -199,7 +199,7 @@ def _type_name(value: Any) -> str:
         return f"a boolean ({str(value).lower()})"
     for python_type, name in _TYPE_NAMES:
         if isinstance(value, python_type):
-            shown = f"{value!r}" if isinstance(value, str) else f"{value:g}"
+            shown = f"{value!r}"
             return f"{name} ({shown})"
     if isinstance(value, list):
         return "an array"
@@ -329,8 +329,6 @@ class _Reader:
         clients = self.clients(document.get("clients"), server, duration)
         faults = self.faults(document.get("faults"), server, duration)
         expect = self.expect(self.table(document, ("expect",), required=False))
-        if server.target is not None and expect.no_leaks is not True:
-            pass
         return Scenario(
             name=name,
             file=self.file,
@@ -356,6 +354,8 @@ class _Reader:
             "target",
         }
         self.keys(table, p, allowed)
+        if isinstance(table.get("kind"), str):
+            table = {**table, "kind": table["kind"].replace("-", "_")}  # unix-dgram, as on the CLI
         kind = self.string(table, (*p, "kind"), "tcp", tuple(KINDS))
         target = self.string(table, (*p, "target"), None)
         server_class = self.string(table, (*p, "server_class"), None)
@@ -442,6 +442,8 @@ class _Reader:
             )
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise self.fail(("clients",), "expected [[clients]] tables")
+        if not value:
+            raise self.fail(("clients",), "expected at least one [[clients]] table, found none")
         default_reply = BUILTIN_HANDLERS.get(server.handler, "any")
         if server.target is not None or server.server_class is not None:
             default_reply = "any"
@@ -496,9 +498,22 @@ class _Reader:
             return ()
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise self.fail(("faults",), "expected [[faults]] tables")
-        windows = []
+        windows: list[FaultWindow] = []
         for index, table in enumerate(value):
-            windows.append(self.fault(dict(table), ("faults", index), server, duration))
+            window = self.fault(dict(table), ("faults", index), server, duration)
+            for earlier, other in enumerate(windows):
+                if (
+                    other.fault == window.fault
+                    and other.side == window.side
+                    and window.at < other.until
+                    and other.at < window.until
+                ):
+                    raise self.fail(
+                        ("faults", index),
+                        f"the same fault on the same side as faults[{earlier}], in an "
+                        f"overlapping window: merge the two windows into one",
+                    )
+            windows.append(window)
         return tuple(windows)
 
     def fault(
