@@ -210,3 +210,33 @@ def test_conformance_exports() -> None:
         "datagram",
         "stateful",
     ]
+
+
+CHAOS_API = [
+    "ClientSpec",
+    "Expectations",
+    "FaultWindow",
+    "Invariant",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioResult",
+    "ServerSpec",
+    "find_scenario_files",
+    "is_scenario_file",
+    "json_report",
+    "junit_report",
+    "load_scenario",
+    "load_scenarios",
+    "parse_scenario",
+    "resolve_classes",
+    "run_scenario",
+    "summary_table",
+]
+
+
+def test_chaos_exports() -> None:
+    from sockharness import chaos
+
+    assert sorted(chaos.__all__) == sorted(CHAOS_API)
+    for name in CHAOS_API:
+        assert getattr(chaos, name).__doc__, f"sockharness.chaos.{name} has no docstring"

@@ -50,6 +50,15 @@ PAYLOADS = ("random", "text", "line", "json")
 REPLIES = ("echo", "upper", "none", "any")
 SIDES = ("proxy", "server", "client")
 MAX_DURATION = 300.0
+#: The [server] keys of a server sockharness starts (not of an outside ``target``).
+_STARTED_SERVER_KEYS = (
+    "concurrency",
+    "handler",
+    "handler_delay",
+    "tls",
+    "attributes",
+    "server_class",
+)
 MAX_CLIENTS = 256
 MAX_DATAGRAM = 8192
 
@@ -343,31 +352,14 @@ class _Reader:
 
     def server(self, table: Mapping[str, Any]) -> ServerSpec:
         p: _Path = ("server",)
-        allowed = {
-            "kind",
-            "concurrency",
-            "handler",
-            "handler_delay",
-            "tls",
-            "attributes",
-            "server_class",
-            "target",
-        }
-        self.keys(table, p, allowed)
+        self.keys(table, p, {"kind", "target", *_STARTED_SERVER_KEYS})
         if isinstance(table.get("kind"), str):
             table = {**table, "kind": table["kind"].replace("-", "_")}  # unix-dgram, as on the CLI
         kind = self.string(table, (*p, "kind"), "tcp", tuple(KINDS))
         target = self.string(table, (*p, "target"), None)
         server_class = self.string(table, (*p, "server_class"), None)
         if target is not None:
-            for other in (
-                "concurrency",
-                "handler",
-                "handler_delay",
-                "tls",
-                "attributes",
-                "server_class",
-            ):
+            for other in _STARTED_SERVER_KEYS:
                 if other in table:
                     raise self.fail(
                         (*p, other),
