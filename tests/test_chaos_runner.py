@@ -77,7 +77,7 @@ def test_corruption_inside_a_window_is_tolerated_and_outside_it_would_not_be() -
         [[clients]]
         rate = 60
         size = 64
-        timeout = 0.3
+        timeout = 1.0
 
         [[faults]]
         fault = "corrupt"
@@ -106,19 +106,19 @@ def test_the_same_seed_makes_the_same_losses() -> None:
         concurrency = "sync"
 
         [[clients]]
-        rate = 80
+        rate = 0
         size = 40
-        timeout = 0.15
+        timeout = 0.5
 
         [[faults]]
         fault = "loss"
         side = "server"
-        probability = 0.3
+        probability = 0.2
 
         [expect]
         intact_outside_faults = false
         """,
-        duration=0.8,
+        duration=1.5,
     )
     scenario = parse_scenario(text)
 

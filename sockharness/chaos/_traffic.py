@@ -264,7 +264,8 @@ class _Worker(threading.Thread):
                 outcome, detail = self.one_request(message)
         except (ReceiveTimeout, TimeoutError) as exc:
             outcome, detail = "lost", str(exc)
-            self.disconnect()
+            if self.spec.pattern != "datagram":
+                self.disconnect()  # A stream in an unknown state; a datagram socket is fine.
         except (OSError, ConnectionClosed, ssl.SSLError, ValueError) as exc:
             outcome, detail = "error", f"{type(exc).__name__}: {exc}"
             self.disconnect()
