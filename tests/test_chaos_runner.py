@@ -406,3 +406,19 @@ def test_no_forked_child_outlives_a_forking_scenario() -> None:
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
     if children.exists():
         assert children.read_text().split() == []
+
+
+def test_a_client_that_crashes_shows_in_the_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sockharness.chaos import _traffic
+
+    def broken_exchange(self: Any, seq: int) -> Any:
+        raise RuntimeError("a bug in the client loop")
+
+    monkeypatch.setattr(_traffic._Worker, "exchange", broken_exchange)
+    result = run_scenario(
+        parse_scenario(scenario_text('[server]\nkind = "tcp"\n\n[[clients]]\nrate = 20\n'))
+    )
+    assert result.result == "broken"
+    broken = {invariant.name: invariant.detail for invariant in result.broken}
+    assert "RuntimeError: a bug in the client loop" in broken["clients_stopped"]
+    assert "min_messages" in broken

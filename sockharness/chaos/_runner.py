@@ -7,6 +7,7 @@ import difflib
 import importlib
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -156,7 +157,11 @@ class _Windows:
 
 
 def _schedule_proxy(
-    proxy: FaultProxy, windows: tuple[FaultWindow, ...], started: float, stop: threading.Event
+    proxy: FaultProxy,
+    windows: tuple[FaultWindow, ...],
+    started: float,
+    stop: threading.Event,
+    problems: list[str],
 ) -> threading.Thread:
     """A thread that adds each proxy fault at its ``at`` and removes it at its ``until``."""
     steps: list[tuple[float, int, FaultWindow]] = []
@@ -169,14 +174,17 @@ def _schedule_proxy(
     steps.sort(key=lambda step: (step[0], step[1]))
 
     def run() -> None:
-        for offset, adding, window in steps:
-            if stop.wait(max(0.0, started + offset - time.monotonic())):
-                return
-            if adding:
-                proxy.add(window.fault)
-            else:
-                with contextlib.suppress(ValueError, LookupError):
-                    proxy.remove(window.fault)
+        try:
+            for offset, adding, window in steps:
+                if stop.wait(max(0.0, started + offset - time.monotonic())):
+                    return
+                if adding:
+                    proxy.add(window.fault)
+                else:
+                    with contextlib.suppress(UsageError):  # Already cleared: nothing to undo.
+                        proxy.remove(window.fault)
+        except Exception:  # Shown in the verdict, not lost with the thread.
+            problems.append(f"the fault schedule stopped on an error:\n{traceback.format_exc()}")
 
     thread = threading.Thread(target=run, name="sockharness chaos fault schedule", daemon=True)
     thread.start()
@@ -286,7 +294,9 @@ class _Run:
             windows.started = started
             scheduler = None
             if self.proxy is not None:
-                scheduler = _schedule_proxy(self.proxy, scenario.faults, started, stop)
+                scheduler = _schedule_proxy(
+                    self.proxy, scenario.faults, started, stop, self.result.problems
+                )
             traffic = Traffic(
                 scenario.clients,
                 address=address,

@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,6 +166,11 @@ class Traffic:
                 worker.abort()
                 worker.join(1.0)
                 problems.append(f"client {worker.client_id} did not stop within {timeout:g} s")
+        problems += [
+            f"client {worker.client_id} stopped on an error:\n{worker.crash}"
+            for worker in self._workers
+            if worker.crash is not None
+        ]
         messages = [message for worker in self._workers for message in worker.messages]
         messages.sort(key=lambda message: (message.sent, message.client, message.seq))
         return messages, problems
@@ -207,6 +213,7 @@ class _Worker(threading.Thread):
         self.failed = 0
         self._client: Client | None = None
         self._connected_at = 0.0
+        self.crash: str | None = None
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -220,32 +227,40 @@ class _Worker(threading.Thread):
         interval = 1.0 / self.spec.rate if self.spec.rate > 0 else 0.0
         # Clients of one group start spread over one interval, not all at once.
         due = first + self.random.random() * interval
-        seq = 0
         try:
-            while not stop.is_set():
-                now = time.monotonic()
-                if due > now and stop.wait(due - now):
-                    break
-                if time.monotonic() >= end:
-                    break
-                outcome = self.exchange(seq)
-                seq += 1
-                if outcome.outcome == "ok":
-                    self.ok += 1
-                else:
-                    self.failed += 1
-                    if outcome.outcome == "error" and stop.wait(_BACKOFF):
-                        break
-                due = max(due + interval, time.monotonic()) if interval else time.monotonic()
+            self.loop(stop, end, interval, due)
+        except Exception:  # A bug here must show in the verdict, not vanish with the thread.
+            self.crash = traceback.format_exc()
         finally:
             self.disconnect()
+
+    def loop(self, stop: threading.Event, end: float, interval: float, due: float) -> None:
+        """Send a message whenever one is due, until the run ends or ``stop`` is set."""
+        seq = 0
+        while not stop.is_set():
+            now = time.monotonic()
+            if due > now and stop.wait(due - now):
+                break
+            if time.monotonic() >= end:
+                break
+            outcome = self.exchange(seq)
+            seq += 1
+            if outcome.outcome == "ok":
+                self.ok += 1
+            else:
+                self.failed += 1
+                if outcome.outcome == "error" and stop.wait(_BACKOFF):
+                    break
+            due = max(due + interval, time.monotonic()) if interval else time.monotonic()
 
     def abort(self) -> None:
         """Unblock a client stuck in a receive (used only when it does not stop in time)."""
         client = self._client
         if client is not None:
+            # On the TCP level: an SSLSocket's own shutdown() would tear down its TLS
+            # state under the client thread's feet.
             with contextlib.suppress(OSError):
-                client.sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(client.sock, socket.SHUT_RDWR)
 
     # -- one message -----------------------------------------------------------------------
 
@@ -303,7 +318,7 @@ class _Worker(threading.Thread):
     def disconnect(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(OSError, ssl.SSLError):
+            with contextlib.suppress(OSError, ValueError):
                 client.close()
 
     def judge(self, reply: bytes, expected: bytes | None) -> tuple[str, str]:
