@@ -422,3 +422,26 @@ def test_a_client_that_crashes_shows_in_the_verdict(monkeypatch: pytest.MonkeyPa
     broken = {invariant.name: invariant.detail for invariant in result.broken}
     assert "RuntimeError: a bug in the client loop" in broken["clients_stopped"]
     assert "min_messages" in broken
+
+
+def test_a_scenario_the_host_cannot_run_is_skipped_not_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import sockharness._running
+    from sockharness._chaos_commands import run_scenarios
+
+    monkeypatch.setattr(sockharness._running, "has_ipv6_loopback", lambda: False)
+    (tmp_path / "v6.toml").write_text(
+        scenario_text('[server]\nkind = "udp6"\n\n[[clients]]\nrate = 20\n', name="v6")
+    )
+    junit = tmp_path / "r.xml"
+    out = io.StringIO()
+    assert run_scenarios([str(tmp_path)], junit_xml=str(junit), out=out, err=out) == 0
+    text = out.getvalue()
+    assert "[1/1] v6: skipped" in text
+    assert "skipped: kind='udp6' needs an IPv6 loopback address (::1)" in text
+    assert "(1 skipped: this host cannot run them)" in text
+    case = ET.fromstring(junit.read_text()).find("testcase/skipped")
+    assert case is not None

@@ -34,7 +34,7 @@ DASH = "\u2013"
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
-RESULTS = ("held", "broken", "error")
+RESULTS = ("held", "broken", "error", "skipped")
 
 # Plot geometry, in SVG user units (the SVG scales to the page width).
 WIDTH, HEIGHT = 760, 260
@@ -76,6 +76,7 @@ a { color: #1d4ed8; }
 .badge.result-broken { background: #b91c1c; }
 .badge.result-error { background: #b45309; }
 .badge.result-unknown { background: #6b7280; }
+.badge.result-skipped { background: #9ca3af; }
 section.scenario { background: #fff; margin: 24px 0; padding: 16px 20px;
   box-shadow: 0 1px 2px rgba(0,0,0,.08); border-left: 6px solid #6b7280; }
 section.scenario.result-held { border-left-color: #15803d; }

@@ -66,17 +66,13 @@ class ScenarioItem(pytest.Item):
         if self.error is not None:
             raise InvalidScenario(str(self.error))
         assert self.scenario is not None
-        if self.scenario.server.kind in ("tcp6", "udp6") and self.scenario.server.target is None:
-            from sockharness._running import has_ipv6_loopback
-
-            if not has_ipv6_loopback():
-                kind = self.scenario.server.kind
-                pytest.skip(f"{kind} needs an IPv6 loopback (::1), which this host lacks")
         seed = self.config.getoption("--sockharness-seed")
         try:
             self.result = run_scenario(self.scenario, seed=seed)
         except ScenarioError as exc:
             raise InvalidScenario(str(exc)) from None
+        if self.result.skipped is not None:
+            pytest.skip(self.result.skipped)
         if self.result.result != "held":
             replay = f"--sockharness-seed {self.result.seed}"
             raise ScenarioFailed(self.result, replay)

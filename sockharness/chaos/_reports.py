@@ -36,7 +36,9 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
     rows = []
     for result in results:
         broken = ", ".join(invariant.name for invariant in result.broken)
-        if result.error is not None:
+        if result.skipped is not None:
+            broken = f"skipped: {result.skipped}"
+        elif result.error is not None:
             broken = "could not run"
         rows.append(
             [
@@ -51,9 +53,14 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
             ]
         )
     held = sum(1 for result in results if result.result == "held")
+    skipped = sum(1 for result in results if result.result == "skipped")
     total = len(results)
     footer = f"{held} of {total} scenario{'s' if total != 1 else ''} held"
-    details = [result.failure_message() for result in results if result.result != "held"]
+    if skipped:
+        footer += f" ({skipped} skipped: this host cannot run them)"
+    details = [
+        result.failure_message() for result in results if result.result in ("broken", "error")
+    ]
     return "\n\n".join([format_table(header, rows), *details, footer])
 
 
@@ -61,7 +68,7 @@ def json_report(results: Sequence[ScenarioResult]) -> str:
     """Every result in full, as JSON."""
     return json.dumps(
         {
-            "held": all(result.result == "held" for result in results),
+            "held": all(result.result in ("held", "skipped") for result in results),
             "scenarios": [result.to_dict() for result in results],
         },
         indent=2,
@@ -75,6 +82,7 @@ def junit_report(results: Sequence[ScenarioResult]) -> str:
         name="sockharness chaos scenarios",
         tests=str(len(results)),
         failures=str(sum(1 for result in results if result.result == "broken")),
+        skipped=str(sum(1 for result in results if result.result == "skipped")),
         errors=str(sum(1 for result in results if result.result == "error")),
         time=f"{sum(result.elapsed for result in results):.3f}",
     )
@@ -90,6 +98,8 @@ def junit_report(results: Sequence[ScenarioResult]) -> str:
             names = ", ".join(invariant.name for invariant in result.broken)
             failure = ET.SubElement(case, "failure", message=f"broken: {names}")
             failure.text = result.failure_message()
+        elif result.result == "skipped":
+            ET.SubElement(case, "skipped", message=result.skipped or "")
         elif result.result == "error":
             error = ET.SubElement(case, "error", message=result.error or "")
             error.text = result.failure_message()

@@ -35,10 +35,13 @@ class ScenarioResult:
     handler_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    skipped: str | None = None
 
     @property
     def result(self) -> str:
-        """``"held"``, ``"broken"`` or ``"error"``."""
+        """``"held"``, ``"broken"``, ``"error"`` or ``"skipped"`` (the host cannot run it)."""
+        if self.skipped is not None:
+            return "skipped"
         if self.error is not None:
             return "error"
         return "broken" if self.broken else "held"
@@ -92,7 +95,7 @@ class ScenarioResult:
             "duration": scenario.duration,
             "elapsed": round(self.elapsed, 3),
             "result": self.result,
-            "error": self.error,
+            "error": self.error or self.skipped,
             "server": {
                 "kind": server.kind,
                 "concurrency": None if server.target or server.server_class else server.concurrency,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sockharness import handlers
-from sockharness._errors import UsageError
+from sockharness._errors import IPv6Unavailable, UsageError
 from sockharness._kinds import kind_of_class, parse_kind, server_class_for
 from sockharness._running import RunningServer, start_server
 from sockharness.faults import Fault, FaultProxy
@@ -215,6 +215,8 @@ def run_scenario(
         ).run()
     except ScenarioError:
         raise
+    except IPv6Unavailable as exc:
+        result.skipped = str(exc)
     except UsageError as exc:
         raise ScenarioError(scenario.file, str(exc), key="server") from None
     except Exception as exc:
