@@ -22,8 +22,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sockharness._clients import Client, connect
 from sockharness._errors import ConnectionClosed, ReceiveTimeout
@@ -41,9 +40,11 @@ _POOL = 32
 _BACKOFF = 0.02
 
 
-@dataclass(frozen=True)
-class Message:
-    """One message: who sent it, when (seconds from the start), and how it ended."""
+class Message(NamedTuple):
+    """One message: who sent it, when (seconds from the start), and how it ended.
+
+    A named tuple: the clients make one per message, and it must cost little.
+    """
 
     client: int
     seq: int
@@ -291,9 +292,12 @@ class _Worker(threading.Thread):
         return record
 
     def connection(self) -> Client:
-        now = time.monotonic()
-        if self._client is not None and any(
-            self._connected_at < boundary <= now for boundary in self.boundaries
+        if (
+            self._client is not None
+            and self.boundaries
+            and any(
+                self._connected_at < boundary <= time.monotonic() for boundary in self.boundaries
+            )
         ):
             # A fault window opened or closed: the next connection carries what is in force.
             self.disconnect()
@@ -334,7 +338,36 @@ class _Worker(threading.Thread):
         expected = self.expected.of(message)
         if expected is None:
             return "ok" if client.recv_line() else "corrupt", ""
-        return self.judge(client.recv_exactly(len(expected)), expected)
+        return self.judge(self.read_exactly(client, len(expected)), expected)
+
+    def read_exactly(self, client: Client, size: int) -> bytes:
+        """``size`` bytes of the reply, within the client's timeout in all.
+
+        Reads the socket directly: the first read uses the timeout the socket
+        was made with, and only a reply that comes in pieces pays for setting
+        a shorter one (each setting is a system call).
+        """
+        sock = client.sock
+        deadline = time.monotonic() + self.spec.timeout
+        data = sock.recv(size)
+        if len(data) == size:
+            return data
+        pieces = [data]
+        got = len(data)
+        try:
+            while data and got < size:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ReceiveTimeout(f"the reply was not whole within {self.spec.timeout:g} s")
+                sock.settimeout(remaining)
+                data = sock.recv(size - got)
+                pieces.append(data)
+                got += len(data)
+        finally:
+            sock.settimeout(self.spec.timeout)
+        if got < size:
+            raise ConnectionClosed(f"the server closed the connection after {got} of {size} bytes")
+        return b"".join(pieces)
 
     def one_connection(self, message: bytes) -> tuple[str, str]:
         with self.connect() as client:
@@ -357,20 +390,27 @@ class _Worker(threading.Thread):
             return "ok", ""
         expected = self.expected.of(message)
         wanted = expected[: len(header)] if expected is not None else None
+        sock = client.sock
         deadline = time.monotonic() + self.spec.timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ReceiveTimeout(f"no reply to message {header.decode()!r} in time")
-            client.sock.settimeout(remaining)
-            reply = client.sock.recv(65536)
-            if expected is None:
-                return ("ok", "") if reply else ("corrupt", "an empty reply")
-            if reply.startswith(header.upper() if self.spec.reply == "upper" else header):
-                return self.judge(reply, expected)
-            if _is_stale(reply, self.client_id, header):
-                continue  # A late or duplicated reply to an earlier message.
-            return self.judge(reply, expected) if wanted else ("corrupt", "")
+        shortened = False
+        try:
+            while True:
+                reply = sock.recv(65536)
+                if expected is None:
+                    return ("ok", "") if reply else ("corrupt", "an empty reply")
+                if reply.startswith(header.upper() if self.spec.reply == "upper" else header):
+                    return self.judge(reply, expected)
+                if not _is_stale(reply, self.client_id, header):
+                    return self.judge(reply, expected) if wanted else ("corrupt", "")
+                # A late or duplicated reply to an earlier message: wait out what is left.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ReceiveTimeout(f"no reply to message {header.decode()!r} in time")
+                sock.settimeout(remaining)
+                shortened = True
+        finally:
+            if shortened:
+                sock.settimeout(self.spec.timeout)
 
 
 def _is_stale(reply: bytes, client_id: int, header: bytes) -> bool:
