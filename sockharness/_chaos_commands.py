@@ -90,6 +90,4 @@ def run_scenarios(
         if path:
             with open(path, "w", encoding="utf-8") as stream:
                 stream.write(text(results))
-    if any(result.result == "error" for result in results):
-        return 1
     return 0 if all(result.result in ("held", "skipped") for result in results) else 1

@@ -29,7 +29,7 @@ def keep_out_of_children(sock: socket.socket) -> socket.socket:
 def _close_in_child() -> None:
     for sock in list(_REGISTERED):
         with contextlib.suppress(OSError):
-            sock.close()
+            socket.socket.close(sock)
     _REGISTERED.clear()
 
 

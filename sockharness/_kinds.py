@@ -6,6 +6,7 @@ import functools
 import os
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 from . import server as _server
 from ._errors import UsageError
@@ -16,6 +17,7 @@ __all__ = [
     "Kind",
     "concurrency_of_class",
     "kind_of_class",
+    "parse_address",
     "parse_concurrency",
     "parse_kind",
     "server_class_for",
@@ -143,3 +145,22 @@ def concurrency_of_class(cls: type) -> str:
     if "ThreadingMixIn" in names:
         return "threading"
     return "sync"
+
+
+def parse_address(text: str, kind: Kind, what: str) -> Any:
+    """``host:port``, ``[v6]:port`` or ``:port`` for network kinds; a path for Unix kinds."""
+    if kind.unix:
+        if not text:
+            raise UsageError(f"{what} needs a socket path ({kind.name} is a Unix kind)")
+        return text
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise UsageError(f"{what} {text!r} is not host:port (for example 127.0.0.1:8080)")
+    host = host.strip("[]") or kind.loopback or ""
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(f"{what} {text!r} has no port number after the last ':'") from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"{what} {text!r}: {port} is not a port number (0-65535)")
+    return (host, port)

@@ -8,28 +8,8 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._errors import UsageError
-from ._kinds import Kind, parse_kind
+from ._kinds import parse_address, parse_kind
 from ._serve_command import format_address
-
-
-def parse_address(text: str, kind: Kind, what: str) -> Any:
-    """``host:port``, ``[v6]:port`` or ``:port`` for network kinds; a path for Unix kinds."""
-    if kind.unix:
-        if not text:
-            raise UsageError(f"{what} needs a socket path for a {kind.name} proxy")
-        return text
-    host, sep, port_text = text.rpartition(":")
-    if not sep:
-        raise UsageError(f"{what} {text!r} is not host:port (for example 127.0.0.1:8080)")
-    host = host.strip("[]") or kind.loopback or ""
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise UsageError(f"{what} {text!r} has no port number after the last ':'") from None
-    if not 0 <= port <= 65535:
-        raise UsageError(f"{what} {text!r}: {port} is not a port number (0-65535)")
-    return (host, port)
 
 
 def run_proxy(

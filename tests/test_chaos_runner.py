@@ -411,7 +411,7 @@ def test_no_forked_child_outlives_a_forking_scenario() -> None:
 def test_a_client_that_crashes_shows_in_the_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
     from sockharness.chaos import _traffic
 
-    def broken_exchange(self: Any, seq: int) -> Any:
+    def broken_exchange(self: Any, seq: int, sent: float) -> Any:
         raise RuntimeError("a bug in the client loop")
 
     monkeypatch.setattr(_traffic._Worker, "exchange", broken_exchange)
@@ -445,3 +445,33 @@ def test_a_scenario_the_host_cannot_run_is_skipped_not_failed(
     assert "(1 skipped: this host cannot run them)" in text
     case = ET.fromstring(junit.read_text()).find("testcase/skipped")
     assert case is not None
+
+
+def test_client_side_datagram_faults_with_a_forking_server() -> None:
+    """Forked children close the harness's sockets at once; none waits on a parent's thread."""
+    text = scenario_text(
+        """
+        [server]
+        kind = "udp"
+        concurrency = "forking"
+
+        [[clients]]
+        count = 2
+        rate = 20
+        timeout = 1.0
+
+        [[faults]]
+        fault = "latency"
+        side = "client"
+        delay = 0.05
+        at = 0.3
+        until = 1.0
+
+        [expect]
+        max_error_rate = 0.0
+        """,
+        duration=1.5,
+    )
+    result = run_scenario(parse_scenario(text))
+    assert result.result == "held", result.failure_message()
+    assert result.elapsed < 5.0

@@ -288,3 +288,15 @@ def test_removing_a_fault_never_lets_later_bytes_overtake_delayed_ones() -> None
     later = plan.data(10.1, b"after")
     assert later[0].at >= sliced[-1].at
     assert plan.eof(10.2)[0].at >= sliced[-1].at
+
+
+def test_a_timeline_remembers_every_fault_that_fired_past_its_limit() -> None:
+    from sockharness.faults._plans import Event, Timeline
+
+    timeline = Timeline(limit=2)
+    for index in range(3):
+        timeline.add(Event(0.0, 0, "upstream", "Latency(delay=0.1)", f"delayed {index}"))
+    timeline.add(Event(0.0, 0, "upstream", "Loss(probability=0.5)", "lost a datagram"))
+    assert len(timeline.events) == 2
+    assert timeline.dropped == 2
+    assert timeline.fired == {"Latency(delay=0.1)", "Loss(probability=0.5)"}

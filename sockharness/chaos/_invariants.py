@@ -116,7 +116,7 @@ def evaluate(run: _Run) -> list[Invariant]:
         unfired = [
             f"{window.fault!r} ({window.side}, {window.at:g}-{window.until:g} s)"
             for window in run.scenario.faults
-            if repr(window.fault) not in run.fired
+            if repr(window.fault) not in run.fired.get(window.side, set())
         ]
         add(
             "faults_fired",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import ssl
 import threading
 import time
 import traceback
@@ -12,8 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from sockharness import handlers
+from sockharness._clients import connect
 from sockharness._errors import IPv6Unavailable, UsageError
-from sockharness._kinds import kind_of_class, parse_kind, server_class_for
+from sockharness._kinds import kind_of_class, parse_address, parse_kind, server_class_for
 from sockharness._running import RunningServer, start_server
 from sockharness.faults import Fault, FaultProxy
 from sockharness.faults._plans import Timeline
@@ -131,10 +133,7 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
 
 def _target_address(server: ServerSpec) -> Any:
     assert server.target is not None
-    if server.kind in ("unix", "unix_dgram"):
-        return server.target
-    host, _, port = server.target.rpartition(":")
-    return host.strip("[]"), int(port)
+    return parse_address(server.target, parse_kind(server.kind), "the target")
 
 
 class _Windows:
@@ -197,8 +196,10 @@ def run_scenario(
     """Run ``scenario`` and judge it; never raises for what the server or the faults do.
 
     An invalid scenario (a class that cannot be imported, a server attribute
-    the class lacks) raises :class:`ScenarioError`; a scenario that cannot
-    start (no IPv6 loopback, say) returns a result whose ``error`` says why.
+    the class lacks) raises :class:`ScenarioError` before anything starts; a
+    scenario the host cannot run (no IPv6 loopback) returns a ``skipped``
+    result, and one that fails to start returns a result whose ``error`` says
+    why.
     """
     seed = scenario.seed if seed is None else seed
     handler, server_class = resolve_classes(scenario)
@@ -217,12 +218,22 @@ def run_scenario(
         raise
     except IPv6Unavailable as exc:
         result.skipped = str(exc)
-    except UsageError as exc:
-        raise ScenarioError(scenario.file, str(exc), key="server") from None
     except Exception as exc:
         result.error = f"{type(exc).__name__}: {exc}"
     result.elapsed = time.monotonic() - began
     return result
+
+
+class _Once:
+    """Calls ``action`` the first time it is called, and never again."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self.action: Callable[[], None] | None = action
+
+    def __call__(self) -> None:
+        action, self.action = self.action, None
+        if action is not None:
+            action()
 
 
 class _Run:
@@ -250,6 +261,7 @@ class _Run:
         self.shutdown_took: float | None = None
         self.leaks: str | None = None
         self.probe: str | None = None
+        self.fired: dict[str, set[str]] = {}
 
     def start_server(self, windows: _Windows) -> None:
         spec = self.scenario.server
@@ -274,9 +286,10 @@ class _Run:
         scenario = self.scenario
         spec = scenario.server
         stop = threading.Event()
+        windows = _Windows(scenario.faults, time.monotonic())
+        # Torn down in reverse, whatever fails: the clients and the fault schedule
+        # first, then the proxy, then the server.
         with contextlib.ExitStack() as stack:
-            started = time.monotonic()
-            windows = _Windows(scenario.faults, started)
             if spec.target is None:
                 self.start_server(windows)
                 assert self.server is not None
@@ -284,65 +297,79 @@ class _Run:
                 upstream = self.server.address
             else:
                 upstream = _target_address(spec)
-            needs_proxy = spec.target is not None or "proxy" in scenario.fault_sides
             address = upstream
-            if needs_proxy:
+            if spec.target is not None or "proxy" in scenario.fault_sides:
                 first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
                 self.proxy = FaultProxy(upstream, spec.kind, first, seed=self.seed)
                 stack.callback(self.proxy.close)
                 address = self.proxy.address
-            # The clock starts now, with everything listening.
-            started = time.monotonic()
-            windows.started = started
-            scheduler = None
-            if self.proxy is not None:
-                scheduler = _schedule_proxy(
-                    self.proxy, scenario.faults, started, stop, self.result.problems
-                )
-            traffic = Traffic(
+            traffic = Traffic(  # Builds the message bodies: before the clock starts.
                 scenario.clients,
                 address=address,
                 kind=spec.kind,
-                tls=self.server._client_context if self.server is not None else None,
+                tls=self.client_tls(),
                 seed=self.seed,
-                started=started,
                 duration=scenario.duration,
                 client_faults=lambda when: windows.active("client", when),
-                boundaries=windows.boundaries({"client", "server"}),
                 timeline=self.client_timeline,
             )
-            traffic.start()
-            end = started + scenario.duration
-            try:
-                while not stop.wait(min(0.2, max(0.0, end - time.monotonic()))):
-                    if self.progress is not None:
-                        ok, failed = traffic.counts()
-                        self.progress(time.monotonic() - started, scenario.duration, ok, failed)
-                    if time.monotonic() >= end:
-                        break
-            finally:
-                stop.set()
-                longest = max(group.timeout for group in scenario.clients)
-                messages, problems = traffic.stop(longest + 2.0)
-                if scheduler is not None:
-                    scheduler.join(2.0)
-            self.result.messages = messages
-            self.result.problems.extend(problems)
-            if self.progress is not None:
-                ok, failed = traffic.counts()
-                self.progress(scenario.duration, scenario.duration, ok, failed)
+            schedule: list[threading.Thread] = []
+            wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
+            stack.callback(wind_down)
+            # The clock starts now, with everything listening and ready.
+            started = time.monotonic()
+            windows.started = started
+            if self.proxy is not None:
+                schedule.append(
+                    _schedule_proxy(
+                        self.proxy, scenario.faults, started, stop, self.result.problems
+                    )
+                )
+            traffic.start(started, windows.boundaries({"client", "server"}))
+            self.wait(traffic, started, stop)
+            wind_down()
             self.fired = self.fired_faults()
             self.probe = self.probe_serving(address)
         self.result.invariants = evaluate(self)
 
-    def fired_faults(self) -> set[str]:
-        """The faults (by repr) that did something, on any side."""
-        events = list(self.client_timeline.events)
-        if self.proxy is not None:
-            events += self.proxy.timeline.events
-        if self.server is not None:
-            events += self.server.fault_timeline.events
-        return {event.fault for event in events}
+    def client_tls(self) -> ssl.SSLContext | None:
+        """The client context that trusts the server's certificate (``None`` without TLS)."""
+        return self.server._client_context if self.server is not None else None
+
+    def wait(self, traffic: Traffic, started: float, stop: threading.Event) -> None:
+        """Let the load run its duration, reporting progress."""
+        duration = self.scenario.duration
+        end = started + duration
+        while not stop.wait(min(0.2, max(0.0, end - time.monotonic()))):
+            if self.progress is not None:
+                ok, failed = traffic.counts()
+                self.progress(time.monotonic() - started, duration, ok, failed)
+            if time.monotonic() >= end:
+                break
+        if self.progress is not None:
+            ok, failed = traffic.counts()
+            self.progress(duration, duration, ok, failed)
+
+    def wind_down(
+        self, stop: threading.Event, traffic: Traffic, schedule: list[threading.Thread]
+    ) -> None:
+        """Stop the clients and the fault schedule, and keep what the clients saw."""
+        stop.set()
+        # One exchange may wait its timeout to connect, to send and to receive.
+        longest = max(group.timeout for group in self.scenario.clients)
+        messages, problems = traffic.stop(3 * longest + 2.0)
+        for thread in schedule:
+            thread.join(5.0)
+        self.result.messages = messages
+        self.result.problems.extend(problems)
+
+    def fired_faults(self) -> dict[str, set[str]]:
+        """The faults (by repr) that did something, per side."""
+        return {
+            "client": self.client_timeline.fired,
+            "proxy": self.proxy.timeline.fired if self.proxy is not None else set(),
+            "server": self.server.fault_timeline.fired if self.server is not None else set(),
+        }
 
     def probe_serving(self, address: Any) -> str | None:
         """After the faults: a fresh client's request gets its reply (``None``) or why not."""
@@ -350,31 +377,31 @@ class _Run:
             return None
         if self.proxy is not None:
             self.proxy.clear()
-        spec = self.scenario.clients[0]
-        reply = spec.reply
-        probe = b"0:probe:sockharness\n"
-        expected = {"echo": probe, "upper": probe.upper()}.get(reply)
-        kind = self.scenario.server.kind
+        group = self.scenario.clients[0]
+        probe = b"0:0:sockharness probe\n"
+        expected = {"echo": probe, "upper": probe.upper()}.get(group.reply)
+        target = self.server.address if self.server is not None else address
         problem = None
         for _ in range(3):
             try:
-                from sockharness._clients import connect
-
-                tls = self.server._client_context if self.server is not None else None
-                target = self.server.address if self.server is not None else address
-                with connect(target, kind, tls=tls, timeout=spec.timeout) as client:
+                with connect(
+                    target, self.scenario.server.kind, tls=self.client_tls(), timeout=group.timeout
+                ) as client:
                     client.send(probe)
-                    if reply == "none":
+                    if group.reply == "none":
                         return None
-                    if self.scenario.server.stream and expected is not None:
+                    if group.pattern == "connect-per-request":
+                        client.shutdown_write()
+                        got = client.recv_all()
+                    elif group.pattern == "datagram":
+                        got = client.recv()
+                    elif expected is not None:
                         got = client.recv_exactly(len(expected))
                     else:
-                        got = (
-                            client.recv() if not self.scenario.server.stream else client.recv_line()
-                        )
-                if expected is None or got == expected:
+                        got = client.recv_line()
+                if (expected is None and got) or got == expected:
                     return None
-                problem = f"the probe request got {got[:80]!r}, expected {expected[:80]!r}"
+                problem = f"the probe request got {got[:80]!r}, expected {expected!r}"
             except Exception as exc:
                 problem = f"the probe request failed: {type(exc).__name__}: {exc}"
         return problem

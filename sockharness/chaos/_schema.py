@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sockharness._kinds import KINDS
+from sockharness._errors import UsageError
+from sockharness._kinds import KINDS, parse_address
 from sockharness.faults import Down, Fault
 from sockharness.faults._parse import FAULT_NAMES
 from sockharness.faults._specs import DATAGRAM, STREAM
@@ -413,13 +414,12 @@ class _Reader:
         )
 
     def _check_address(self, target: str, kind: str, path: _Path) -> None:
-        if KINDS[kind].unix:
-            if not target:
-                raise self.fail(path, "expected a socket path, found an empty string")
-            return
-        host, sep, port = target.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise self.fail(path, f"expected 'host:port' for a {kind} server, found {target!r}")
+        try:
+            address = parse_address(target, KINDS[kind], "the target")
+        except UsageError as exc:
+            raise self.fail(path, str(exc)) from None
+        if not KINDS[kind].unix and address[1] == 0:
+            raise self.fail(path, f"expected a port from 1 to 65535, found {target!r}")
 
     def _check_import_path(self, value: str, path: _Path) -> None:
         module, sep, name = value.partition(":")
@@ -460,7 +460,7 @@ class _Reader:
                 )
             rate = self.number(table, (*p, "rate"), 20.0, low=0, high=100_000)
             high = MAX_DATAGRAM if not server.stream else 1_000_000
-            size = self.number(table, (*p, "size"), 64, low=16, high=high, integer=True)
+            size = self.number(table, (*p, "size"), 64, low=32, high=high, integer=True)
             payload = self.string(table, (*p, "payload"), "random", PAYLOADS)
             timeout = self.number(table, (*p, "timeout"), 2.0, low=0, low_open=True, high=60)
             reply = self.string(table, (*p, "reply"), default_reply, REPLIES)
@@ -482,6 +482,13 @@ class _Reader:
                     reply=reply,
                     start=start,
                 )
+            )
+        total = sum(group.count for group in groups)
+        if total > MAX_CLIENTS:
+            raise self.fail(
+                ("clients",),
+                f"expected at most {MAX_CLIENTS} clients in all, found {total}: every client "
+                f"is a thread of the runner",
             )
         return tuple(groups)
 

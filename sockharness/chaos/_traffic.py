@@ -12,6 +12,7 @@ order) and a changed byte shows. Each message ends as one of:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
@@ -74,22 +75,12 @@ def make_bodies(spec: ClientSpec, seed: int, group: int) -> list[bytes]:
     return bodies
 
 
-class _Expected:
-    """What a reply to ``message`` must be, by the client's ``reply`` mode."""
-
-    def __init__(self, reply: str) -> None:
-        self.reply = reply
-
-    def of(self, message: bytes) -> bytes | None:
-        if self.reply == "echo":
-            return message
-        if self.reply == "upper":
-            return message.upper()
-        return None
-
-
 class Traffic:
-    """Every client of a scenario, as threads; start, then :meth:`stop` and collect."""
+    """Every client of a scenario, as threads: :meth:`start`, then :meth:`stop` and collect.
+
+    Making it builds every message body; the clients share what is here (the
+    address, TLS, the seed, the clock, the fault windows) and read it as they go.
+    """
 
     def __init__(
         self,
@@ -99,49 +90,40 @@ class Traffic:
         kind: str,
         tls: ssl.SSLContext | None,
         seed: int,
-        started: float,
         duration: float,
         client_faults: Callable[[float], tuple[Fault, ...]],
-        boundaries: Sequence[float],
         timeline: Timeline,
     ) -> None:
-        self.started = started
+        self.address = address
+        self.kind = kind
+        self.tls = tls
+        self.seed = seed
         self.duration = duration
-        self._stop = threading.Event()
+        self.client_faults = client_faults
+        self.timeline = timeline
+        self.started = 0.0
+        self.boundaries: list[float] = []
+        self.stopping = threading.Event()
         self._connections = itertools.count()
         self._workers: list[_Worker] = []
-        client_id = 0
         for group_index, group in enumerate(groups):
             bodies = make_bodies(group, seed, group_index)
             for _ in range(group.count):
-                self._workers.append(
-                    _Worker(
-                        self,
-                        group,
-                        client_id,
-                        bodies,
-                        address=address,
-                        kind=kind,
-                        tls=tls,
-                        seed=seed,
-                        client_faults=client_faults,
-                        boundaries=sorted(boundaries),
-                        timeline=timeline,
-                    )
-                )
-                client_id += 1
+                self._workers.append(_Worker(self, group, len(self._workers), bodies))
 
     def next_connection(self) -> int:
         """A number for a new connection, unique in the run (seeds its faults)."""
         return next(self._connections)
 
-    @property
-    def stopping(self) -> threading.Event:
-        """Set when the clients are to stop sending."""
-        return self._stop
+    def start(self, started: float, boundaries: Sequence[float]) -> None:
+        """Start every client, on the run's clock (``started``, from ``time.monotonic()``).
 
-    def start(self) -> None:
-        """Start every client thread."""
+        ``boundaries`` are the times fault windows in the process open or close:
+        a persistent client reconnects after each, so that its connection carries
+        the faults then in force.
+        """
+        self.started = started
+        self.boundaries = sorted(boundaries)
         for worker in self._workers:
             worker.start()
 
@@ -154,14 +136,17 @@ class Traffic:
         return ok, failed
 
     def stop(self, timeout: float) -> tuple[list[Message], list[str]]:
-        """Stop sending, wait up to ``timeout`` for each client, and return every message.
+        """Stop sending, wait up to ``timeout`` for the clients, and return every message.
 
-        Also returns a problem line for each client thread that did not end.
+        Also returns a problem line for each client that did not end in time or
+        ended on an error.
         """
-        self._stop.set()
+        self.stopping.set()
         deadline = time.monotonic() + timeout
         problems = []
         for worker in self._workers:
+            if worker.ident is None:
+                continue  # Never started (the run failed before it could).
             worker.join(max(0.0, deadline - time.monotonic()))
             if worker.is_alive():
                 worker.abort()
@@ -180,41 +165,19 @@ class Traffic:
 class _Worker(threading.Thread):
     """One client: connects, sends at its rate, checks each reply, reconnects on failure."""
 
-    def __init__(
-        self,
-        traffic: Traffic,
-        spec: ClientSpec,
-        client_id: int,
-        bodies: list[bytes],
-        *,
-        address: Any,
-        kind: str,
-        tls: ssl.SSLContext | None,
-        seed: int,
-        client_faults: Callable[[float], tuple[Fault, ...]],
-        boundaries: list[float],
-        timeline: Timeline,
-    ) -> None:
+    def __init__(self, traffic: Traffic, spec: ClientSpec, client_id: int, bodies: list[bytes]):
         super().__init__(name=f"sockharness chaos client {client_id}", daemon=True)
         self.traffic = traffic
         self.spec = spec
         self.client_id = client_id
         self.bodies = bodies
-        self.address = address
-        self.kind = kind
-        self.tls = tls
-        self.seed = seed
-        self.client_faults = client_faults
-        self.boundaries = boundaries
-        self.timeline = timeline
-        self.expected = _Expected(spec.reply)
-        self.random = random.Random(f"{seed}:{client_id}")
+        self.random = random.Random(f"{traffic.seed}:{client_id}")
         self.messages: list[Message] = []
         self.ok = 0
         self.failed = 0
-        self._client: Client | None = None
-        self._connected_at = 0.0
         self.crash: str | None = None
+        self._client: Client | None = None
+        self._reconnect_at = float("inf")  # The next window boundary after connecting.
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -240,19 +203,21 @@ class _Worker(threading.Thread):
         seq = 0
         while not stop.is_set():
             now = time.monotonic()
-            if due > now and stop.wait(due - now):
+            if due > now:
+                if stop.wait(due - now):
+                    break
+                now = time.monotonic()
+            if now >= end:
                 break
-            if time.monotonic() >= end:
-                break
-            outcome = self.exchange(seq)
+            outcome = self.exchange(seq, now)
             seq += 1
-            if outcome.outcome == "ok":
+            if outcome == "ok":
                 self.ok += 1
             else:
                 self.failed += 1
-                if outcome.outcome == "error" and stop.wait(_BACKOFF):
+                if outcome == "error" and stop.wait(_BACKOFF):
                     break
-            due = max(due + interval, time.monotonic()) if interval else time.monotonic()
+            due = max(due + interval, time.monotonic()) if interval else 0.0
 
     def abort(self) -> None:
         """Unblock a client stuck in a receive (used only when it does not stop in time)."""
@@ -265,59 +230,64 @@ class _Worker(threading.Thread):
 
     # -- one message -----------------------------------------------------------------------
 
-    def exchange(self, seq: int) -> Message:
-        header = f"{self.client_id}:{seq}:".encode()
+    def exchange(self, seq: int, sent: float) -> str:
+        """Send message ``seq`` (at ``sent``), judge the reply, record it; returns the outcome."""
+        header = b"%d:%d:" % (self.client_id, seq)
         body = self.bodies[seq % len(self.bodies)]
         message = header + body[: max(0, self.spec.size - len(header) - 1)] + b"\n"
-        started = self.traffic.started
-        sent = time.monotonic()
         try:
             if self.spec.pattern == "connect-per-request":
                 outcome, detail = self.one_connection(message)
             elif self.spec.pattern == "datagram":
-                outcome, detail = self.one_datagram(message, header)
+                outcome, detail = self.one_datagram(message, seq)
             else:
                 outcome, detail = self.one_request(message)
-        except (ReceiveTimeout, TimeoutError) as exc:
+        except TimeoutError as exc:  # ReceiveTimeout included: the reply did not come.
             outcome, detail = "lost", str(exc)
             if self.spec.pattern != "datagram":
                 self.disconnect()  # A stream in an unknown state; a datagram socket is fine.
-        except (OSError, ConnectionClosed, ssl.SSLError, ValueError) as exc:
+        except (OSError, EOFError, ValueError) as exc:  # Refused, reset, closed early, TLS.
             outcome, detail = "error", f"{type(exc).__name__}: {exc}"
             self.disconnect()
-        record = Message(
-            self.client_id, seq, sent - started, time.monotonic() - started, outcome, detail
+        if outcome == "corrupt" and self.spec.pattern == "persistent":
+            self.disconnect()  # What is left unread would spoil the next replies too.
+        started = self.traffic.started
+        self.messages.append(
+            Message(
+                self.client_id, seq, sent - started, time.monotonic() - started, outcome, detail
+            )
         )
-        self.messages.append(record)
-        return record
+        return outcome
 
     def connection(self) -> Client:
-        if (
-            self._client is not None
-            and self.boundaries
-            and any(
-                self._connected_at < boundary <= time.monotonic() for boundary in self.boundaries
-            )
-        ):
-            # A fault window opened or closed: the next connection carries what is in force.
+        """The persistent connection, made anew once a fault window opened or closed."""
+        if self._client is not None and time.monotonic() >= self._reconnect_at:
             self.disconnect()
         if self._client is None:
             self._client = self.connect()
-            self._connected_at = time.monotonic()
         return self._client
 
     def connect(self) -> Client:
-        faults = self.client_faults(time.monotonic())
-        return connect(
-            self.address,
-            self.kind,
-            tls=self.tls,
-            timeout=self.spec.timeout,
-            faults=faults,
-            seed=self.seed,
-            connection=self.traffic.next_connection(),
-            timeline=self.timeline,
+        """A new connection, carrying the client-side faults in force now."""
+        traffic = self.traffic
+        now = time.monotonic()
+        later = bisect.bisect_right(traffic.boundaries, now)
+        self._reconnect_at = (
+            traffic.boundaries[later] if later < len(traffic.boundaries) else float("inf")
         )
+        try:
+            return connect(
+                traffic.address,
+                traffic.kind,
+                tls=traffic.tls,
+                timeout=self.spec.timeout,
+                faults=traffic.client_faults(now),
+                seed=traffic.seed,
+                connection=traffic.next_connection(),
+                timeline=traffic.timeline,
+            )
+        except TimeoutError as exc:  # Not a lost reply: the connection failed.
+            raise ConnectionError(f"connecting timed out: {exc}") from None
 
     def disconnect(self) -> None:
         client, self._client = self._client, None
@@ -325,7 +295,15 @@ class _Worker(threading.Thread):
             with contextlib.suppress(OSError, ValueError):
                 client.close()
 
-    def judge(self, reply: bytes, expected: bytes | None) -> tuple[str, str]:
+    def expected(self, message: bytes) -> bytes | None:
+        """The reply ``message`` must get (``None``: any reply, or none at all)."""
+        reply = self.spec.reply
+        if reply == "echo":
+            return message
+        return message.upper() if reply == "upper" else None
+
+    @staticmethod
+    def judge(reply: bytes, expected: bytes | None) -> tuple[str, str]:
         if expected is None or reply == expected:
             return "ok", ""
         return "corrupt", f"expected {expected[:60]!r}..., got {reply[:60]!r}..."
@@ -335,9 +313,9 @@ class _Worker(threading.Thread):
         client.send(message)
         if self.spec.reply == "none":
             return "ok", ""
-        expected = self.expected.of(message)
+        expected = self.expected(message)
         if expected is None:
-            return "ok" if client.recv_line() else "corrupt", ""
+            return ("ok", "") if client.recv_line() else ("corrupt", "an empty reply")
         return self.judge(self.read_exactly(client, len(expected)), expected)
 
     def read_exactly(self, client: Client, size: int) -> bytes:
@@ -376,20 +354,18 @@ class _Worker(threading.Thread):
             client.shutdown_write()
             reply = client.recv_all()
         self._client = None
-        expected = self.expected.of(message)
         if self.spec.reply == "none":
             return "ok", ""
         if self.spec.reply == "any":
             return ("ok", "") if reply else ("corrupt", "an empty reply")
-        return self.judge(reply, expected)
+        return self.judge(reply, self.expected(message))
 
-    def one_datagram(self, message: bytes, header: bytes) -> tuple[str, str]:
+    def one_datagram(self, message: bytes, seq: int) -> tuple[str, str]:
         client = self.connection()
         client.send(message)
         if self.spec.reply == "none":
             return "ok", ""
-        expected = self.expected.of(message)
-        wanted = expected[: len(header)] if expected is not None else None
+        expected = self.expected(message)
         sock = client.sock
         deadline = time.monotonic() + self.spec.timeout
         shortened = False
@@ -398,14 +374,12 @@ class _Worker(threading.Thread):
                 reply = sock.recv(65536)
                 if expected is None:
                     return ("ok", "") if reply else ("corrupt", "an empty reply")
-                if reply.startswith(header.upper() if self.spec.reply == "upper" else header):
+                if not _is_stale(reply, self.client_id, seq):
                     return self.judge(reply, expected)
-                if not _is_stale(reply, self.client_id, header):
-                    return self.judge(reply, expected) if wanted else ("corrupt", "")
                 # A late or duplicated reply to an earlier message: wait out what is left.
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ReceiveTimeout(f"no reply to message {header.decode()!r} in time")
+                    raise ReceiveTimeout(f"no reply to message {seq} in time")
                 sock.settimeout(remaining)
                 shortened = True
         finally:
@@ -413,12 +387,12 @@ class _Worker(threading.Thread):
                 sock.settimeout(self.spec.timeout)
 
 
-def _is_stale(reply: bytes, client_id: int, header: bytes) -> bool:
+def _is_stale(reply: bytes, client_id: int, seq: int) -> bool:
     """Whether ``reply`` answers an earlier message of this client (late, or a duplicate)."""
     parts = reply.split(b":", 2)
     if len(parts) < 3:
         return False
     try:
-        return int(parts[0]) == client_id and int(parts[1]) < int(header.split(b":")[1])
+        return int(parts[0]) == client_id and int(parts[1]) < seq
     except ValueError:
         return False

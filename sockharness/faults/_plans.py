@@ -110,9 +110,17 @@ class Timeline:
         self._lock = threading.Lock()
         self._limit = limit
         self.dropped = 0
+        self._fired: set[str] = set()
+
+    @property
+    def fired(self) -> set[str]:
+        """Every fault (its repr) that did something, events past the limit included."""
+        with self._lock:
+            return set(self._fired)
 
     def add(self, event: Event) -> None:
         with self._lock:
+            self._fired.add(event.fault)
             if len(self._events) < self._limit:
                 self._events.append(event)
             else:
