@@ -22,8 +22,7 @@ def _outside_faults(run: _Run, message: Message) -> bool:
     """Whether the message was sent and answered clear of every window (plus the grace)."""
     grace = run.scenario.expect.grace
     return not any(
-        message.sent < window.until + grace and message.done >= window.at
-        for window in run.scenario.faults
+        window.covers(message.sent, message.done, grace) for window in run.scenario.faults
     )
 
 

@@ -127,9 +127,9 @@ class FaultWindow:
     at: float
     until: float
 
-    def covers(self, start: float, end: float) -> bool:
-        """Whether ``[start, end]`` overlaps the window."""
-        return start < self.until and end >= self.at
+    def covers(self, start: float, end: float, grace: float = 0.0) -> bool:
+        """Whether ``[start, end]`` overlaps the window, lengthened by ``grace`` at its end."""
+        return start < self.until + grace and end >= self.at
 
 
 @dataclass(frozen=True)
