@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ssl
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,38 @@ __all__ = ["LOOPBACK_IDENTITIES", "TLSMaterial"]
 
 #: The names a sockharness server certificate is valid for.
 LOOPBACK_IDENTITIES = ("localhost", "127.0.0.1", "::1")
+
+
+class _SelfClosingSSLSocket(ssl.SSLSocket):
+    """An ``SSLSocket`` that closes itself when its peer is gone before it is made.
+
+    ``SSLContext.wrap_socket()`` takes over the descriptor of a connection and
+    checks whether it is up; when it is not, it reads a byte to be sure. A peer
+    that reset the connection in between (a fault proxy going down, say) makes
+    that read raise, and the half-made socket, which nobody can reach, keeps its
+    descriptor until the garbage collector finds it (a ``ResourceWarning``).
+    This one closes itself first. Listening and not yet connected sockets, and
+    every socket once made, behave as an ordinary ``SSLSocket``.
+    """
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except OSError as exc:
+            # ``wrap_socket()`` sets ``_connected`` once this check is over: an
+            # instance without it is still being made, and would be lost.
+            if "_connected" not in self.__dict__ and exc.errno not in (
+                errno.ENOTCONN,
+                errno.EINVAL,
+            ):
+                self.close()
+            raise
+
+
+def _self_closing(context: ssl.SSLContext) -> ssl.SSLContext:
+    """``context``, making :class:`_SelfClosingSSLSocket` sockets."""
+    context.sslsocket_class = _SelfClosingSSLSocket
+    return context
 
 
 class TLSMaterial:
@@ -39,10 +72,10 @@ class TLSMaterial:
         """A new server-side context presenting :attr:`server_cert`."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.server_cert.configure_cert(context)
-        return context
+        return _self_closing(context)
 
     def client_context(self) -> ssl.SSLContext:
         """A new client-side context that trusts this CA (and verifies host names)."""
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         self.ca.configure_trust(context)
-        return context
+        return _self_closing(context)

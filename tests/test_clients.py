@@ -227,3 +227,31 @@ def test_a_forked_child_does_not_keep_a_client_connection_open() -> None:
             os.close(write_end)
             os.waitpid(pid, 0)
             accepted.close()
+
+
+def test_a_tls_connection_reset_before_its_handshake_leaves_no_socket_behind() -> None:
+    """The standard library's wrap_socket() loses the socket it made; ours close it."""
+    import gc
+    import struct
+    import warnings
+
+    from sockharness._tls import TLSMaterial
+
+    context = TLSMaterial().client_context()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(5):
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(1)
+                client = socket.create_connection(listener.getsockname())
+                accepted, _ = listener.accept()
+                accepted.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                accepted.close()  # An RST: the client's connection is gone.
+                with client, pytest.raises(OSError):
+                    # Until the reset has arrived, the handshake is what fails.
+                    context.wrap_socket(client, server_hostname="127.0.0.1").close()
+                    raise ConnectionResetError("the reset came after the handshake began")
+        gc.collect()
+    leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaked == []
