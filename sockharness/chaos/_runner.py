@@ -49,27 +49,24 @@ def _line(scenario: Scenario, key: str) -> int | None:
         return None
 
 
+def _invalid(scenario: Scenario, key: str, message: str) -> ScenarioError:
+    """The error for ``key`` of the scenario, pointing at its line."""
+    return ScenarioError(scenario.file, message, key=key, line=_line(scenario, key))
+
+
 def _import(scenario: Scenario, key: str, value: str) -> type:
     module_name, _, name = value.partition(":")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ScenarioError(
-            scenario.file,
-            f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}",
-            key=key,
-            line=_line(scenario, key),
+        raise _invalid(
+            scenario, key, f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}"
         ) from None
     found: Any = module
     for part in name.split("."):
         found = getattr(found, part, None)
     if not isinstance(found, type):
-        raise ScenarioError(
-            scenario.file,
-            f"{module_name!r} has no class {name!r}",
-            key=key,
-            line=_line(scenario, key),
-        ) from None
+        raise _invalid(scenario, key, f"{module_name!r} has no class {name!r}")
     return found
 
 
@@ -100,19 +97,13 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
         try:
             own = kind_of_class(server_class).name
         except UsageError as exc:
-            raise ScenarioError(
-                scenario.file,
-                str(exc),
-                key="server.server_class",
-                line=_line(scenario, "server.server_class"),
-            ) from None
+            raise _invalid(scenario, "server.server_class", str(exc)) from None
         if own != spec.kind:
-            raise ScenarioError(
-                scenario.file,
+            raise _invalid(
+                scenario,
+                "server.kind",
                 f"{server_class.__name__} serves {own!r}, and the scenario says kind = "
                 f"{spec.kind!r}; write kind = {own!r}",
-                key="server.kind",
-                line=_line(scenario, "server.kind"),
             )
         cls = server_class
     else:
@@ -122,12 +113,11 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ScenarioError(
-                scenario.file,
+            raise _invalid(
+                scenario,
+                f"server.attributes.{name}",
                 f"{cls.__name__} has no attribute {name!r}{hint} (attributes are set on "
                 f"the server before it starts: timeout, block_on_close, daemon_threads, ...)",
-                key=f"server.attributes.{name}",
-                line=_line(scenario, "server.attributes"),
             )
 
 

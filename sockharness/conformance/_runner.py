@@ -18,6 +18,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.reporting import with_reporter
 
 from sockharness._errors import UsageError
+from sockharness._table import format_table
 
 from ._properties import PROPERTIES, CheckConfig, Property
 from ._target import ServerUnderTest, resolve_target
@@ -93,21 +94,9 @@ class Report:
         """The results as a table, with every failure and its counterexample under it."""
         properties = list(dict.fromkeys(r.property for r in self.results))
         servers = list(dict.fromkeys(r.name for r in self.results))
-        width = max([len("server"), *map(len, servers)]) + 2
-        columns = [max(len(p), 4) + 2 for p in properties]
-        lines = [
-            "server".ljust(width)
-            + "".join(p.ljust(w) for p, w in zip(properties, columns, strict=True)),
-        ]
         cells = {(r.name, r.property): r.status for r in self.results}
-        for server in servers:
-            lines.append(
-                server.ljust(width)
-                + "".join(
-                    cells.get((server, p), "").ljust(w)
-                    for p, w in zip(properties, columns, strict=True)
-                )
-            )
+        rows = [[server, *(cells.get((server, p), "") for p in properties)] for server in servers]
+        lines = format_table(["server", *properties], rows).splitlines()
         for failure in self.failures:
             lines += [
                 "",
