@@ -31,7 +31,7 @@ import random
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from ._specs import (
     DATAGRAM,
@@ -54,6 +54,7 @@ from ._specs import (
 
 __all__ = [
     "Action",
+    "ActionKind",
     "DatagramPlan",
     "Event",
     "StreamPlan",
@@ -142,6 +143,11 @@ class Timeline:
         return "\n".join(lines)
 
 
+#: What a transport does: send data, end one direction, close or reset the connection,
+#: or nothing (a datagram dropped; for counters).
+ActionKind = Literal["data", "eof", "close", "reset", "drop"]
+
+
 @dataclass(frozen=True)
 class Action:
     """What a transport must do, at ``at`` (seconds on the plan's clock).
@@ -153,7 +159,7 @@ class Action:
     """
 
     at: float
-    kind: str
+    kind: ActionKind
     data: bytes = b""
 
 

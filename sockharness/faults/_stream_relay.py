@@ -275,11 +275,17 @@ class StreamRelay:
         if self.closed or self.draining:
             return
         now = self.loop.now()
-        for pipe in (self.up, self.down):
-            for action in pipe.plan.due(now):
-                self._act(pipe, action)
-                if self.closed or self.draining:
-                    return
+        due = [(pipe, action) for pipe in (self.up, self.down) for action in pipe.plan.due(now)]
+        resetting = {pipe for pipe, action in due if action.kind == "reset"}
+        if resetting == {self.up, self.down}:
+            # A reset due on both directions at once (``direction="both"``): each
+            # peer receives data, so each is reset.
+            self.reset_both()
+            return
+        for pipe, action in due:
+            self._act(pipe, action)
+            if self.closed or self.draining:
+                return
 
     def _act(self, pipe: _Pipe, action: Action) -> None:
         if action.kind == "data":
@@ -315,6 +321,16 @@ class StreamRelay:
             return
         self._drop(pipe.dst, hard=True)
         self._drain_one(pipe.src)
+
+    def reset_both(self) -> None:
+        """Reset both peers: each sees ``ConnectionResetError``."""
+        if self.closed:
+            return
+        self.closed = True
+        for sock in (self.client, self.upstream):
+            self.loop.forget(sock)
+            reset(sock)
+        self.on_closed(self)
 
     def cut_client(self) -> None:
         """The proxy went down: reset the client; close the upstream side gracefully."""

@@ -28,14 +28,17 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sockharness._errors import UsageError
 
-from ._plans import DOWNSTREAM, UPSTREAM, Action, DatagramPlan, StreamPlan, Timeline
+from ._plans import DOWNSTREAM, UPSTREAM, Action, ActionKind, DatagramPlan, StreamPlan, Timeline
 from ._specs import DATAGRAM, STREAM, Fault, ResetPeer, Timeout
 
 __all__ = ["FaultyDatagramSocket", "FaultyStreamSocket", "wrap_socket"]
+
+#: A faulty stream socket's connection: open, closed gracefully by a fault, or reset.
+_State = Literal["open", "closed", "reset"]
 
 
 def _sleep_until(when: float) -> None:
@@ -77,7 +80,16 @@ class _Faulty:
 
 
 class FaultyStreamSocket(socket.socket, _Faulty):
-    """A connected stream socket whose sends and receives go through fault plans."""
+    """A connected stream socket whose sends and receives go through fault plans.
+
+    What each side sees matches the proxy's: a fault that closes the connection
+    (``LimitData``, ``Timeout(after)``) ends it gracefully (the peer gets FIN;
+    this socket's application reads the end of the stream and what it sends is
+    discarded, as behind a proxy that drains the connection); ``ResetPeer``
+    resets the side that receives its direction's data: the peer gets an RST
+    (outgoing direction), this socket's application a ``ConnectionResetError``
+    (incoming direction), or both.
+    """
 
     def _sh_setup(
         self, faults: Sequence[Fault], *, seed: int, connection: int, side: str, timeline: Timeline
@@ -91,7 +103,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         self._sh_in = StreamPlan(faults, direction=incoming, **common)
         self._sh_pending: list[tuple[float, bytes]] = []  # Received, not yet due.
         self._sh_eof_at: float | None = None
-        self._sh_state = "open"  # "open", "closed" (by a fault), "reset"
+        self._sh_state: _State = "open"
         self._sh_lock = threading.Lock()
         self._sh_decide_fast_paths()
 
@@ -99,29 +111,53 @@ class FaultyStreamSocket(socket.socket, _Faulty):
 
     def _sh_timers(self) -> None:
         now = time.monotonic()
-        for plan in (self._sh_out, self._sh_in):
-            for action in plan.due(now):
-                self._sh_end(action.kind)
+        outgoing = [action.kind for action in self._sh_out.due(now)]
+        incoming = [action.kind for action in self._sh_in.due(now)]
+        if "reset" in outgoing or "reset" in incoming:
+            self._sh_reset(peer="reset" in outgoing, here="reset" in incoming)
+        if "close" in outgoing or "close" in incoming:
+            self._sh_close()
 
     def _sh_next_timer(self) -> float | None:
         times = self._sh_out.timers() + self._sh_in.timers()
         return min(times) if times else None
 
-    def _sh_end(self, kind: str) -> None:
+    def _sh_end(self, kind: ActionKind, *, incoming: bool) -> None:
+        """Carry out an action that ends the connection, from the plan of one direction."""
+        if kind == "reset":
+            self._sh_reset(peer=not incoming, here=incoming)
+        elif kind == "close":
+            self._sh_close()
+        else:
+            raise AssertionError(f"not an action that ends a connection: {kind!r}")
+
+    def _sh_reset(self, *, peer: bool, here: bool) -> None:
+        """Reset the peer (an RST), this socket's application (``ConnectionResetError``), or both.
+
+        The side not reset sees a graceful close, as through the proxy.
+        """
         if self._sh_state != "open":
             return
-        if kind == "reset":
-            self._sh_state = "reset"
+        self._sh_state = "reset" if here else "closed"
+        if peer:
             with contextlib.suppress(OSError):
                 self.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            # Close the descriptor now, whatever file objects still refer to the
-            # socket: an RST goes out, and every later use is a reset here too.
-            with contextlib.suppress(OSError):
-                os.close(self.detach())
-        elif kind == "close":
-            self._sh_state = "closed"
+            # The connection is closed now (the RST goes out at once), and this
+            # descriptor then stands for an unconnected socket, so that the
+            # application's own calls (settimeout, fileno, close) still work.
+            with contextlib.suppress(OSError), socket.socket(self.family, self.type) as stand_in:
+                os.dup2(stand_in.fileno(), self.fileno(), inheritable=False)
+        else:
             with contextlib.suppress(OSError):
                 socket.socket.shutdown(self, socket.SHUT_RDWR)
+
+    def _sh_close(self) -> None:
+        """End the connection gracefully: FIN to the peer, the end of the stream here."""
+        if self._sh_state != "open":
+            return
+        self._sh_state = "closed"
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(self, socket.SHUT_RDWR)
 
     def _sh_check(self) -> None:
         if self._sh_state == "reset":
@@ -132,17 +168,19 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     def _sh_send(self, data: Any) -> int:
         self._sh_timers()
         self._sh_check()
-        if self._sh_state == "closed":
-            raise BrokenPipeError(32, "Broken pipe: the connection was closed by a fault")
         view = bytes(data)
+        if self._sh_state == "closed":
+            return len(view)  # The connection was closed by a fault: discarded, as by a proxy.
         for action in self._sh_out.data(time.monotonic(), view):
             _sleep_until(action.at)
             self._sh_timers()
             self._sh_check()
+            if self._sh_state == "closed":
+                break
             if action.kind == "data":
                 socket.socket.sendall(self, action.data)
-            else:
-                self._sh_end(action.kind)
+            elif action.kind in ("close", "reset"):
+                self._sh_end(action.kind, incoming=False)
                 self._sh_check()
         return len(view)
 
@@ -192,6 +230,9 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self._sh_fast_recv:
             return socket.socket.recv(self, bufsize, flags)
+        # One deadline for the whole call, however many raw reads the faults swallow.
+        timeout = self.gettimeout()
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             self._sh_timers()
             self._sh_check()
@@ -208,25 +249,23 @@ class FaultyStreamSocket(socket.socket, _Faulty):
                 if self._sh_eof_at is not None:
                     _sleep_until(self._sh_eof_at)
                 return b""
-            raw = self._sh_receive_raw(max(bufsize, 65536))
+            raw = self._sh_receive_raw(max(bufsize, 65536), deadline)
             now = time.monotonic()
             actions = self._sh_in.data(now, raw) if raw else self._sh_in.eof(now)
             if not raw and not actions:
                 # The end was held back (Timeout): wait as for data that never comes.
-                self._sh_wait_forever()
+                self._sh_wait_forever(deadline)
             for action in actions:
                 if action.kind == "data":
                     self._sh_pending.append((action.at, action.data))
                 elif action.kind == "eof":
                     self._sh_eof_at = action.at
-                else:
+                elif action.kind in ("close", "reset"):
                     _sleep_until(action.at)
-                    self._sh_end(action.kind)
+                    self._sh_end(action.kind, incoming=True)
 
-    def _sh_receive_raw(self, size: int) -> bytes:
-        """One real recv(), waiting no longer than the socket's timeout or the next fault timer."""
-        timeout = self.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _sh_receive_raw(self, size: int, deadline: float | None) -> bytes:
+        """One real recv(), waiting no longer than ``deadline`` or the next fault timer."""
         while True:
             wake = self._sh_next_timer()
             limits = [t for t in (deadline, wake) if t is not None]
@@ -241,9 +280,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError("timed out")
 
-    def _sh_wait_forever(self) -> None:
-        timeout = self.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _sh_wait_forever(self, deadline: float | None) -> None:
         while True:
             wake = self._sh_next_timer()
             limits = [t for t in (deadline, wake) if t is not None]
