@@ -475,3 +475,35 @@ def test_client_side_datagram_faults_with_a_forking_server() -> None:
     result = run_scenario(parse_scenario(text))
     assert result.result == "held", result.failure_message()
     assert result.elapsed < 5.0
+
+
+@pytest.mark.parametrize("pattern", ["connect-per-request", "persistent"])
+@pytest.mark.parametrize("direction", ["upstream", "downstream", "both"])
+def test_a_reset_is_an_error_never_a_corrupt_reply(pattern: str, direction: str) -> None:
+    scenario = parse_scenario(
+        scenario_text(
+            f"""
+            [server]
+            kind = "tcp"
+
+            [[clients]]
+            count = 2
+            rate = 20
+            pattern = "{pattern}"
+
+            [[faults]]
+            fault = "reset_peer"
+            after = 0.0
+            direction = "{direction}"
+
+            [expect]
+            max_error_rate = 1.0
+            max_handler_errors = 1000
+            intact_outside_faults = false
+            """
+        )
+    )
+    result = run_scenario(scenario)
+    outcomes = {message.outcome for message in result.messages}
+    assert "error" in outcomes, result.failure_message()
+    assert "corrupt" not in outcomes, [m for m in result.messages if m.outcome == "corrupt"][:3]

@@ -304,8 +304,13 @@ class _Worker(threading.Thread):
 
     @staticmethod
     def judge(reply: bytes, expected: bytes | None) -> tuple[str, str]:
+        """``ok``, ``corrupt`` (wrong bytes), or ``error`` (the stream ended before the reply did)."""
         if expected is None or reply == expected:
             return "ok", ""
+        if len(reply) < len(expected) and expected.startswith(reply):
+            return "error", (
+                f"the connection ended after {len(reply)} of the reply's {len(expected)} bytes"
+            )
         return "corrupt", f"expected {expected[:60]!r}..., got {reply[:60]!r}..."
 
     def one_request(self, message: bytes) -> tuple[str, str]:
@@ -357,7 +362,7 @@ class _Worker(threading.Thread):
         if self.spec.reply == "none":
             return "ok", ""
         if self.spec.reply == "any":
-            return ("ok", "") if reply else ("corrupt", "an empty reply")
+            return ("ok", "") if reply else ("error", "the connection ended with no reply")
         return self.judge(reply, self.expected(message))
 
     def one_datagram(self, message: bytes, seq: int) -> tuple[str, str]:
