@@ -317,6 +317,11 @@ class Client:
         """The faults applied in process to this client (empty without faults)."""
         return tuple(getattr(self.sock, "faults", ()))
 
+    @property
+    def fault_timeline(self) -> Timeline | None:
+        """What the in-process faults did on this client (``None`` without faults)."""
+        return getattr(self.sock, "fault_timeline", None)
+
     def fault_usage(self) -> list[tuple[str, bool]]:
         """``(fault, fired)`` for the faults on this client (empty without faults)."""
         usage = getattr(self.sock, "fault_usage", None)

@@ -510,7 +510,7 @@ class RunningServer:
         faults = (*server_faults, *self._client_faults)
         made = self._faults.wrapped if self._faults is not None else 0
         made += sum(1 for client in self._clients if client.faults)
-        return summarize_unfired(faults, usage, made, "connection")
+        return summarize_unfired(faults, usage, made, "connection", fired=self.fault_timeline.fired)
 
     # -- errors -----------------------------------------------------------------------
 

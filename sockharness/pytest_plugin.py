@@ -492,7 +492,13 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
     faulty = [client for client in clients if client.faults]
     usage = [entry for client in faulty for entry in client.fault_usage()]
     planned = [fault for client in faulty for fault in client.faults]
-    _report_unfired(request, summarize_unfired(planned, usage, len(faulty), "client"))
+    fired = {
+        name
+        for client in faulty
+        if (timeline := client.fault_timeline) is not None
+        for name in timeline.fired
+    }
+    _report_unfired(request, summarize_unfired(planned, usage, len(faulty), "client", fired=fired))
 
 
 @pytest.fixture
@@ -594,7 +600,7 @@ def pytest_runtest_makereport(
             if timeline:
                 report.sections.append((f"sockharness fault timeline {server!r}", timeline))
         for client in item.stash.get(_FAULTY_CLIENTS, []):
-            timeline = client.sock.fault_timeline.format()  # type: ignore[attr-defined]
+            timeline = client.fault_timeline.format() if client.fault_timeline else ""
             if timeline:
                 report.sections.append((f"sockharness fault timeline {client!r}", timeline))
         report.sections.append(("sockharness", _seed_line(item)))

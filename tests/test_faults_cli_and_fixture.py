@@ -193,3 +193,55 @@ def test_fault_proxy_fixture_as_a_downstream_project_uses_it(pytester: pytest.Py
         "-p", "no:cacheprovider", "--sockharness-unfired=off", "-k", "vacuous"
     )
     relaxed.assert_outcomes(passed=1)
+
+
+def test_a_down_proxy_that_refused_connections_fired(pytester: pytest.Pytester) -> None:
+    """Unfired detection comes from what the fault did: Down refused three connections."""
+    pytester.makepyfile(
+        test_down="""
+        import time
+        import pytest
+        from sockharness import connect
+        from sockharness.faults import Down
+        from sockharness.handlers import LineEchoHandler
+
+        def test_refused_three_times(make_server, fault_proxy):
+            server = make_server(LineEchoHandler)
+            proxy = fault_proxy(server, faults=[Down()])
+            for _ in range(3):
+                with pytest.raises(OSError):
+                    with connect(proxy.address, timeout=2) as client:
+                        client.request(b"hi\\n")
+            deadline = time.monotonic() + 5
+            while len(proxy.timeline.events) < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)  # The proxy's thread writes its timeline after the reset.
+            assert [e.effect for e in proxy.timeline.events] == ["refused a connection"] * 3
+
+        def test_down_with_no_connection_never_fired(make_server, fault_proxy):
+            server = make_server(LineEchoHandler)
+            fault_proxy(server, faults=[Down()])
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*Down() never fired: no connection was made*"])
+    assert "test_refused_three_times ERROR" not in result.stdout.str()
+
+
+def test_a_toxicity_that_picked_no_connection_says_why(make_server: Any) -> None:
+    from sockharness.faults import FaultProxy
+    from sockharness.faults._plans import picks
+
+    server = make_server(LineEchoHandler)
+    fault = ResetPeer(after=30, toxicity=0.1)
+    seed = next(s for s in range(100) if not picks(s, 0, 0, fault))
+    with FaultProxy(server.address, "tcp", [fault], seed=seed) as proxy:
+        before = proxy.unfired()
+        with connect(proxy.address) as client:
+            assert client.request(b"hi\n") == b"hi\n"
+        proxy.close()
+        (report,) = proxy.unfired()
+    assert before == [f"{fault!r} never fired: no connection was made"]
+    assert "applied to none of the 1 connection (direction, toxicity)" in report
+    assert "toxicity picks whole connections, not bytes or messages" in report
+    assert "connect-per-request" in report

@@ -304,7 +304,7 @@ class _Worker(threading.Thread):
 
     @staticmethod
     def judge(reply: bytes, expected: bytes | None) -> tuple[str, str]:
-        """``ok``, ``corrupt`` (wrong bytes), or ``error`` (the stream ended before the reply did)."""
+        """``ok``, ``corrupt`` (wrong bytes) or ``error`` (the stream ended before the reply)."""
         if expected is None or reply == expected:
             return "ok", ""
         if len(reply) < len(expected) and expected.startswith(reply):

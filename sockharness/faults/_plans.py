@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -541,23 +541,30 @@ _DATAGRAM_EFFECTS: dict[type[Fault], Any] = {
 
 
 def summarize_unfired(
-    faults: Sequence[Fault], usage: Sequence[tuple[str, bool]], units: int, unit: str
+    faults: Sequence[Fault],
+    usage: Sequence[tuple[str, bool]],
+    units: int,
+    unit: str,
+    *,
+    fired: Set[str] = frozenset(),
 ) -> list[str]:
-    """The faults in ``faults`` that never fired, with why, from the plans' ``usage``.
+    """The faults in ``faults`` that never fired, with why.
 
-    ``units`` is how many connections (or peers, or sockets) there were, named
-    ``unit``.
+    A fault fired when it did something: it is in ``fired`` (a timeline's
+    :attr:`Timeline.fired`, which also holds what no plan does, such as
+    ``Down`` refusing connections) or a plan's ``usage`` says so. ``units`` is
+    how many connections (or peers, or sockets) there were, named ``unit``.
     """
     planned: dict[str, int] = {}
-    fired: set[str] = set()
+    did_fire: set[str] = set(fired)
     for name, did in usage:
         planned[name] = planned.get(name, 0) + 1
         if did:
-            fired.add(name)
+            did_fire.add(name)
     reports = []
     for fault in dict.fromkeys(faults):
         name = repr(fault)
-        if name in fired:
+        if name in did_fire:
             continue
         if name in planned:
             count = planned[name]
@@ -568,8 +575,16 @@ def summarize_unfired(
         elif units == 0:
             reports.append(f"{name} never fired: no {unit} was made")
         else:
-            reports.append(
+            reason = (
                 f"{name} never fired: it applied to none of the {units} {unit}"
                 f"{'s' if units != 1 else ''} (direction, toxicity)"
             )
+            if 0.0 < fault.toxicity < 1.0:
+                reason += (
+                    f"; toxicity picks whole {unit}s, not bytes or messages, so "
+                    f"toxicity={fault.toxicity:g} over {units} {unit}"
+                    f"{'s' if units != 1 else ''} may pick none: use more {unit}s (e.g. "
+                    f"connect-per-request clients) or a higher toxicity"
+                )
+            reports.append(reason)
     return reports

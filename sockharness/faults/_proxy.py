@@ -257,7 +257,7 @@ class FaultProxy:
             connections = self._counts["connections"]
         usage = [entry for plan in plans for entry in plan.usage()]
         unit = "connection" if self.kind.stream else "peer"
-        return summarize_unfired(ever, usage, connections, unit)
+        return summarize_unfired(ever, usage, connections, unit, fired=self.timeline.fired)
 
     # -- the event loop's side ------------------------------------------------------------------
 
