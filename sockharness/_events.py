@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._attribution import Creations
+
 __all__ = ["HandlerError", "Received", "ServerEvents", "exception_path"]
 
 _RECORDED = "__sockharness_recorded__"
@@ -112,6 +114,8 @@ class ServerEvents:
         self._counter = itertools.count()
         self.handler_threads: list[threading.Thread] = []
         self.children: set[int] = set()
+        #: The threads and sockets handler code made (see ``_attribution.py``).
+        self.creations = Creations()
         self._fault_usage: list[tuple[str, bool]] = []
         self._fault_events: list[Any] = []
 

@@ -2,9 +2,15 @@
 
 The checks look only at what the server itself made, so a test's own threads,
 files or a session-wide server started meanwhile are never blamed on it:
-handler threads are the threads that ran ``process_request_thread``; leaked
-sockets are descriptors opened since the server started whose local address
-is the server's; children are the pids the server forked.
+
+- threads: the threads that ran ``process_request_thread``, and every thread
+  handler code started (see ``_attribution.py``), still running once the
+  server stopped;
+- sockets: descriptors opened since the server started whose local address is
+  the server's, and every socket handler code opened and never closed (to
+  anywhere); those are closed here once reported;
+- children: the pids the server forked;
+- socket files: the server's own, for classes that promise to remove it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ._attribution import Creations
+from ._procfs import child_state, open_descriptors
 
 __all__ = ["Leaks", "find_leaks", "open_descriptors"]
 
@@ -47,26 +56,6 @@ class Leaks:
         return "\n".join(lines)
 
 
-def open_descriptors() -> set[int]:
-    """The descriptors open in this process, where the platform can list them."""
-    for directory in ("/proc/self/fd", "/dev/fd"):
-        try:
-            listed = {int(name) for name in os.listdir(directory)}
-        except OSError:
-            continue
-        # The listing itself used a descriptor, closed by now: keep only live ones.
-        return {fd for fd in listed if _is_open(fd)}
-    return set()
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
 def _socket_bound_to(fd: int, address: Any) -> bool:
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
@@ -84,28 +73,29 @@ def _socket_bound_to(fd: int, address: Any) -> bool:
     return bool(local) and os.fsencode(local) == os.fsencode(address)
 
 
-def _child_state(pid: int) -> str | None:
-    """``"running"``, ``"zombie"``, or ``None`` when the pid is gone (reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
+#: How long threads that handlers started may take to end once the server stopped.
+HANDLER_THREAD_GRACE = 1.0
+
+
+def _describe_socket(sock: socket.socket) -> str:
+    """``fd 12 tcp 127.0.0.1:5000 -> 127.0.0.1:80``: what a leaked socket is."""
+    kind = {socket.SOCK_STREAM: "stream", socket.SOCK_DGRAM: "datagram"}.get(sock.type, "socket")
+    parts = [f"fd {sock.fileno()} {sock.family.name} {kind}"]
+    for label, call in (("", sock.getsockname), ("-> ", sock.getpeername)):
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return "running"
-        return "running"
-    if int(fields[1]) != os.getpid():
-        return None  # Reaped, and the pid reused by a stranger.
-    return "zombie" if fields[0] == "Z" else "running"
+            address = call()
+        except OSError:
+            continue
+        if address:
+            parts.append(f"{label}{address!r}")
+    return " ".join(parts)
 
 
 def find_leaks(
     *,
     deadline: float,
     handler_threads: Iterable[threading.Thread],
+    creations: Creations | None = None,
     serving_thread: threading.Thread | None,
     descriptors_before: set[int],
     server_address: Any,
@@ -114,29 +104,51 @@ def find_leaks(
 ) -> Leaks:
     """Wait (until ``deadline``) for what should end to end, then report what did not."""
     leaks = Leaks()
-    for thread in [*handler_threads, *([serving_thread] if serving_thread else [])]:
+    own = [*handler_threads, *([serving_thread] if serving_thread else [])]
+    leaks.threads += _still_running(own, deadline, "")
+    if creations is not None:
+        # A thread a handler started may still be finishing: a short grace, no more
+        # (one left running for good must not hold the test for the whole deadline).
+        grace = min(deadline, time.monotonic() + HANDLER_THREAD_GRACE)
+        leaks.threads += _still_running(creations.threads, grace, ", started by a handler")
+        for sock in creations.open_sockets():
+            leaks.sockets.append(f"{_describe_socket(sock)}, opened by a handler (now closed)")
+            with contextlib.suppress(OSError):
+                sock.close()
+    for fd in sorted(open_descriptors() - descriptors_before):
+        if _socket_bound_to(fd, server_address):
+            leaks.sockets.append(f"fd {fd} bound to {server_address!r}")
+    leaks.children += [
+        f"pid {pid} ({state})"
+        for pid in sorted(children)
+        if (state := _wait_for_child(pid, deadline)) is not None
+    ]
+    if socket_file is not None and os.path.lexists(socket_file):
+        leaks.socket_files.append(socket_file)
+    return leaks
+
+
+def _still_running(threads: Iterable[threading.Thread], deadline: float, note: str) -> list[str]:
+    """Join each of ``threads`` until ``deadline``; describe those still running."""
+    running = []
+    for thread in threads:
         if thread is threading.current_thread():
             continue
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
-            leaks.threads.append(f"{thread.name!r} (daemon={thread.daemon})")
-    for fd in sorted(open_descriptors() - descriptors_before):
-        if _socket_bound_to(fd, server_address):
-            leaks.sockets.append(f"fd {fd} bound to {server_address!r}")
-    for pid in sorted(children):
-        state = _child_state(pid)
-        delay = 0.001
-        while state is not None and time.monotonic() < deadline:
-            if state == "zombie":
-                break
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
-            state = _child_state(pid)
-        if state is not None:
-            leaks.children.append(f"pid {pid} ({state})")
-    if socket_file is not None and os.path.lexists(socket_file):
-        leaks.socket_files.append(socket_file)
-    return leaks
+            running.append(f"{thread.name!r} (daemon={thread.daemon}){note}")
+    return running
+
+
+def _wait_for_child(pid: int, deadline: float) -> str | None:
+    """Wait until ``deadline`` for a child to exit: its state then (``None``: reaped)."""
+    state = child_state(pid)
+    delay = 0.001
+    while state == "running" and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+        state = child_state(pid)
+    return state
 
 
 def reap(children: Iterable[int]) -> None:

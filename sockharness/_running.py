@@ -28,6 +28,7 @@ from functools import cache
 from typing import Any, final
 
 from . import server as _server
+from ._attribution import handler_running, install
 from ._clients import Client, connect, describe_address
 from ._errors import (
     HandlerErrors,
@@ -160,7 +161,8 @@ def _harnessed_class(
 
         def finish_request(self, request: Any, client_address: Any) -> None:
             try:
-                super().finish_request(request, client_address)
+                with handler_running(events.creations):
+                    super().finish_request(request, client_address)
             except Exception:
                 raise  # To handle_error(), as the server decides.
             except BaseException as exc:  # SystemExit, KeyboardInterrupt: not for handle_error().
@@ -390,6 +392,7 @@ class RunningServer:
         self._stop_problems: list[str] = []
         self.leaks: Leaks | None = None
         self._descriptors_before = open_descriptors()
+        install()  # Handlers' threads and sockets are told from the test's own.
         # A private directory holds the socket of a Unix server and the reports of
         # forked children; other servers need none (and save its cost).
         needs_directory = kind.unix or concurrency == "forking"
@@ -627,6 +630,7 @@ class RunningServer:
         self.leaks = find_leaks(
             deadline=deadline,
             handler_threads=self._events.handler_threads,
+            creations=self._events.creations,
             serving_thread=self._thread,
             descriptors_before=self._descriptors_before,
             server_address=self.server.server_address,

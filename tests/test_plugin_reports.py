@@ -74,6 +74,77 @@ def test_a_bad_ini_value_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(["*sockharness_leaks = 'sometimes' is not one of fail, warn, off*"])
 
 
+HANDLER_MADE = """
+    import socket
+    import threading
+    import pytest
+    from sockharness.server import BaseRequestHandler
+
+    RELEASE = threading.Event()
+    KEPT = []
+
+    class StartsAThread(BaseRequestHandler):
+        def handle(self):
+            # A worker that outlives the server, started from a thread it starts.
+            def starter():
+                threading.Thread(target=RELEASE.wait, args=(30,), name="forgotten").start()
+            spawner = threading.Thread(target=starter, name="spawner")
+            spawner.start()
+            spawner.join()
+            self.request.sendall(b"ok\\n")
+
+    class OpensASocket(BaseRequestHandler):
+        def handle(self):
+            # A connection to somewhere else, never closed (kept referenced).
+            KEPT.append(socket.create_connection(self.server.elsewhere))
+            self.request.sendall(b"ok\\n")
+
+    @pytest.fixture
+    def elsewhere():
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            yield listener.getsockname()
+
+    def teardown_module():
+        RELEASE.set()
+
+    def test_thread(make_server):
+        server = make_server(StartsAThread)
+        with server.connect() as client:
+            assert client.recv_line() == b"ok\\n"
+
+    def test_socket(make_server, elsewhere):
+        server = make_server(OpensASocket, elsewhere=elsewhere)
+        with server.connect() as client:
+            assert client.recv_line() == b"ok\\n"
+
+    def test_own_things_are_not_blamed(make_server, elsewhere):
+        own_thread = threading.Thread(target=RELEASE.wait, args=(30,), name="the test's own")
+        own_thread.start()
+        own_socket = socket.create_connection(elsewhere)
+        server = make_server(StartsAThread)
+        with server.connect() as client:  # The handler's thread ends here: nothing of its own.
+            assert client.recv_line() == b"ok\\n"
+        RELEASE.set()
+        own_thread.join()
+        own_socket.close()
+"""
+
+
+def test_what_handlers_start_or_open_and_leave_behind_is_theirs(pytester: pytest.Pytester) -> None:
+    result = run(pytester, HANDLER_MADE, "--sockharness-leaks=fail", "-p", "no:randomly")
+    result.assert_outcomes(passed=3, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_thread*",
+            "*threads still running: 'forgotten' (daemon=False), started by a handler*",
+            "*ERROR at teardown of test_socket*",
+            "*sockets still open: fd * AF_INET stream ('127.0.0.1', *), "
+            "opened by a handler (now closed)*",
+        ]
+    )
+    assert "the test's own" not in result.stdout.str()
+
+
 def test_a_zombie_child_is_reported_and_reaped(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,

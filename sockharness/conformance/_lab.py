@@ -23,11 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 from sockharness._clients import Client, connect
+from sockharness._procfs import child_state, socket_descriptors
 from sockharness.server import BaseRequestHandler
 
 from ._target import ServerUnderTest
 
 __all__ = ["Lab", "LabHandler", "Timed", "child_state", "socket_fds"]
+
+socket_fds = socket_descriptors
 
 WAIT = 5.0  # The bound on every wait for something that should happen.
 SLACK_FOR_CLEANUP = 1.0
@@ -330,28 +333,3 @@ def _stop(server: Any, *, broken_shutdown: bool) -> None:
 def _quietly(call: Callable[[], Any]) -> None:
     with contextlib.suppress(Exception):
         call()
-
-
-def child_state(pid: int) -> str | None:
-    """``"running"``, ``"zombie"`` or ``None`` (gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    if int(fields[1]) != os.getpid():
-        return None
-    return "zombie" if fields[0] == "Z" else "running"
-
-
-def socket_fds() -> set[int]:
-    """The socket descriptors open in this process."""
-    import stat
-
-    found = set()
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        with contextlib.suppress(OSError):
-            if stat.S_ISSOCK(os.fstat(fd).st_mode):
-                found.add(fd)
-    return found

@@ -30,6 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from sockharness._attribution import not_attributed
 from sockharness._errors import UsageError
 
 from ._plans import DOWNSTREAM, UPSTREAM, Action, ActionKind, DatagramPlan, StreamPlan, Timeline
@@ -321,7 +322,8 @@ class _Deliverer:
                 self._thread = threading.Thread(
                     target=self._run, name="sockharness datagrams", daemon=True
                 )
-                self._thread.start()
+                with not_attributed():  # The harness's, even when a handler's send starts it.
+                    self._thread.start()
             heapq.heappush(self._heap, (when, next(self._counter), send))
             self._changed.notify()
 
