@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import ssl
-import tempfile
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, final
 from ._errors import ConnectionClosed, ReceiveTimeout, UsageError
 from ._fork_safety import keep_out_of_children
 from ._kinds import Kind, parse_kind
+from ._paths import private_directory
 
 if TYPE_CHECKING:
     from .faults import Fault, Timeline
@@ -30,11 +30,6 @@ def describe_address(kind: Kind, address: Any) -> str:
         return f"{kind.name} {os.fsdecode(address) if address else '(unnamed)'}"
     host, port = address[0], address[1]
     return f"{kind.name} [{host}]:{port}" if ":" in str(host) else f"{kind.name} {host}:{port}"
-
-
-def _short_private_directory() -> str:
-    """A new 0700 directory with a short path, for a client's own Unix socket."""
-    return tempfile.mkdtemp(prefix="shc-", dir="/tmp" if os.path.isdir("/tmp") else None)
 
 
 def _connect_stream(sock: socket.socket, address: Any, deadline: float, what: str) -> None:
@@ -120,7 +115,7 @@ def connect(
                 host = server_hostname or ("localhost" if kind.unix else str(address[0]))
                 sock = tls.wrap_socket(sock, server_hostname=host)
         elif kind.unix:
-            private_dir = _short_private_directory()
+            private_dir = private_directory("shc-")
             sock.bind(os.path.join(private_dir, "client.sock"))
             sock.connect(address)
         else:
@@ -278,18 +273,18 @@ class Client:
     def _receive(self, size: int, deadline: float, what: str) -> bytes:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ReceiveTimeout(self._timed_out(what))
+            raise ReceiveTimeout(self._timed_out(what), received=bytes(self._buffer))
         self.sock.settimeout(remaining)
         try:
             return self.sock.recv(size)
         except TimeoutError:
-            raise ReceiveTimeout(self._timed_out(what)) from None
+            raise ReceiveTimeout(self._timed_out(what), received=bytes(self._buffer)) from None
 
     def _timed_out(self, what: str) -> str:
-        got = f"; received so far: {bytes(self._buffer)[:200]!r}" if self._buffer else ""
+        got = f" (received so far: {bytes(self._buffer)[:200]!r})" if self._buffer else ""
         return (
-            f"no {what} from {describe_address(self._kind, self.address)} "
-            f"within {self.timeout:g} s{got}"
+            f"waited {self.timeout:g} s for {what} from "
+            f"{describe_address(self._kind, self.address)}, in vain{got}"
         )
 
     def _closed_early(self, what: str) -> str:

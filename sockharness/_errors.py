@@ -34,7 +34,15 @@ class IPv6Unavailable(SockharnessError, OSError):
 
 
 class ReceiveTimeout(SockharnessError, TimeoutError):
-    """A client waited longer than its timeout; the message names the peer and what was awaited."""
+    """A client waited longer than its timeout; the message names the peer and what was awaited.
+
+    ``received`` holds what did arrive meanwhile (for a stream, the bytes read
+    before the wait ran out).
+    """
+
+    def __init__(self, message: str, *, received: bytes = b"") -> None:
+        super().__init__(message)
+        self.received = received
 
 
 class ConnectionClosed(SockharnessError, EOFError):

@@ -10,6 +10,7 @@ from typing import Any
 
 from . import server as _server
 from ._errors import UsageError
+from .server._sockets import unix_path_limit
 
 __all__ = [
     "CONCURRENCIES",
@@ -147,11 +148,22 @@ def concurrency_of_class(cls: type) -> str:
     return "sync"
 
 
-def parse_address(text: str, kind: Kind, what: str) -> Any:
-    """``host:port``, ``[v6]:port`` or ``:port`` for network kinds; a path for Unix kinds."""
+def parse_address(text: str, kind: Kind, what: str, *, connect: bool = False) -> Any:
+    """``host:port``, ``[v6]:port`` or ``:port`` for network kinds; a path for Unix kinds.
+
+    ``connect``: the address is to be connected to, so port 0 (any port, for
+    binding) is an error.
+    """
     if kind.unix:
         if not text:
             raise UsageError(f"{what} needs a socket path ({kind.name} is a Unix kind)")
+        raw = os.fsencode(text)
+        limit = unix_path_limit()
+        if not raw.startswith(b"\0") and len(raw) > limit:
+            raise UsageError(
+                f"{what} {text!r} is {len(raw)} bytes long, over the platform's limit of "
+                f"{limit} bytes for a Unix socket path; use a shorter path"
+            )
         return text
     host, sep, port_text = text.rpartition(":")
     if not sep:
@@ -163,4 +175,8 @@ def parse_address(text: str, kind: Kind, what: str) -> Any:
         raise UsageError(f"{what} {text!r} has no port number after the last ':'") from None
     if not 0 <= port <= 65535:
         raise UsageError(f"{what} {text!r}: {port} is not a port number (0-65535)")
+    if connect and port == 0:
+        raise UsageError(
+            f"{what} {text!r}: port 0 cannot be connected to; give the port the server listens on"
+        )
     return (host, port)

@@ -26,7 +26,7 @@ def run_proxy(
 
     kind = parse_kind(kind_name)
     faults = [parse_fault(text) for text in fault_texts]
-    upstream_address = parse_address(upstream, kind, "--upstream")
+    upstream_address = parse_address(upstream, kind, "--upstream", connect=True)
     listen_address = None if listen is None else parse_address(listen, kind, "--listen")
     stop = threading.Event()
 

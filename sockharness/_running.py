@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -48,6 +47,7 @@ from ._kinds import (
     server_class_for,
 )
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
+from ._paths import private_directory
 from .faults._plans import Timeline, summarize_unfired
 from .faults._proxy import check_faults
 from .faults._specs import Fault
@@ -340,12 +340,6 @@ def _tls_contexts(
     raise UsageError(f"tls must be True, False or an ssl.SSLContext, got {tls!r}")
 
 
-def _private_directory() -> str:
-    """A new 0700 directory, short enough for Unix socket paths."""
-    root = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
-    return tempfile.mkdtemp(prefix="sh-", dir=root)
-
-
 @final
 class RunningServer:
     """A server running in the background; stop it with :meth:`stop` (or a ``with`` block).
@@ -396,7 +390,7 @@ class RunningServer:
         # A private directory holds the socket of a Unix server and the reports of
         # forked children; other servers need none (and save its cost).
         needs_directory = kind.unix or concurrency == "forking"
-        self._directory = _private_directory() if needs_directory else None
+        self._directory = private_directory("sh-") if needs_directory else None
         try:
             self._events = ServerEvents(self._directory)
             if self._directory is not None and kind.unix:

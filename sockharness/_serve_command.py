@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -16,6 +15,7 @@ from typing import Any, TextIO
 from . import handlers
 from ._errors import UsageError
 from ._kinds import Kind, parse_concurrency, parse_kind, server_class_for
+from ._paths import private_directory
 
 HANDLERS: dict[str, type] = {
     "echo": handlers.EchoHandler,
@@ -41,7 +41,7 @@ def _bind_address(kind: Kind, host: str | None, port: int, path: str | None) -> 
         if path is not None:
             yield path
             return
-        directory = tempfile.mkdtemp(prefix="sockharness-", dir=_short_temp_root())
+        directory = private_directory("sockharness-")
         try:
             yield os.path.join(directory, f"{kind.name}.sock")
         finally:
@@ -50,11 +50,6 @@ def _bind_address(kind: Kind, host: str | None, port: int, path: str | None) -> 
     if path is not None:
         raise UsageError(f"--path is for unix kinds; a {kind.name} server takes --host and --port.")
     yield (host or kind.loopback, port)
-
-
-def _short_temp_root() -> str | None:
-    """``/tmp`` where it exists: ``$TMPDIR`` can be too deep for a socket path."""
-    return "/tmp" if os.path.isdir("/tmp") else None
 
 
 class _HangsUpOnStop:

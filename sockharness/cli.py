@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import NoReturn
 
 from ._errors import UsageError
 from ._kinds import CONCURRENCIES, KINDS
@@ -21,14 +22,53 @@ def _port(value: str) -> int:
     return port
 
 
+def _positive_seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number of seconds")
+    return seconds
+
+
+def _seed(value: str) -> int:
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"{seed} is not a seed: use a whole number from 0 to 2**32 - 1"
+        )
+    return seed
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sockharness")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
+        return "unknown (not installed)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line (what is wrong, where help is), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sockharness`` command."""
     from ._serve_command import HANDLERS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sockharness",
         description="Servers, faults and checks for testing network code.",
     )
+    parser.add_argument("--version", action="version", version=f"sockharness {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser(
@@ -73,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault", action="append", default=[], metavar="FAULT", help="a fault; repeat for more"
     )
     proxy.add_argument(
-        "--seed", type=int, default=0, help="seed of every random choice (default 0)"
+        "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
     )
 
     conform = commands.add_parser(
@@ -95,10 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     conform.add_argument(
         "--profile", default="ci", choices=("quick", "ci", "thorough"), help="(default: ci)"
     )
-    conform.add_argument("--seed", type=int, default=None, help="replay a randomized run")
+    conform.add_argument("--seed", type=_seed, default=None, help="replay a randomized run")
+    conform.add_argument(
+        "--factory",
+        metavar="MODULE:CALLABLE",
+        help="builds servers of a class whose constructor needs more than (server_address, "
+        "RequestHandlerClass): called as callable(server_class, server_address, "
+        "RequestHandlerClass); server_class is a subclass the suite observes",
+    )
     conform.add_argument(
         "--shutdown-bound",
-        type=float,
+        type=_positive_seconds,
         default=None,
         metavar="SECONDS",
         help="the longest shutdown() may take (default: the poll interval plus slack)",
@@ -116,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("paths", nargs="+", metavar="PATH")
     run.add_argument(
-        "--seed", type=int, default=None, help="replay with this seed (default: each file's)"
+        "--seed", type=_seed, default=None, help="replay with this seed (default: each file's)"
     )
     run.add_argument("--junit-xml", metavar="FILE", help="also write a JUnit XML report")
     run.add_argument("--json", metavar="FILE", help="also write a JSON report")
@@ -169,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 profile=args.profile,
                 seed=args.seed,
                 shutdown_bound=args.shutdown_bound,
+                factory=args.factory,
                 junit_xml=args.junit_xml,
                 json_path=args.json,
             )
@@ -190,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")
     except OSError as error:
         parser.exit(1, f"sockharness {args.command}: error: {error}\n")
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: no traceback.
+        parser.exit(130, f"sockharness {args.command}: interrupted\n")
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
     return 2
 

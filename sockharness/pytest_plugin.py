@@ -91,6 +91,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the longest shutdown() may take (default: the poll interval plus slack)",
     )
     group.addoption(
+        "--sockharness-conformance-factory",
+        metavar="MODULE:CALLABLE",
+        default=None,
+        help="builds servers of a class whose constructor needs more than (server_address, "
+        "RequestHandlerClass): called as callable(server_class, server_address, "
+        "RequestHandlerClass)",
+    )
+    group.addoption(
         "--sockharness-stop-timeout",
         type=float,
         metavar="SECONDS",
@@ -187,6 +195,7 @@ def pytest_collection_modifyitems(
                 target,
                 config.getoption("--sockharness-conformance-profile"),
                 config.getoption("--sockharness-conformance-shutdown-bound"),
+                config.getoption("--sockharness-conformance-factory"),
             )
         )
     except TargetError as error:

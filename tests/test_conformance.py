@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import socketserver as stdlib
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -57,25 +60,36 @@ def test_kind_and_concurrency_are_detected_from_the_bases() -> None:
 
 
 BROKEN = [
-    ("ImpatientCloseServer", "block_on_close", "server_close() returned while"),
-    ("HangingShutdownServer", "shutdown", "shutdown() did not return within"),
-    ("SkipsFinishServer", "handler_lifecycle", "finish() was never called"),
-    ("ZombieForkingServer", "forking", "zombies remain after every request completed"),
-    ("ForgetfulThreadingServer", "threading", "finished threads accumulate"),
+    ("ImpatientCloseServer", "block_on_close", "server_close() returned while", None),
+    ("HangingShutdownServer", "shutdown", "shutdown() did not return within", "shutdown() does"),
+    ("SkipsFinishServer", "handler_lifecycle", "finish() was never called", None),
+    ("ZombieForkingServer", "forking", "zombies remain after every request completed", None),
+    ("ForgetfulThreadingServer", "threading", "finished threads accumulate", None),
+    ("NeverClosesServer", "close_semantics", "was still open", "connections are not closed"),
+    ("DropsDatagramsServer", "datagram", "never reached a handler", "never reach a handler"),
+    ("WrongPeerServer", "datagram", "no reply reached its client", "do not reach the client"),
+    ("ReRaisingHandleErrorServer", "handler_lifecycle", "handle_request() raised", "escapes"),
+    ("KeepsRefusedOpenServer", "verify_request", "was still open after", "refused connections"),
+    ("LeaksSocketsServer", "close_semantics", "sockets more are open", None),
 ]
 
 
-@pytest.mark.parametrize(("name", "prop", "message"), BROKEN, ids=[b[0] for b in BROKEN])
+@pytest.mark.parametrize(("name", "prop", "message", "cause"), BROKEN, ids=[b[0] for b in BROKEN])
 def test_broken_servers_are_caught_under_the_right_property(
-    name: str, prop: str, message: str
+    name: str, prop: str, message: str, cause: str | None
 ) -> None:
     report = check(f"sockharness.conformance.broken:{name}", [prop], profile="quick")
     [result] = report.results
     assert result.status == "FAIL"
     assert message in result.message
-    assert "Failing test case" in result.counterexample
-    assert f"--property {prop}" in result.replay(report.target)
-    assert "FAIL" in report.table()
+    if cause is not None:
+        assert cause in result.cause
+    assert result.counterexample.startswith("inputs = ")
+    assert result.replay() == (
+        f"sockharness conform sockharness.conformance.broken:{name} --property {prop} "
+        f"--profile quick"
+    )
+    assert f"FAIL {name}: {result.cause}" in report.table()
 
 
 def test_the_stateful_model_finds_a_broken_lifecycle_as_a_sequence_of_steps() -> None:
@@ -84,6 +98,53 @@ def test_the_stateful_model_finds_a_broken_lifecycle_as_a_sequence_of_steps() ->
     assert result.status == "FAIL"
     assert "not setup, handle, finish" in result.message
     assert "state.request(fails=True)" in result.counterexample
+    assert result.counterexample.startswith("state = ServerModel()")
+
+
+def test_one_root_cause_is_reported_once_under_every_property_it_broke() -> None:
+    report = check("sockharness.conformance.broken:WrongPeerServer", profile="ci")
+    groups = {cause: [r.property for r in results] for _, cause, results in report.causes()}
+    broke = groups["replies do not reach the client that asked"]
+    assert len(broke) >= 3, groups
+    assert "datagram" in broke
+    table = report.table()
+    assert table.count("FAIL WrongPeerServer: replies do not reach the client that asked") == 1
+    assert table.count("inputs = ") == len(groups)  # One counterexample per root cause.
+    assert "Inconsistent" not in table
+    assert "Traceback" not in table
+
+
+def test_a_handle_error_of_the_class_runs_as_in_production(capsys: pytest.CaptureFixture) -> None:
+    calls: list[object] = []
+
+    class Counting(ours.TCPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            calls.append(client_address)
+
+    report = check(Counting, ["handler_lifecycle"], profile="quick")
+    assert report.passed, report.table()
+    assert calls, "the class's own handle_error() was replaced"
+    # The stdlib's default handle_error() prints; what a class prints is kept, not shown.
+    stdlib_report = check(stdlib.TCPServer, ["handler_lifecycle"], profile="quick")
+    assert stdlib_report.passed
+    assert "raised on purpose" not in capsys.readouterr().err
+
+
+def test_a_check_that_needs_proc_still_works_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sockharness import _procfs
+
+    monkeypatch.setattr(_procfs, "PROC", "/nonexistent-proc")
+    zombies = check(
+        "sockharness.conformance.broken:ZombieForkingServer", ["forking"], profile="quick"
+    )
+    assert not zombies.passed
+    assert "zombies remain" in zombies.results[0].message
+    leaky = check(
+        "sockharness.conformance.broken:LeaksSocketsServer", ["close_semantics"], profile="quick"
+    )
+    assert not leaky.passed
+    assert "sockets more are open" in leaky.results[0].message
+    assert check(ours.ForkingTCPServer, ["forking", "close_semantics"], profile="quick").passed
 
 
 def test_properties_that_do_not_apply_are_na_with_a_reason() -> None:
@@ -139,19 +200,28 @@ def test_a_randomized_run_replays_by_its_seed() -> None:
     assert first.status == again.status == "pass"
 
 
-def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: os.PathLike[str]) -> None:
-    def conform(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "sockharness", "conform", *args],
-            capture_output=True, text=True, timeout=300, check=False,
-        )  # fmt: skip
+def conform(
+    *args: str, cwd: str | None = None, timeout: float = 300, tmpdir: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [cwd, *sys.path]))}
+    if tmpdir is not None:
+        env["TMPDIR"] = tmpdir
+    return subprocess.run(
+        [sys.executable, "-m", "sockharness", "conform", *args],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env,
+    )  # fmt: skip
 
+
+def test_the_command_prints_progress_and_the_table_and_exits_by_outcome(
+    tmp_path: os.PathLike[str],
+) -> None:
     json_path = os.path.join(tmp_path, "r.json")
     xml_path = os.path.join(tmp_path, "r.xml")
     ok = conform("sockharness.server:ThreadingTCPServer", "--profile", "quick",
                  "--json", json_path, "--junit-xml", xml_path)  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert "ThreadingTCPServer" in ok.stdout
+    assert "[ 1/10] ThreadingTCPServer.shutdown: pass in " in ok.stdout
+    assert "[10/10] ThreadingTCPServer.stateful: pass in " in ok.stdout
     assert "1 server class, 10 properties: all hold" in ok.stdout
     with open(json_path) as f:
         assert json.load(f)["passed"] is True
@@ -159,12 +229,124 @@ def test_the_command_prints_the_table_and_exits_by_outcome(tmp_path: os.PathLike
     failing = conform("sockharness.conformance.broken:ForgetfulThreadingServer",
                       "--property", "threading", "--profile", "quick")  # fmt: skip
     assert failing.returncode == 1
-    assert "FAIL ForgetfulThreadingServer.threading" in failing.stdout
-    assert "replay: sockharness conform" in failing.stdout
-    bad = conform("not_a_module_anywhere")
-    assert bad.returncode == 2
-    assert "cannot import 'not_a_module_anywhere'" in bad.stderr
+    assert "FAIL ForgetfulThreadingServer: " in failing.stdout
+    assert (
+        "replay: sockharness conform sockharness.conformance.broken:ForgetfulThreadingServer "
+        "--property threading --profile quick"
+    ) in failing.stdout
+    assert failing.stderr == ""
+
+
+BAD_MODULES = {
+    "raising.py": "1 / 0\n",
+    "broken_syntax.py": "def (:\n",
+    "needs.py": (
+        "import socketserver\n"
+        "class Needs(socketserver.TCPServer):\n"
+        "    def __init__(self, server_address, RequestHandlerClass, config):\n"
+        "        super().__init__(server_address, RequestHandlerClass)\n"
+        "        self.config = config\n"
+        "def make(server_class, server_address, handler):\n"
+        "    return server_class(server_address, handler, config={'x': 1})\n"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["not_a_module_anywhere"], "cannot import 'not_a_module_anywhere'"),
+        ([":Name"], "the target names no module"),
+        (["raising"], "importing 'raising' raised ZeroDivisionError: division by zero"),
+        (["broken_syntax"], "importing 'broken_syntax' raised SyntaxError"),
+        (["needs:Needs"], "missing a required argument: 'config'; give a factory (--factory"),
+        (["needs:Needs", "--factory", "needs:nothing"], "has no callable 'nothing'"),
+        (["sockharness.server", "--shutdown-bound", "-1"], "-1 is not a positive number"),
+        (["sockharness.server", "--shutdown-bound", "0"], "0 is not a positive number"),
+        (["sockharness.server", "--seed", "-5"], "-5 is not a seed"),
+        (["sockharness.server", "--json", "/no/such/dir/r.json"], "does not exist"),
+        (["sockharness.server", "--junit-xml", "."], "is a directory"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tmp_path: os.PathLike[str], args: list[str], message: str
+) -> None:
+    for name, text in BAD_MODULES.items():
+        with open(os.path.join(tmp_path, name), "w") as f:
+            f.write(text)
+    bad = conform(*args, cwd=str(tmp_path), timeout=60)
+    assert bad.returncode == 2, bad.stdout + bad.stderr
+    assert message in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "Traceback" not in bad.stderr
+    assert bad.stdout == ""
+
+
+def test_a_class_that_needs_more_arguments_is_built_by_its_factory(
+    tmp_path: os.PathLike[str],
+) -> None:
+    with open(os.path.join(tmp_path, "needs.py"), "w") as f:
+        f.write(BAD_MODULES["needs.py"])
+    done = conform("needs:Needs", "--factory", "needs:make", "--profile", "quick",
+                   "--property", "close_semantics", "--property", "stateful",
+                   cwd=str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 properties: all hold" in done.stdout
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import needs  # type: ignore[import-not-found]
+
+        report = check(needs.Needs, ["timeout"], profile="quick", factory=needs.make)
+        assert report.passed, report.table()
+        with pytest.raises(TargetError, match="cannot be built"):
+            check(needs.Needs, ["timeout"], profile="quick")
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("needs", None)
+
+
+@pytest.mark.parametrize("name", ["NeverClosesServer", "DropsDatagramsServer", "WrongPeerServer"])
+def test_a_class_that_hangs_every_wait_still_gets_a_verdict_and_leaves_nothing(
+    name: str, tmp_path: os.PathLike[str]
+) -> None:
+    private_tmp = tempfile.mkdtemp(prefix="t", dir="/tmp")  # Short: sockets go in it.
+    try:
+        # The ci budgets bound the whole run well under this guard.
+        done = conform(
+            f"sockharness.conformance.broken:{name}", "--profile", "ci",
+            timeout=150, tmpdir=private_tmp,
+        )  # fmt: skip
+        left = os.listdir(private_tmp)
+    finally:
+        shutil.rmtree(private_tmp)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"FAIL {name}: " in done.stdout
+    assert "failed, from" in done.stdout
+    assert done.stderr == ""
+    assert not left, f"left behind in $TMPDIR: {left}"
+
+
+def test_ctrl_c_prints_what_finished_and_writes_the_reports(tmp_path: os.PathLike[str]) -> None:
+    json_path = os.path.join(tmp_path, "r.json")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sockharness", "conform", "sockharness.server",
+         "--profile", "quick", "--json", json_path],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert process.stdout is not None
+    first = process.stdout.readline()  # The first property has finished.
+    assert "TCPServer.shutdown: pass" in first
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted: the results so far" in out
+    assert "TCPServer" in out.split("interrupted", 1)[1]
+    assert "Traceback" not in err
+    with open(json_path) as f:
+        results = json.load(f)["results"]
+    assert results
+    assert results[0]["property"] == "shutdown"
 
 
 def test_pytest_collects_the_suite_for_a_target(pytester: pytest.Pytester) -> None:
@@ -177,7 +359,8 @@ def test_pytest_collects_the_suite_for_a_target(pytester: pytest.Pytester) -> No
     result.stdout.fnmatch_lines(
         [
             "*ForgetfulThreadingServer*threading FAILED*",
-            "*ForgetfulThreadingServer fails threading: the server still tracks*",
+            "*ForgetfulThreadingServer fails threading: the server still refers to*",
+            "*root cause: *",
         ]
     )
 
@@ -207,3 +390,27 @@ def test_a_tight_shutdown_bound_separates_ours_from_the_stdlib() -> None:
     assert mine.passed, mine.table()
     assert not theirs.passed
     assert "shutdown() did not return within 0.20 s" in theirs.results[0].message
+
+
+def test_pytest_entry_points_take_a_factory(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(needs=BAD_MODULES["needs.py"])
+    pytester.makepyfile(
+        test_mine="""
+        from sockharness.conformance import ServerConformance
+        from needs import Needs, make
+
+        class TestNeeds(ServerConformance):
+            server_class = Needs
+            server_factory = staticmethod(make)
+            conformance_profile = "quick"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-k", "timeout or close_semantics")
+    result.assert_outcomes(passed=2)
+    collected = pytester.runpytest(
+        "-p", "no:cacheprovider", "-k", "timeout",
+        "--sockharness-conformance=needs:Needs",
+        "--sockharness-conformance-factory=needs:make",
+        "--sockharness-conformance-profile=quick",
+    )  # fmt: skip
+    collected.assert_outcomes(passed=2)

@@ -123,7 +123,7 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
 
 def _target_address(server: ServerSpec) -> Any:
     assert server.target is not None
-    return parse_address(server.target, parse_kind(server.kind), "the target")
+    return parse_address(server.target, parse_kind(server.kind), "the target", connect=True)
 
 
 class _Windows:

@@ -8,6 +8,7 @@ wrong. Hypothesis shrinks a failure to the smallest inputs that still fail.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -17,13 +18,26 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ._lab import _HANGING, WAIT, Lab, LabHandler, Timed, child_state, socket_fds
+from ._lab import (
+    _HANGING,
+    NEVER_HANDLED,
+    SHUTDOWN_HANGS,
+    WAIT,
+    WRONG_REPLY,
+    Failure,
+    Lab,
+    Timed,
+    child_state,
+    socket_fds,
+)
 from ._target import ServerUnderTest
 
 __all__ = ["PROPERTIES", "CheckConfig", "Property"]
 
 #: Slack added to every time bound: scheduling noise on a loaded machine.
 SLACK = 0.5
+#: How soon a refused connection must be closed.
+REFUSAL_BOUND = 2.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,8 @@ class Property:
     applies: Callable[[ServerUnderTest], str | None]
     inputs: Callable[[ServerUnderTest], st.SearchStrategy[Any]]
     check: Callable[[ServerUnderTest, Any, CheckConfig], None]
+    #: A state machine (hypothesis.stateful) rather than one check of drawn inputs.
+    stateful: bool = False
 
 
 def _always(sut: ServerUnderTest) -> str | None:
@@ -77,8 +93,25 @@ def _append_reply(replies: list[bytes], lab: Lab, server: Any, fields: str) -> N
 
 
 def _expect_reply(reply: bytes, request_id: int, what: str) -> None:
-    assert reply.startswith(b"ok %d " % request_id), (
-        f"{what}: request {request_id} got {reply!r} instead of its reply"
+    if not reply.startswith(b"ok %d " % request_id):
+        raise Failure(
+            f"{what}: request {request_id} got {reply!r} instead of its reply",
+            cause=WRONG_REPLY,
+        )
+
+
+def _expect_errors_handled(lab: Lab, failing: int) -> None:
+    """Every one of ``failing`` requests reached a handler, and handle_error() saw each."""
+    if lab.wait_until(lambda: lab.count("error") >= failing):
+        return
+    handled = lab.count("setup")
+    if handled < failing:
+        raise Failure(
+            f"{failing - handled} of {failing} requests never reached a handler",
+            cause=NEVER_HANDLED,
+        )
+    raise AssertionError(
+        f"handle_error() was called {lab.count('error')} times for {failing} failing requests"
     )
 
 
@@ -120,18 +153,16 @@ def check_shutdown(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckCo
         elif state == "after_errors":
             for n in range(clients):
                 lab.request(server, _fields(n, **{"raise": 1}), reply=False)
-            assert lab.wait_until(lambda: lab.count("error") >= clients), (
-                f"handle_error() was called {lab.count('error')} times for {clients} "
-                f"failing requests"
-            )
+            _expect_errors_handled(lab, clients)
         for round_ in (1, 2):
             stopping = Timed(server.shutdown, "shutdown")
             if not stopping.wait(bound):
                 lab.hung = True
                 _HANGING.add(type(server).shutdown)
-                raise AssertionError(
+                raise Failure(
                     f"shutdown() did not return within {bound:.2f} s (round {round_}, state "
-                    f"{state!r}, poll_interval={poll}); serve_forever() is still running"
+                    f"{state!r}, poll_interval={poll}); serve_forever() is still running",
+                    cause=SHUTDOWN_HANGS,
                 )
             thread.join(bound)
             assert not thread.is_alive(), (
@@ -246,7 +277,8 @@ def check_timeout(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckCon
         )
         elapsed = time.monotonic() - started
         if client_first:
-            lab.wait_until(lambda: bool(replies))
+            lab.wait_until(lambda: bool(replies) or bool(lab.background_failures))
+            lab.reraise()
             assert lab.timeouts == 0, "handle_timeout() was called although a request arrived"
             assert replies, "handle_request() returned but the request was not answered"
             _expect_reply(replies[0], 1, "a request before the timeout")
@@ -289,11 +321,23 @@ def check_handler_lifecycle(
                 {"raise": 1} if behaviour == "raise" else {"exit": 1} if behaviour == "exit" else {}
             )
             lab.in_background(partial(lab.request, server, _fields(n, **extra), reply=not extra))
-            try:
-                Timed(server.handle_request, "handle_request").wait(WAIT)
-            except SystemExit:
-                pass
+            handling = Timed(server.handle_request, "handle_request")
+            assert handling.wait(WAIT), (
+                f"request {n} ({behaviour}): handle_request() did not return within {WAIT:g} s"
+            )
+            if behaviour != "exit" and handling.error is not None:
+                raise Failure(
+                    f"request {n} ({behaviour}): handle_request() raised "
+                    f"{type(handling.error).__name__}: {handling.error}; a handler's Exception "
+                    f"goes to handle_error() and serving goes on (serve_forever() would die here)",
+                    cause="a handler's exception escapes the request loop",
+                )
             finished = lab.wait_until(partial(_finished, lab, n), timeout=1.0)
+            if not finished and not any(rid == str(n) for rid, _, _ in lab.events()):
+                lab.reraise()
+                raise Failure(
+                    f"request {n} ({behaviour}) never reached a handler", cause=NEVER_HANDLED
+                )
             assert finished, f"request {n} ({behaviour}): finish() was never called"
         events = lab.events()
         for n, behaviour in enumerate([*behaviours, "ok"]):
@@ -331,10 +375,8 @@ def check_verify_request(sut: ServerUnderTest, decisions: list[bool], config: Ch
             if accepted:
                 reply = lab.request(server, _fields(n))
             elif sut.stream:
-                try:
-                    reply = lab.request(server, _fields(n), timeout=2.0)
-                except OSError:
-                    reply = b""  # Closed even before the request was sent: as refused as can be.
+                # The client keeps its side open: the server must close it, promptly.
+                reply = lab.refused(server, _fields(n), timeout=REFUSAL_BOUND)
             else:
                 with lab.client(server) as client:
                     client.send(_fields(n).encode())
@@ -388,7 +430,7 @@ def check_close_semantics(sut: ServerUnderTest, requests: int, config: CheckConf
         server.server_close()
         server.server_close()  # Idempotent: must not raise.
         assert server.socket.fileno() == -1, "server_close() left the listening socket open"
-        with lab.server_class()(lab.address(), LabHandler) as managed:
+        with lab.build(lab.server_class()) as managed:
             pass
         assert managed.socket.fileno() == -1, "the context manager did not close the server"
     finally:
@@ -411,9 +453,11 @@ def check_forking(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckCon
         replies: list[bytes] = []
         for n in range(requests):
             lab.in_background(partial(_append_reply, replies, lab, server, _fields(n, sleep=0.02)))
-        assert lab.wait_until(lambda: len(replies) == requests, timeout=WAIT * 2), (
-            f"{requests - len(replies)} of {requests} requests were not answered"
+        answered = lab.wait_until(
+            lambda: len(replies) == requests or bool(lab.background_failures), timeout=WAIT * 2
         )
+        lab.reraise()
+        assert answered, f"{requests - len(replies)} of {requests} requests were not answered"
         assert lab.most_children <= limit, (
             f"{lab.most_children} children were alive at once with max_children={limit}"
         )
@@ -450,10 +494,12 @@ def check_threading(sut: ServerUnderTest, requests: int, config: CheckConfig) ->
             f"{threading.active_count() - before - 1} handler threads are still alive after "
             f"{requests} finished requests"
         )
-        tracked = getattr(server, "_threads", None)
-        size = len(tracked) if hasattr(tracked, "__len__") else 0  # type: ignore[arg-type]
-        assert size <= 2, (
-            f"the server still tracks {size} threads after {requests} finished requests: "
+        # Whoever still refers to a finished handler thread keeps it: with the lab
+        # holding only weak references, that is the server (whatever it calls it).
+        gc.collect()
+        kept = sum(1 for ref in lab.handler_threads if ref() is not None)
+        assert kept <= 2, (
+            f"the server still refers to {kept} of {requests} finished handler threads: "
             f"finished threads accumulate"
         )
     finally:
@@ -486,7 +532,7 @@ def check_datagram(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckCo
                     request_id = c * 100 + sent
                     head = _fields(request_id).encode() + b" "
                     client.send(head + b"x" * max(0, size - len(head)))
-                    reply = client.recv()
+                    reply = lab.receive(client, _fields(request_id))
                     expected = b"ok %d %d\n" % (request_id, max(size, len(head)))
                     assert reply == expected, (
                         f"client {c} got {reply!r} for its {size}-byte datagram, not {expected!r}: "
@@ -574,6 +620,7 @@ PROPERTIES: dict[str, Property] = {
             _always,
             lambda sut: st.nothing(),
             lambda sut, inputs, config: None,  # Run by _stateful.run_stateful instead.
+            stateful=True,
         ),
     ]
 }

@@ -6,21 +6,23 @@ from typing import Any, ClassVar
 
 from ._properties import PROPERTIES, CheckConfig
 from ._runner import PropertyResult, run_property
-from ._target import ServerUnderTest, describe_class, resolve_target
+from ._target import Factory, ServerUnderTest, describe_class, resolve_target
 
 __all__ = ["ServerConformance", "conformance_items"]
 
 
-def _outcome(result: PropertyResult, target: str) -> None:
+def _outcome(result: PropertyResult) -> None:
     import pytest
 
     __tracebackhide__ = True
     if result.status == "n/a":
         pytest.skip(f"{result.property} does not apply: {result.message}")
     if result.failed:
+        note = f"\n({result.note})" if result.note else ""
         pytest.fail(
-            f"{result.name} fails {result.property}: {result.message}\n\n"
-            f"{result.counterexample}\n\nreplay: {result.replay(target)}",
+            f"{result.name} fails {result.property}: {result.message}\n"
+            f"root cause: {result.cause}\n\n{result.counterexample}{note}\n\n"
+            f"replay: {result.replay()}",
             pytrace=False,
         )
 
@@ -36,61 +38,53 @@ class ServerConformance:
         class TestMyServer(ServerConformance):
             server_class = MyServer
             # conformance_profile = "thorough"; shutdown_bound = 2.0
+            # server_factory = staticmethod(lambda cls, address, handler: cls(address, handler, 8))
 
-    Each property is one test method (``test_shutdown``, ``test_timeout``, ...);
-    a property that does not apply to the class (``forking`` on a threading
-    server) is skipped with the reason.
+    Each property is one test method (``test_shutdown``, ``test_timeout``, ...,
+    one per entry of :data:`PROPERTIES`); a property that does not apply to the
+    class (``forking`` on a threading server) is skipped with the reason.
+    ``server_factory`` builds a class whose constructor needs more arguments:
+    it is called as ``server_factory(server_class, server_address,
+    RequestHandlerClass)``.
     """
 
     server_class: ClassVar[type | None] = None
     conformance_profile: ClassVar[str] = "ci"
     shutdown_bound: ClassVar[float | None] = None
+    server_factory: ClassVar[Factory | None] = None
 
     def _conformance(self, name: str) -> None:
         __tracebackhide__ = True
         if self.server_class is None:
             raise TypeError(f"{type(self).__name__} must set server_class = YourServerClass")
-        sut = describe_class(self.server_class)
+        sut = describe_class(self.server_class, type(self).server_factory)
         result = run_property(
             sut,
             PROPERTIES[name],
             profile=self.conformance_profile,
             config=CheckConfig(shutdown_bound=self.shutdown_bound),
         )
-        _outcome(result, sut.qualified)
-
-    def test_shutdown(self) -> None:
-        self._conformance("shutdown")
-
-    def test_block_on_close(self) -> None:
-        self._conformance("block_on_close")
-
-    def test_timeout(self) -> None:
-        self._conformance("timeout")
-
-    def test_handler_lifecycle(self) -> None:
-        self._conformance("handler_lifecycle")
-
-    def test_verify_request(self) -> None:
-        self._conformance("verify_request")
-
-    def test_close_semantics(self) -> None:
-        self._conformance("close_semantics")
-
-    def test_forking(self) -> None:
-        self._conformance("forking")
-
-    def test_threading(self) -> None:
-        self._conformance("threading")
-
-    def test_datagram(self) -> None:
-        self._conformance("datagram")
-
-    def test_stateful(self) -> None:
-        self._conformance("stateful")
+        _outcome(result)
 
 
-def conformance_items(session: Any, target: str, profile: str, bound: float | None) -> list[Any]:
+def _property_test(name: str) -> Any:
+    def test(self: ServerConformance) -> None:
+        __tracebackhide__ = True
+        self._conformance(name)
+
+    test.__name__ = test.__qualname__ = f"test_{name}"
+    test.__doc__ = f"The conformance property {name!r}: {PROPERTIES[name].summary}."
+    return test
+
+
+for _name in PROPERTIES:
+    setattr(ServerConformance, f"test_{_name}", _property_test(_name))
+del _name
+
+
+def conformance_items(
+    session: Any, target: str, profile: str, bound: float | None, factory: str | None = None
+) -> list[Any]:
     """pytest items, one per property and server class of ``target``."""
     import pytest
 
@@ -107,8 +101,9 @@ def conformance_items(session: Any, target: str, profile: str, bound: float | No
                 PROPERTIES[self.prop],
                 profile=profile,
                 config=CheckConfig(shutdown_bound=bound),
+                factory=factory,
             )
-            _outcome(result, target)
+            _outcome(result)
 
         def reportinfo(self) -> tuple[str, int | None, str]:
             return target, None, f"{self.sut.name}.{self.prop}"
@@ -117,7 +112,7 @@ def conformance_items(session: Any, target: str, profile: str, bound: float | No
         def collect(self) -> list[Any]:
             return [
                 ConformanceItem.from_parent(self, name=f"{sut.name}.{prop}", sut=sut, prop=prop)
-                for sut in resolve_target(target)
+                for sut in resolve_target(target, factory)
                 for prop in PROPERTIES
             ]
 

@@ -11,9 +11,11 @@ one.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -23,17 +25,56 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from ._lab import WAIT, Lab, Timed
+from ._lab import SHUTDOWN_HANGS, WAIT, WRONG_REPLY, BudgetSpent, Failure, Lab, Timed
 from ._properties import SLACK, CheckConfig
 from ._target import ServerUnderTest
 
+if TYPE_CHECKING:
+    from ._runner import Search
+
 __all__ = ["run_stateful"]
 
+_Step = TypeVar("_Step", bound=Callable[..., None])
 
-def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMachine]:
+
+def _traced(step: _Step) -> _Step:
+    """Record the step in the example's trace; a failure, with the trace, in the search."""
+
+    @functools.wraps(step)
+    def traced(self: Any, **arguments: Any) -> None:
+        if not step.__name__.startswith("every_") and step.__name__ not in _INVARIANTS:
+            shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+            self.trace.append(f"state.{step.__name__}({shown})")
+        try:
+            step(self, **arguments)
+        except BudgetSpent:
+            raise
+        except (Exception, SystemExit) as error:
+            where = "" if step.__name__ not in _INVARIANTS else f"  (invariant {step.__name__})"
+            self.failed = True
+            self.search.failed(error, "\n".join([*self.trace, where.strip()]).strip())
+            raise
+
+    return traced  # type: ignore[return-value]
+
+
+_INVARIANTS = {
+    "every_completed_request_ran_its_handler_once_in_order",
+    "handle_error_once_per_failure",
+    "a_closed_server_holds_no_socket",
+}
+
+
+def _machine(
+    sut: ServerUnderTest, config: CheckConfig, search: Search
+) -> type[RuleBasedStateMachine]:
     class ServerModel(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
+            self.search = search
+            self.failed = False
+            self.trace = ["state = ServerModel()"]
+            search.begin()
             self.lab = Lab(sut)
             self.lab.drain_timeout = 0.2  # Every step already waited for its handler.
             self.server = self.lab.make_server(timeout=1.0)
@@ -54,37 +95,44 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
 
         @precondition(lambda self: not self.serving and not self.closed)
         @rule()
+        @_traced
         def start_serving(self) -> None:
             self.thread = self.lab.serve(self.server, poll_interval=0.02)
 
         @precondition(lambda self: self.serving)
         @rule()
+        @_traced
         def shut_down(self) -> None:
             bound = (config.shutdown_bound or 0.02 + SLACK) + 0.4 * len(self.idle)
             stopping = Timed(self.server.shutdown, "shutdown")
             if not stopping.wait(bound):
                 self.lab.hung = True
-                raise AssertionError(f"shutdown() did not return within {bound:.2f} s")
+                raise Failure(
+                    f"shutdown() did not return within {bound:.2f} s", cause=SHUTDOWN_HANGS
+                )
             self.thread.join(WAIT)
             assert not self.thread.is_alive(), "serve_forever() did not return after shutdown()"
             self.thread = None
 
         @precondition(lambda self: self.serving)
         @rule(fails=st.booleans())
+        @_traced
         def request(self, fails: bool) -> None:
             request_id = self._id()
             fields = f"id={request_id}" + (" raise=1" if fails else "")
             reply = self.lab.request(self.server, fields, reply=not fails)
             if fails:
                 self.failed_requests += 1
-            else:
-                assert reply.startswith(b"ok %d " % request_id), (
-                    f"request {request_id} got {reply!r} from a serving server"
+            elif not reply.startswith(b"ok %d " % request_id):
+                raise Failure(
+                    f"request {request_id} got {reply!r} from a serving server",
+                    cause=WRONG_REPLY,
                 )
             self.completed.append(request_id)
 
         @precondition(lambda self: not self.serving and not self.closed)
         @rule()
+        @_traced
         def handle_one(self) -> None:
             request_id = self._id()
             replies: list[bytes] = []
@@ -93,21 +141,30 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
             )
             handling = Timed(self.server.handle_request, "handle_request")
             assert handling.wait(WAIT), "handle_request() did not return with a client waiting"
-            self.lab.wait_until(lambda: bool(replies))
+            self.lab.wait_until(lambda: bool(replies) or bool(self.lab.background_failures))
+            self.lab.reraise()
+            reply = replies[0] if replies else b""
+            if not reply.startswith(b"ok %d " % request_id):
+                raise Failure(
+                    f"request {request_id} got {reply!r} from handle_request()", cause=WRONG_REPLY
+                )
             self.completed.append(request_id)
 
         @precondition(lambda self: self.serving and sut.stream and len(self.idle) < 2)
         @rule()
+        @_traced
         def idle_client(self) -> None:
             self.idle.append(self.lab.client(self.server))
 
         @precondition(lambda self: bool(self.idle))
         @rule()
+        @_traced
         def idle_client_leaves(self) -> None:
             self.idle.pop().close()
 
         @precondition(lambda self: not self.serving)
         @rule()
+        @_traced
         def close(self) -> None:
             closing = Timed(self.server.server_close, "server_close")
             assert closing.wait(WAIT), "server_close() did not return"
@@ -116,6 +173,7 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
             self.closed = True
 
         @invariant()
+        @_traced
         def every_completed_request_ran_its_handler_once_in_order(self) -> None:
             if not self.completed:
                 return
@@ -135,6 +193,7 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
                 )
 
         @invariant()
+        @_traced
         def handle_error_once_per_failure(self) -> None:
             if self.failed_requests:
                 self.lab.wait_until(lambda: self.lab.count("error") >= self.failed_requests, 1.0)
@@ -145,11 +204,14 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
             )
 
         @invariant()
+        @_traced
         def a_closed_server_holds_no_socket(self) -> None:
             if self.closed:
                 assert self.server.socket.fileno() == -1, "server_close() left the socket open"
 
         def teardown(self) -> None:
+            if not self.failed:
+                self.search.passed += 1
             for client in self.idle:
                 with contextlib.suppress(OSError):
                     client.close()
@@ -159,17 +221,9 @@ def _machine(sut: ServerUnderTest, config: CheckConfig) -> type[RuleBasedStateMa
     return ServerModel
 
 
-def run_stateful(sut: ServerUnderTest, options: dict[str, Any], config: CheckConfig) -> None:
-    """Run the state machine against ``sut`` with hypothesis ``options``."""
-    machine = _machine(sut, config)
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            **options,
-            stateful_step_count=12,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-            print_blob=False,
-        ),
-    )
+def run_stateful(
+    sut: ServerUnderTest, options: dict[str, Any], config: CheckConfig, search: Search
+) -> None:
+    """Run the state machine against ``sut`` with hypothesis ``options``; failures to ``search``."""
+    machine = _machine(sut, config, search)
+    run_state_machine_as_test(machine, settings=settings(**options, stateful_step_count=12))

@@ -7,7 +7,6 @@ import os
 import selectors
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from typing import Any, final
 from sockharness._errors import UsageError
 from sockharness._fork_safety import keep_out_of_children
 from sockharness._kinds import Kind, parse_kind
+from sockharness._paths import private_directory
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._loop import EventLoop
@@ -124,9 +124,7 @@ class FaultProxy:
         self._closed = False
         self._private_dir: str | None = None
         if self.kind.unix:
-            self._private_dir = tempfile.mkdtemp(
-                prefix="shp-", dir="/tmp" if os.path.isdir("/tmp") else None
-            )
+            self._private_dir = private_directory("shp-")
         self._listener = keep_out_of_children(
             socket.socket(self.kind.family, self.kind.socket_type)
         )
