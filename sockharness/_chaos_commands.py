@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import TextIO
+
+from ._conform_command import INTERRUPTED
+from ._reports import check_writable, write_report
 
 __all__ = ["check_scenarios", "run_scenarios"]
 
@@ -57,6 +61,9 @@ def run_scenarios(
     )
     from .chaos._progress import ProgressDisplay
 
+    for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json"), (html_path, "--html")):
+        if path:
+            check_writable(path, option)
     try:
         scenarios = load_scenarios(paths)
         for scenario in scenarios:  # Every class imports and fits, before anything runs.
@@ -69,15 +76,25 @@ def run_scenarios(
         return 2
     display = ProgressDisplay(out)
     results = []
-    for index, scenario in enumerate(scenarios, start=1):
-        display.begin(scenario.name, index, len(scenarios))
-        try:
-            result = run_scenario(scenario, seed=seed, progress=display.update)
-        except ScenarioError as error:
-            print(f"\nsockharness run: {error}", file=err)
-            return 2
-        display.end(result.result, len(result.messages), result.count("ok"), result.elapsed)
-        results.append(result)
+    interrupted = False
+    try:
+        for index, scenario in enumerate(scenarios, start=1):
+            display.begin(scenario.name, index, len(scenarios))
+            try:
+                result = run_scenario(scenario, seed=seed, progress=display.update)
+            except ScenarioError as error:
+                print(f"\nsockharness run: {error}", file=err)
+                return 2
+            display.end(result.result, len(result.messages), result.count("ok"), result.elapsed)
+            results.append(result)
+    except KeyboardInterrupt:  # The scenario in hand was torn down on the way out.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
+        interrupted = True
+        print(
+            f"\ninterrupted: {len(results)} of {len(scenarios)} scenarios finished",
+            file=out,
+            flush=True,
+        )
     print("", file=out)
     print(summary_table(results), file=out, flush=True)
     from .chaos._html import render_html
@@ -88,6 +105,7 @@ def run_scenarios(
         (html_path, lambda rs: render_html([r.to_dict() for r in rs])),
     ):
         if path:
-            with open(path, "w", encoding="utf-8") as stream:
-                stream.write(text(results))
+            write_report(path, text(results))
+    if interrupted:
+        return INTERRUPTED
     return 0 if all(result.result in ("held", "skipped") for result in results) else 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -17,6 +19,7 @@ import pytest
 from sockharness import start_server
 from sockharness.chaos import load_scenario, parse_scenario, run_scenario
 from sockharness.handlers import EchoHandler
+from sockharness.server._sockets import unix_path_limit
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILING = ROOT / "examples" / "failing"
@@ -507,3 +510,77 @@ def test_a_reset_is_an_error_never_a_corrupt_reply(pattern: str, direction: str)
     outcomes = {message.outcome for message in result.messages}
     assert "error" in outcomes, result.failure_message()
     assert "corrupt" not in outcomes, [m for m in result.messages if m.outcome == "corrupt"][:3]
+
+
+def test_run_checks_report_paths_before_running_anything(tmp_path: Path) -> None:
+    (tmp_path / "one.toml").write_text(
+        scenario_text('[server]\nkind = "tcp"\n\n[[clients]]\nrate = 20\n')
+    )
+    for option, path in (
+        ("--html", str(tmp_path / "no" / "such" / "dir" / "r.html")),
+        ("--json", str(tmp_path)),
+        ("--junit-xml", "/proc/version"),
+    ):
+        result = run_cli("run", str(tmp_path / "one.toml"), option, path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert result.stderr.startswith(f"sockharness run: error: {option} {path!r}")
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "running" not in result.stdout
+
+
+def test_ctrl_c_during_run_prints_what_finished_and_writes_the_reports(tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.toml").write_text(
+            scenario_text(
+                '[server]\nkind = "tcp"\n\n[[clients]]\nrate = 20\n', name=name, duration=1.5
+            )
+        )
+    report = tmp_path / "r.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sockharness", "run", str(tmp_path), "--json", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    lines = [process.stdout.readline() for _ in range(3)]  # a: running, a: held, b: running
+    assert lines[1].startswith("[1/3] a: held"), lines
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted: 1 of 3 scenarios finished" in out
+    assert "Traceback" not in err
+    data = json.loads(report.read_text())
+    assert [scenario["name"] for scenario in data["scenarios"]] == ["a"]
+
+
+def test_an_outside_target_with_nothing_listening_reads_connection_refused() -> None:
+    with socket.socket() as placeholder:  # A port that nobody listens on.
+        placeholder.bind(("127.0.0.1", 0))
+        port = placeholder.getsockname()[1]
+    scenario = parse_scenario(
+        scenario_text(
+            f"""
+            [server]
+            kind = "tcp"
+            target = "127.0.0.1:{port}"
+
+            [[clients]]
+            rate = 20
+            """
+        )
+    )
+    result = run_scenario(scenario)
+    assert result.result != "held"
+    assert "refused the connection: nothing is listening there" in (result.error or "")
+    assert "reset" not in (result.error or "")
+
+
+def test_a_unix_target_over_the_path_limit_is_invalid(tmp_path: Path) -> None:
+    long_path = "/tmp/" + "x" * 200
+    (tmp_path / "long.toml").write_text(
+        scenario_text(f'[server]\nkind = "unix"\ntarget = "{long_path}"\n\n[[clients]]\nrate = 5\n')
+    )
+    for command in ("check", "run"):
+        result = run_cli(command, str(tmp_path / "long.toml"))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert f"over the platform's limit of {unix_path_limit()} bytes" in result.stderr
+        assert "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import socket
 import ssl
 import threading
 import time
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sockharness import handlers
-from sockharness._clients import connect
+from sockharness._clients import connect, describe_address
 from sockharness._errors import IPv6Unavailable, UsageError
 from sockharness._kinds import kind_of_class, parse_address, parse_kind, server_class_for
 from sockharness._running import RunningServer, start_server
@@ -124,6 +125,29 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
 def _target_address(server: ServerSpec) -> Any:
     assert server.target is not None
     return parse_address(server.target, parse_kind(server.kind), "the target", connect=True)
+
+
+def _check_reachable(spec: ServerSpec, address: Any) -> None:
+    """An outside stream target accepts a connection, or the run cannot start: say why.
+
+    (Through the proxy, a target with nothing listening would look like a
+    connection reset at every message.)
+    """
+    if not spec.stream:
+        return
+    kind = parse_kind(spec.kind)
+    where = describe_address(kind, address)
+    try:
+        with socket.socket(kind.family, socket.SOCK_STREAM) as probe:
+            probe.settimeout(5.0)
+            probe.connect(address)
+    except (ConnectionRefusedError, FileNotFoundError):
+        raise ConnectionRefusedError(
+            f"the target {where} refused the connection: nothing is listening there (start "
+            f"the service first, or fix [server] target)"
+        ) from None
+    except OSError as exc:
+        raise ConnectionError(f"the target {where} cannot be reached: {exc}") from None
 
 
 class _Windows:
@@ -287,6 +311,7 @@ class _Run:
                 upstream = self.server.address
             else:
                 upstream = _target_address(spec)
+                _check_reachable(spec, upstream)
             address = upstream
             if spec.target is not None or "proxy" in scenario.fault_sides:
                 first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
