@@ -104,8 +104,9 @@ def find_leaks(
 ) -> Leaks:
     """Wait (until ``deadline``) for what should end to end, then report what did not."""
     leaks = Leaks()
-    own = [*handler_threads, *([serving_thread] if serving_thread else [])]
-    leaks.threads += _still_running(own, deadline, "")
+    leaks.threads += _still_running(handler_threads, deadline, ", a handler thread")
+    if serving_thread is not None:
+        leaks.threads += _still_running([serving_thread], deadline, "")
     if creations is not None:
         # A thread a handler started may still be finishing: a short grace, no more
         # (one left running for good must not hold the test for the whole deadline).

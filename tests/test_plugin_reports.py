@@ -39,7 +39,8 @@ def test_a_leak_fails_the_test_in_fail_mode(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "*LeakError: <RunningServer ThreadingTCPServer tcp 127.0.0.1:* left things behind:*",
-            "*threads still running: 'ThreadingTCPServer handler'*",
+            "*threads still running: 'Thread-* (process_request_thread)' (daemon=False), "
+            "a handler thread*",
             "*sockharness seed: *",
         ]
     )

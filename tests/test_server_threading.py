@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import socket
+import socketserver as stdlib_socketserver
 import threading
 from typing import Any
 
@@ -161,3 +163,23 @@ def test_a_thread_interrupted_after_it_started_stays_tracked(
         assert closed.wait(WAIT)
         closer.join(WAIT)
     gate.join_handlers()
+
+
+@pytest.mark.parametrize("module", [ss, stdlib_socketserver], ids=["ours", "stdlib"])
+def test_handler_threads_are_named_as_threading_names_them(module: Any) -> None:
+    """``%(threadName)s`` in logs: threading's default, unique per thread, as the stdlib has it."""
+    names: list[str] = []
+
+    class Naming(module.BaseRequestHandler):  # type: ignore[name-defined, misc]
+        def handle(self) -> None:
+            names.append(threading.current_thread().name)
+            self.request.sendall(b"ok")
+
+    with module.ThreadingTCPServer(("127.0.0.1", 0), Naming) as server, serving(server, 0.01):
+        for _ in range(2):
+            with socket.create_connection(server.server_address, timeout=WAIT) as client:
+                assert client.recv(2) == b"ok"
+    assert len(names) == 2
+    assert names[0] != names[1]
+    for name in names:
+        assert re.fullmatch(r"Thread-\d+ \(process_request_thread\)", name), name

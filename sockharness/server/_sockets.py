@@ -217,15 +217,19 @@ if hasattr(socket, "AF_UNIX"):
 
         address_family: int = socket.AF_UNIX
 
+        # Not super(): called by class name under multiple inheritance
+        # (``UnixStreamServer.server_bind(self)`` in a class that also derives
+        # from http.server.HTTPServer), these must do what the standard
+        # library's do, which are TCPServer's own.
         def server_bind(self) -> None:
             """Bind to the socket path (see :meth:`TCPServer.server_bind`)."""
-            super().server_bind()
+            TCPServer.server_bind(self)
             _remember_socket_file(self)
 
         def server_close(self) -> None:
             """Close the socket and remove the socket file it created."""
             try:
-                super().server_close()
+                TCPServer.server_close(self)
             finally:
                 _remove_socket_file(self)
 
@@ -240,12 +244,12 @@ if hasattr(socket, "AF_UNIX"):
 
         def server_bind(self) -> None:
             """Bind to the socket path (see :meth:`TCPServer.server_bind`)."""
-            super().server_bind()
+            UDPServer.server_bind(self)  # Not super(): see UnixStreamServer.
             _remember_socket_file(self)
 
         def server_close(self) -> None:
             """Close the socket and remove the socket file it created."""
             try:
-                super().server_close()
+                UDPServer.server_close(self)
             finally:
                 _remove_socket_file(self)

@@ -93,16 +93,27 @@ class _UntrackedThreads:
         return iter(())
 
 
-def _run_handler_thread(
-    server: ThreadingMixIn,
-    tracked: _HandlerThreads | _UntrackedThreads,
-    request: Any,
-    client_address: Any,
-) -> None:
-    try:
-        server.process_request_thread(request, client_address)
-    finally:
-        tracked.discard(threading.current_thread())
+class _HandlerThread(threading.Thread):
+    """A handler thread, named as threading names it (``Thread-3 (process_request_thread)``).
+
+    It leaves the server's bookkeeping when it ends.
+    """
+
+    def __init__(
+        self,
+        server: ThreadingMixIn,
+        tracked: _HandlerThreads | _UntrackedThreads,
+        request: Any,
+        client_address: Any,
+    ) -> None:
+        super().__init__(target=server.process_request_thread, args=(request, client_address))
+        self._tracked = tracked
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._tracked.discard(self)
 
 
 class ThreadingMixIn:
@@ -135,11 +146,7 @@ class ThreadingMixIn:
         if self.block_on_close:
             vars(self).setdefault("_threads", _HandlerThreads())
         tracked = self._threads
-        thread = threading.Thread(
-            target=_run_handler_thread,
-            args=(self, tracked, request, client_address),
-            name=f"{type(self).__name__} handler",
-        )
+        thread = _HandlerThread(self, tracked, request, client_address)
         thread.daemon = self.daemon_threads
         tracked.append(thread)
         try:
