@@ -63,6 +63,35 @@ SOCKHARNESS_STDLIB = """
             assert client.recv_exactly(5) == b"ping\\n"
 """
 
+SOCKHARNESS_TLS = """
+    import pytest
+    from sockharness.handlers import EchoHandler
+
+    @pytest.mark.parametrize("n", range({n}))
+    def test_fixture(make_server, n):
+        server = make_server(EchoHandler, "tcp", tls=True)
+        with server.connect() as client:
+            client.send(b"ping\\n")
+            assert client.recv_exactly(5) == b"ping\\n"
+"""
+
+# The same, with a client context that also loads the system's trust store, as
+# ssl.create_default_context() does (what sockharness's contexts did before).
+SOCKHARNESS_TLS_DEFAULT_CONTEXT = """
+    import ssl
+    import pytest
+    from sockharness.handlers import EchoHandler
+
+    @pytest.mark.parametrize("n", range({n}))
+    def test_fixture(make_server, make_client, tls_ca, n):
+        server = make_server(EchoHandler, "tcp", tls=True)
+        context = ssl.create_default_context()
+        tls_ca.configure_trust(context)
+        with make_client(server.address, tls=context) as client:
+            client.send(b"ping\\n")
+            assert client.recv_exactly(5) == b"ping\\n"
+"""
+
 LOCALSERVER = """
     import urllib.request
     import pytest
@@ -109,6 +138,14 @@ def contenders(n: int) -> list[tuple[str, str, list[str]]]:
     found.append(
         ("sockharness stdlib ThreadingTCPServer", SOCKHARNESS_STDLIB.format(n=n), NO_HTTPSERVER)
     )
+    found.append(("sockharness tcp-threading tls", SOCKHARNESS_TLS.format(n=n), NO_HTTPSERVER))
+    found.append(
+        (
+            "sockharness tls, system trust store",
+            SOCKHARNESS_TLS_DEFAULT_CONTEXT.format(n=n),
+            NO_HTTPSERVER,
+        )
+    )
     found.append(("pytest-localserver httpserver", LOCALSERVER.format(n=n), NO_HTTPSERVER))
     found.append(("pytest-httpserver httpserver", HTTPSERVER.format(n=n), NO_LOCALSERVER))
     return found
@@ -131,11 +168,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", type=int, default=300, help="tests per file (default 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="only the contenders whose label contains TEXT (repeat for more; baselines always)",
+    )
     args = parser.parse_args(argv)
 
     directory = tempfile.mkdtemp(prefix="sockharness-bench-")
     try:
-        entries = contenders(args.tests)
+        entries = [
+            entry
+            for entry in contenders(args.tests)
+            if not args.only
+            or entry[0].startswith("baseline")
+            or any(text in entry[0] for text in args.only)
+        ]
         files = {}
         for index, (label, source, flags) in enumerate(entries):
             name = f"test_{index:02d}.py"

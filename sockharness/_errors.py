@@ -71,3 +71,10 @@ class UnfiredFaults(SockharnessError, AssertionError):
 
 class UnfiredFaultWarning(UserWarning):
     """Like :class:`UnfiredFaults`, as a warning (``--sockharness-unfired=warn``)."""
+
+
+# Tracebacks and reports name the public module (``sockharness.HandlerErrors``), where
+# users import them from, whichever module raised them.
+for _name in __all__:
+    globals()[_name].__module__ = "sockharness"
+del _name

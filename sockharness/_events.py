@@ -24,7 +24,7 @@ from typing import Any
 
 from ._attribution import Creations
 
-__all__ = ["HandlerError", "Received", "ServerEvents", "exception_path"]
+__all__ = ["HandlerError", "Received", "ServerEvents", "describe_client", "exception_path"]
 
 _RECORDED = "__sockharness_recorded__"
 
@@ -58,11 +58,39 @@ class HandlerError:
             return isinstance(self.exception, tuple(types))
         return any(f"{t.__module__}.{t.__qualname__}" in self.type_path for t in types)
 
+    @property
+    def client(self) -> str:
+        """The client for a reader: ``127.0.0.1:5000``, a socket path, or ``a Unix client``."""
+        return describe_client(self.client_address)
+
+    @property
+    def kind_of_failure(self) -> tuple[tuple[str, ...], str]:
+        """What makes two errors the same: their type and where they were raised.
+
+        (The traceback without its last line, which holds the message: addresses
+        and numbers in it differ from one request to the next.)
+        """
+        return self.type_path, self.traceback.rstrip().rsplit("\n", 1)[0]
+
     def __str__(self) -> str:
-        return (
-            f"{self.type_name}: {self.message} (handling a request from "
-            f"{self.client_address!r}, in {self.where})\n{self.traceback}"
+        context = (
+            f"handling a request from {self.client}, in {self.where}"
+            if self.client_address is not None
+            else f"in {self.where}"
         )
+        return f"{self.type_name}: {self.message} ({context})\n{self.traceback}"
+
+
+def describe_client(address: Any) -> str:
+    """A client address for people: ``host:port``, ``[v6]:port``, a path or ``a Unix client``."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    if isinstance(address, (str, bytes)) and address:
+        return os.fsdecode(address)
+    if address in ("", b""):
+        return "a Unix client (unnamed)"
+    return repr(address)
 
 
 @dataclass(frozen=True)

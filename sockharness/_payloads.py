@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import datetime
 import random
 from functools import cached_property
 from typing import Any, final
@@ -10,6 +11,9 @@ from typing import Any, final
 from ._errors import UsageError
 
 __all__ = ["Payloads"]
+
+#: The latest date a record carries: a fixed day, so the same seed gives the same data on any day.
+_DATES_END = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
 
 
 @final
@@ -67,7 +71,8 @@ class Payloads:
             "name": fake.name(),
             "email": fake.email(),
             "address": fake.address(),
-            "created": fake.iso8601(),
+            # Anchored: faker's dates are otherwise relative to today.
+            "created": fake.iso8601(tzinfo=datetime.timezone.utc, end_datetime=_DATES_END),
             "note": fake.sentence(),
         }
 

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 
 from ._kinds import parse_address, parse_kind
 from ._serve_command import format_address
+from ._text import plural
 
 
 def run_proxy(
@@ -47,10 +48,15 @@ def run_proxy(
                 pass
             stats = proxy.stats
         print(
-            f"sockharness: stopped after {stats.connections} "
-            f"{'connections' if kind.stream else 'flows'}, "
-            f"{stats.upstream_bytes} bytes up, {stats.downstream_bytes} bytes down"
-            + (f", {stats.dropped_datagrams} datagrams dropped" if not kind.stream else ""),
+            f"sockharness: stopped after "
+            f"{plural(stats.connections, 'connection' if kind.stream else 'flow')}, "
+            f"{plural(stats.upstream_bytes, 'byte')} up, "
+            f"{plural(stats.downstream_bytes, 'byte')} down"
+            + (
+                f", {plural(stats.dropped_datagrams, 'datagram')} dropped"
+                if not kind.stream
+                else ""
+            ),
             file=out,
             flush=True,
         )

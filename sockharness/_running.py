@@ -704,12 +704,32 @@ class _ExpectedErrors:
 
 
 def format_handler_errors(server: RunningServer, errors: list[HandlerError]) -> str:
-    """The failure message for undeclared handler errors, tracebacks included."""
+    """The failure message for undeclared handler errors, tracebacks included.
+
+    Errors of one kind (the same type raised at the same place) are folded:
+    ``11 x ConnectionResetError ...`` (a multiplication sign) with one traceback.
+    """
     count = f"{len(errors)} handler error{'s' if len(errors) != 1 else ''}"
     lines = [
         f"{count} in {server!r} that the test did not expect "
         f"(declare expected ones with server.expect_errors(SomeError)):",
     ]
+    folded: dict[Any, list[HandlerError]] = {}
     for error in errors:
-        lines += ["", str(error).rstrip()]
+        folded.setdefault(error.kind_of_failure, []).append(error)
+    for same in folded.values():
+        first = same[0]
+        if len(same) == 1:
+            lines += ["", str(first).rstrip()]
+            continue
+        clients = list(dict.fromkeys(error.client for error in same))
+        shown = ", ".join(clients[:3]) + (
+            f" and {len(clients) - 3} more" if len(clients) > 3 else ""
+        )
+        lines += [
+            "",
+            f"{len(same)} \u00d7 {first.type_name}: {first.message} (the first of them; from "
+            f"{shown}, in {first.where})",
+            first.traceback.rstrip(),
+        ]
     return "\n".join(lines)

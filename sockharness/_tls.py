@@ -75,7 +75,11 @@ class TLSMaterial:
         return _self_closing(context)
 
     def client_context(self) -> ssl.SSLContext:
-        """A new client-side context that trusts this CA (and verifies host names)."""
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        """A new client-side context that trusts this CA only (and verifies host names).
+
+        Not ``ssl.create_default_context()``: that loads the system's trust
+        store too, about 55 ms a context, for certificates a test never meets.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # Verifies, and checks host names.
         self.ca.configure_trust(context)
         return _self_closing(context)

@@ -120,8 +120,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "sockharness(kinds=None, concurrency=None, handler=None): narrow the any_server "
-        "fixture to these kinds and concurrencies, and choose its handler class.",
+        "sockharness(kinds=None, concurrency=None, handler=None, server_attrs=None, "
+        "server_class=None): narrow the any_server fixture to these kinds and concurrencies, "
+        "choose its handler class, set attributes on its servers, and run a class of your own "
+        "(a class: only where it fits; a mapping 'kind' or 'kind-concurrency' -> class).",
     )
     seed = config.getoption("--sockharness-seed")
     worker_input = getattr(config, "workerinput", None)
@@ -228,12 +230,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
     marker = metafunc.definition.get_closest_marker("sockharness")
     options = marker.kwargs if marker is not None else {}
-    unknown = set(options) - {"kinds", "concurrency", "handler"}
+    unknown = set(options) - set(_MARKER_ARGUMENTS)
     if unknown:
         raise pytest.UsageError(
             f"@pytest.mark.sockharness() got unknown argument(s) {sorted(unknown)}; "
-            f"it takes kinds=, concurrency= and handler=."
+            f"it takes {', '.join(f'{name}=' for name in _MARKER_ARGUMENTS)}."
         )
+    attrs = options.get("server_attrs")
+    if attrs is not None and not (
+        isinstance(attrs, dict) and all(isinstance(key, str) for key in attrs)
+    ):
+        raise pytest.UsageError(
+            f"@pytest.mark.sockharness(server_attrs=...) takes a dict of attribute names to "
+            f"values, got {attrs!r}"
+        )
+    fits = _server_class_filter(options.get("server_class"))
     kinds = [parse_kind(k).name for k in _as_list(options.get("kinds"), "kinds")]
     concurrencies = [
         parse_concurrency(c) for c in _as_list(options.get("concurrency"), "concurrency")
@@ -241,7 +252,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     pairs = [
         (kind, concurrency)
         for kind, concurrency in _supported_pairs()
-        if (not kinds or kind in kinds) and (not concurrencies or concurrency in concurrencies)
+        if (not kinds or kind in kinds)
+        and (not concurrencies or concurrency in concurrencies)
+        and fits(kind, concurrency)
     ]
     if not pairs:
         raise pytest.UsageError(
@@ -253,6 +266,40 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         [pytest.param(pair, id=f"{pair[0]}-{pair[1]}") for pair in pairs],
         indirect=True,
     )
+
+
+_MARKER_ARGUMENTS = ("kinds", "concurrency", "handler", "server_attrs", "server_class")
+
+
+def _server_class_filter(server_class: Any) -> Callable[[str, str], bool]:
+    """Which (kind, concurrency) pairs any_server keeps for the marker's ``server_class``.
+
+    A class keeps only the pair it serves; a mapping keeps every pair (those it
+    does not name run sockharness's own class).
+    """
+    if server_class is None or isinstance(server_class, dict):
+        return lambda kind, concurrency: True
+    from ._kinds import concurrency_of_class, kind_of_class
+
+    if not isinstance(server_class, type):
+        raise pytest.UsageError(
+            f"@pytest.mark.sockharness(server_class=...) takes a server class or a mapping "
+            f"of 'kind' or 'kind-concurrency' to classes, got {server_class!r}"
+        )
+    try:
+        own = (kind_of_class(server_class).name, concurrency_of_class(server_class))
+    except ValueError as exc:
+        raise pytest.UsageError(f"@pytest.mark.sockharness(server_class=...): {exc}") from None
+    return lambda kind, concurrency: (kind, concurrency) == own
+
+
+def _marker_server_class(marker: Any, kind: str, concurrency: str) -> type | None:
+    """The class the marker asks any_server to run for this pair (``None``: ours)."""
+    chosen = marker.kwargs.get("server_class") if marker is not None else None
+    if isinstance(chosen, dict):
+        found = chosen.get(f"{kind}-{concurrency}", chosen.get(kind))
+        return found if isinstance(found, type) else None
+    return chosen if isinstance(chosen, type) else None
 
 
 def _as_list(value: Any, name: str) -> list[str]:
@@ -328,6 +375,7 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
     ``faults`` are applied in process to every accepted connection, seeded by
     the test's seed.
     """
+    __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
     from ._errors import IPv6Unavailable
     from ._running import start_server
 
@@ -446,7 +494,11 @@ def any_server(
         from .handlers import EchoHandler
 
         handler = EchoHandler
-    return make_server(handler, kind, concurrency=concurrency)
+    attrs = dict(marker.kwargs.get("server_attrs") or {}) if marker is not None else {}
+    server_class = _marker_server_class(marker, kind, concurrency)
+    if server_class is not None:
+        return make_server(handler, kind, server_class=server_class, **attrs)
+    return make_server(handler, kind, concurrency=concurrency, **attrs)
 
 
 @pytest.fixture
@@ -457,6 +509,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
     ``tls`` is ``True`` (trust the session's CA) or an ``ssl.SSLContext``;
     ``faults`` are applied in process to what the client sends and receives.
     """
+    __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
     from ._clients import connect
 
     clients: list[Client] = []
@@ -520,6 +573,7 @@ def fault_proxy(
     seeded by the test's seed. At teardown every proxy is closed, and a fault
     that never fired fails the test (``--sockharness-unfired``).
     """
+    __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
     from ._running import RunningServer
     from .faults import FaultProxy
 

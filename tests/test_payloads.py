@@ -61,3 +61,20 @@ def test_a_seed_must_be_an_int() -> None:
 def test_the_fixture_is_seeded_per_test(payloads: Payloads, sockharness_seed: int) -> None:
     assert payloads.seed == sockharness_seed
     assert payloads.bytes(16) == Payloads(sockharness_seed).bytes(16)
+
+
+def test_a_record_is_the_same_for_the_same_seed_on_any_day(monkeypatch: pytest.MonkeyPatch) -> None:
+    import datetime as real
+
+    import faker.providers.date_time as faker_dates
+
+    today = Payloads(11).json_record()
+
+    class Later(real.datetime):
+        @classmethod
+        def now(cls, tz: real.tzinfo | None = None) -> Later:  # type: ignore[override]
+            return cls(2031, 6, 1, tzinfo=tz)
+
+    monkeypatch.setattr(faker_dates, "datetime", Later)
+    assert faker_dates.datetime.now().year == 2031
+    assert Payloads(11).json_record() == today

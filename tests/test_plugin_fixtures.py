@@ -245,6 +245,72 @@ def test_the_marker_narrows_any_server_and_sets_its_handler(pytester: pytest.Pyt
     )
 
 
+def test_the_marker_sets_server_attrs_and_a_server_class(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+        import sockharness.server as ss
+
+        class Greeter(ss.BaseRequestHandler):
+            def handle(self):
+                greeting = self.server.greeting
+                if isinstance(self.request, tuple):
+                    self.request[1].sendto(greeting, self.client_address)
+                else:
+                    self.request.recv(1)  # The client's byte first: no reset under it.
+                    self.request.sendall(greeting)
+
+        class Mine(ss.ThreadingTCPServer):
+            greeting = b"mine\\n"
+
+        @pytest.mark.sockharness(handler=Greeter, server_attrs={"greeting": b"hi\\n"})
+        def test_every_kind_has_the_attribute(any_server):
+            with any_server.connect() as client:
+                client.send(b"x")
+                assert client.recv() == b"hi\\n"
+
+        @pytest.mark.sockharness(handler=Greeter, server_class=Mine)
+        def test_a_class_runs_where_it_fits(any_server):
+            assert type(any_server.server).__name__ == "Mine"
+            with any_server.connect() as client:
+                client.send(b"x")
+                assert client.recv() == b"mine\\n"
+
+        @pytest.mark.sockharness(
+            handler=Greeter, kinds=["tcp", "udp"], concurrency="threading",
+            server_class={"tcp": Mine}, server_attrs={"greeting": b"set\\n"},
+        )
+        def test_a_mapping_names_classes_per_kind(any_server):
+            expected = "Mine" if any_server.kind == "tcp" else "ThreadingUDPServer"
+            assert type(any_server.server).__name__ == expected
+            with any_server.connect() as client:
+                client.send(b"x")
+                assert client.recv() == b"set\\n"
+        """,
+        "-v",
+    )
+    pairs = result.stdout.str().count("::test_every_kind_has_the_attribute[")
+    assert pairs >= 12
+    result.assert_outcomes(passed=pairs + 1 + 2)
+    result.stdout.fnmatch_lines(["*test_a_class_runs_where_it_fits?tcp-threading? PASSED*"])
+
+
+def test_bad_marker_server_arguments_are_clear_errors(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+
+        @pytest.mark.sockharness(server_attrs=["timeout"])
+        def test_x(any_server):
+            pass
+        """,
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*server_attrs=...) takes a dict of attribute names*"])
+
+
 def test_a_bad_marker_is_a_clear_error(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,

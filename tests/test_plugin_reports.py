@@ -44,6 +44,7 @@ def test_a_leak_fails_the_test_in_fail_mode(pytester: pytest.Pytester) -> None:
             "*sockharness seed: *",
         ]
     )
+    assert "yield factory" not in result.stdout.str()  # The fixture's source is hidden.
 
 
 def test_a_leak_warns_by_default(pytester: pytest.Pytester) -> None:
@@ -335,3 +336,43 @@ def test_under_xdist_results_and_data_match_a_serial_run(
     assert len(outputs["serial"]) == 48
     # Same seed, same tests: the same data on every test, whichever worker ran it.
     assert outputs["parallel"] == outputs["serial"]
+
+
+def test_failure_reports_are_short_and_fold_identical_errors(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+        import pytest
+        from sockharness.server import BaseRequestHandler
+
+        class Refuses(BaseRequestHandler):
+            def handle(self):
+                self.request.recv(1)
+                raise ConnectionResetError(104, "reset on purpose")
+
+        @pytest.mark.parametrize("kind", ["tcp", "unix"])
+        def test_many_resets(make_server, kind):
+            server = make_server(Refuses, kind, concurrency="sync")
+            for _ in range(11):
+                with server.connect() as client:
+                    client.send(b"x")
+                    assert client.recv_all() == b""
+        """,
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*sockharness.HandlerErrors: 11 handler errors in <RunningServer TCPServer tcp *",
+            "*11 \u00d7 ConnectionResetError: [[]Errno 104[]] reset on purpose (the first of them;"
+            " from 127.0.0.1:*",
+            "*11 \u00d7 ConnectionResetError: [[]Errno 104[]] reset on purpose (the first of them;"
+            " from a Unix client (unnamed)*",
+        ]
+    )
+    assert out.count("Traceback (most recent call last)") == 2  # One per server, not 22.
+    assert "sockharness._errors" not in out
+    assert "def make_server(" not in out  # The fixture's source is not shown.
+    assert "yield factory" not in out
