@@ -654,3 +654,44 @@ def test_the_screenshot_tool_writes_a_png(chromium: str, tmp_path: Path) -> None
     assert f"wrote {shot}" in completed.stdout
     assert _png_size(shot) == (1280, 1200)
     assert shot.stat().st_size > 10_000
+
+
+def test_a_vacuous_invariant_is_not_a_green_tick() -> None:
+    scenario = reset_scenario()
+    scenario["invariants"] = [
+        {"name": "intact_outside_faults", "held": True, "vacuous": True, "detail": "nothing"},
+        {"name": "min_messages", "held": True, "vacuous": False, "detail": "9 messages"},
+    ]
+    section = next(iter(_sections(render_html([scenario])).values()))
+    assert re.search(r'invariant vacuous"><span class="mark" aria-label="vacuous">○</span>'
+                     r"<code>intact_outside_faults", section)  # fmt: skip
+    assert re.search(r'invariant held"><span class="mark" aria-label="held">✓</span>'
+                     r"<code>min_messages", section)  # fmt: skip
+
+
+def test_a_fault_that_never_fired_is_drawn_apart_and_overlaps_stay_readable() -> None:
+    scenario = reset_scenario()
+    scenario["faults"] = [
+        {"fault": "Latency(delay=0.1)", "side": "proxy", "at": 0.5, "until": 2.0, "fired": True},
+        {"fault": "ResetPeer(after=9)", "side": "proxy", "at": 1.0, "until": 2.5, "fired": False},
+        {"fault": "Slicer(average_size=8)", "side": "proxy", "at": 3.0, "until": 3.5,
+         "fired": True},
+    ]  # fmt: skip
+    page = render_html([scenario])
+    assert "— never fired</span>" in page
+    for plot in _svgs(page).values():
+        rects = re.findall(
+            r'<rect class="(fault(?: unfired)?)" ([^>]*)><title>([^<]*)</title>', plot
+        )
+        assert [css for css, _, _ in rects] == ["fault", "fault unfired", "fault"]
+        assert 'fill="none"' in rects[1][1]
+        assert "stroke-dasharray" in rects[1][1]
+        assert rects[1][2].endswith("(never fired)")
+        labels = re.findall(
+            r'<text class="fault-label" x="[\d.]+" y="([\d.]+)"[^>]*>([^<]*)<', plot
+        )
+        (y1, first), (y2, second), (y3, third) = labels
+        assert (first, second, third) == ("1", "2 (never fired)", "3")
+        assert y1 != y2, "overlapping windows put their numbers on the same spot"
+        assert y3 == y1, "a window that overlaps none goes back to the first lane"
+        assert "a fault that never fired" in plot

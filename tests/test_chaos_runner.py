@@ -584,3 +584,43 @@ def test_a_unix_target_over_the_path_limit_is_invalid(tmp_path: Path) -> None:
         assert result.returncode == 2, result.stdout + result.stderr
         assert f"over the platform's limit of {unix_path_limit()} bytes" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_vacuous_invariant_and_an_unfired_fault_are_reported_as_such() -> None:
+    scenario = parse_scenario(
+        scenario_text(
+            """
+            [server]
+            kind = "tcp"
+
+            [[clients]]
+            rate = 20
+
+            [[faults]]
+            fault = "latency"
+            delay = 0.001
+
+            [[faults]]
+            fault = "reset_peer"
+            after = 30.0
+            at = 0.1
+            until = 0.5
+
+            [expect]
+            faults_fired = false
+            """
+        )
+    )
+    result = run_scenario(scenario)
+    assert result.result == "held", result.failure_message()
+    intact = next(i for i in result.invariants if i.name == "intact_outside_faults")
+    assert intact.held, intact
+    assert intact.vacuous, intact
+    assert "nothing to judge" in intact.detail
+    assert result.fired == [True, False]
+    data = result.to_dict()
+    assert [fault["fired"] for fault in data["faults"]] == [True, False]
+    assert next(i for i in data["invariants"] if i["name"] == "intact_outside_faults")["vacuous"]
+    from sockharness.chaos import summary_table
+
+    assert "intact_outside_faults held with nothing to judge" in summary_table([result])

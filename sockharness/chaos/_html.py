@@ -47,6 +47,7 @@ OK_COLOUR = "#60a5fa"
 FAILED_COLOUR = "#dc2626"
 FAULT_COLOUR = "#f59e0b"
 FAULT_OPACITY = "0.22"
+UNFIRED_COLOUR = "#6b7280"
 GRID_COLOUR = "#e5e7eb"
 AXIS_COLOUR = "#374151"
 
@@ -92,6 +93,10 @@ ul.invariants { list-style: none; padding-left: 0; }
 .invariant .mark { display: inline-block; width: 1.4em; font-weight: 700; }
 .invariant.held .mark { color: #15803d; }
 .invariant.broken .mark { color: #b91c1c; }
+.invariant.vacuous .mark { color: #6b7280; }
+.invariant.vacuous code { color: #6b7280; }
+.fault-item.unfired { color: #6b7280; }
+.fault-item .unfired-note { color: #b91c1c; font-weight: 600; }
 .invariant .detail { color: #4b5563; }
 .none { color: #6b7280; font-style: italic; }
 figure.plot-figure { margin: 12px 0 0; }
@@ -115,12 +120,19 @@ class _Series:
 
 @dataclass(frozen=True)
 class _Fault:
-    """A fault window, clipped to the plot's time axis."""
+    """A fault window, clipped to the plot's time axis.
+
+    ``lane``: windows that overlap in time get different lanes, so that their
+    numbers and outlines do not cover each other. ``fired``: ``False`` for a
+    fault that never did anything (drawn as an empty dashed outline).
+    """
 
     number: int
     start: float
     end: float
     tooltip: str
+    lane: int = 0
+    fired: bool = True
 
 
 @dataclass(frozen=True)
@@ -441,7 +453,10 @@ def _invariants(scenario: Mapping[str, Any]) -> str:
     for raw in _sequence(scenario.get("invariants")):
         invariant = _mapping(raw)
         held = invariant.get("held") is True
-        state, mark = ("held", "✓") if held else ("broken", "✗")
+        if held and invariant.get("vacuous") is True:
+            state, mark = "vacuous", "○"  # Held with nothing to judge: not evidence.
+        else:
+            state, mark = ("held", "✓") if held else ("broken", "✗")
         detail = invariant.get("detail")
         detail_html = f' <span class="detail">— {_esc(detail)}</span>' if detail else ""
         items.append(
@@ -467,9 +482,12 @@ def _faults(scenario: Mapping[str, Any]) -> str:
     for raw in _sequence(scenario.get("faults")):
         fault = _mapping(raw)
         side = f" on the {_esc(fault['side'])} side" if fault.get("side") else ""
+        unfired = fault.get("fired") is False
+        note = ' <span class="unfired-note">— never fired</span>' if unfired else ""
         items.append(
-            f'<li class="fault-item"><code>{_esc(fault.get("fault", "?"))}</code>{side}, '
-            f"{_esc(_fault_window(fault))}</li>"
+            f'<li class="fault-item{" unfired" if unfired else ""}">'
+            f"<code>{_esc(fault.get('fault', '?'))}</code>{side}, "
+            f"{_esc(_fault_window(fault))}{note}</li>"
         )
     if not items:
         return '<p class="none">No faults.</p>'
@@ -545,7 +563,7 @@ def _x_max(scenario: Mapping[str, Any], series: _Series) -> float:
 
 def _fault_windows(scenario: Mapping[str, Any], x_max: float) -> list[_Fault]:
     """The fault windows clipped to ``[0, x_max]``; those entirely outside are left out."""
-    windows = []
+    windows: list[_Fault] = []
     for number, raw in enumerate(_sequence(scenario.get("faults")), start=1):
         fault = _mapping(raw)
         start = _number(fault.get("at"))
@@ -555,8 +573,15 @@ def _fault_windows(scenario: Mapping[str, Any], x_max: float) -> list[_Fault]:
         if end <= start:
             continue
         side = f" on the {fault['side']} side" if fault.get("side") else ""
-        tooltip = f"fault {number}: {fault.get('fault', '?')}{side}, {_fault_window(fault)}"
-        windows.append(_Fault(number=number, start=start, end=end, tooltip=tooltip))
+        fired = fault.get("fired") is not False
+        tooltip = f"fault {number}: {fault.get('fault', '?')}{side}, {_fault_window(fault)}" + (
+            "" if fired else " (never fired)"
+        )
+        busy = [w.lane for w in windows if w.start < end and start < w.end]
+        lane = next(n for n in range(len(busy) + 1) if n not in busy)
+        windows.append(
+            _Fault(number=number, start=start, end=end, tooltip=tooltip, lane=lane, fired=fired)
+        )
     return windows
 
 
@@ -631,12 +656,24 @@ def _fault_shading(axes: _Axes, faults: list[_Fault]) -> list[str]:
     for fault in faults:
         x = axes.x(fault.start)
         width = max(axes.x(fault.end) - x, 1.0)
+        if fault.fired:
+            css = "fault"
+            look = (
+                f'fill="{FAULT_COLOUR}" fill-opacity="{FAULT_OPACITY}" stroke="{FAULT_COLOUR}" '
+                f'stroke-width="1"'
+            )
+        else:  # Nothing happened in it: an outline, not a shaded window.
+            css = "fault unfired"
+            look = (
+                f'fill="none" stroke="{UNFIRED_COLOUR}" stroke-width="1.5" stroke-dasharray="4 3"'
+            )
+        label_y = TOP + 12 + 13 * fault.lane
         parts.append(
-            f'<rect class="fault" x="{_fmt_coord(x)}" y="{TOP}" width="{_fmt_coord(width)}" '
-            f'height="{height}" fill="{FAULT_COLOUR}" fill-opacity="{FAULT_OPACITY}">'
-            f"<title>{_esc(fault.tooltip)}</title></rect>"
-            f'<text class="fault-label" x="{_fmt_coord(x + 3)}" y="{TOP + 12}" '
-            f'fill="#92400e" font-size="11">{fault.number}</text>'
+            f'<rect class="{css}" x="{_fmt_coord(x)}" y="{TOP}" width="{_fmt_coord(width)}" '
+            f'height="{height}" {look}><title>{_esc(fault.tooltip)}</title></rect>'
+            f'<text class="fault-label" x="{_fmt_coord(x + 3)}" y="{label_y}" '
+            f'fill="{"#92400e" if fault.fired else UNFIRED_COLOUR}" font-size="11">'
+            f"{fault.number}{'' if fault.fired else ' (never fired)'}</text>"
         )
     return parts
 
@@ -651,6 +688,11 @@ def _legend(items: list[tuple[str, str, str]]) -> str:
             parts.append(
                 f'<line class="legend-swatch" x1="{x:.1f}" x2="{x + 18:.1f}" y1="{y}" y2="{y}" '
                 f'stroke="{colour}" stroke-width="2.5"/>'
+            )
+        elif shape == "unfired":
+            parts.append(
+                f'<rect class="legend-swatch" x="{x:.1f}" y="{y - 6}" width="18" height="12" '
+                f'fill="none" stroke="{colour}" stroke-width="1.5" stroke-dasharray="4 3"/>'
             )
         else:
             opacity = f' fill-opacity="{FAULT_OPACITY}"' if shape == "fault" else ""
@@ -702,8 +744,13 @@ def _line(axes: _Axes, xs: list[float], values: list[float | None], css: str, co
 
 
 def _fault_legend(faults: list[_Fault]) -> list[tuple[str, str, str]]:
-    """The legend entry for the shading, if there is any."""
-    return [("fault", FAULT_COLOUR, "fault window (numbered as listed)")] if faults else []
+    """The legend entries for the shading, if there is any."""
+    entries = []
+    if any(fault.fired for fault in faults):
+        entries.append(("fault", FAULT_COLOUR, "fault window (numbered as listed)"))
+    if any(not fault.fired for fault in faults):
+        entries.append(("unfired", UNFIRED_COLOUR, "a fault that never fired"))
+    return entries
 
 
 def _shaded(faults: list[_Fault]) -> str:

@@ -37,6 +37,24 @@ def _describe_failures(messages: list[Message]) -> str:
     )
 
 
+def _intact_outside_faults(run: _Run, messages: list[Message]) -> Invariant:
+    outside = [message for message in messages if _outside_faults(run, message)]
+    failed = [message for message in outside if message.outcome != "ok"]
+    if not outside:
+        detail = (
+            "nothing to judge: no message was sent and answered outside the fault "
+            "windows (and their grace)"
+        )
+    elif not failed:
+        detail = f"all {len(outside)} messages outside the fault windows arrived intact"
+    else:
+        detail = (
+            f"{len(failed)} of {len(outside)} messages outside the fault windows failed: "
+            + _describe_failures(failed)
+        )
+    return Invariant("intact_outside_faults", not failed, detail, vacuous=not outside)
+
+
 def evaluate(run: _Run) -> list[Invariant]:
     """Every invariant the scenario asks for, held or not, with the evidence."""
     expect = run.scenario.expect
@@ -45,8 +63,8 @@ def evaluate(run: _Run) -> list[Invariant]:
     ok = [message for message in messages if message.outcome == "ok"]
     checks: list[Invariant] = []
 
-    def add(name: str, held: bool, detail: str) -> None:
-        checks.append(Invariant(name, held, detail))
+    def add(name: str, held: bool, detail: str, *, vacuous: bool = False) -> None:
+        checks.append(Invariant(name, held, detail, vacuous=vacuous and held))
 
     add(
         "min_messages",
@@ -54,22 +72,17 @@ def evaluate(run: _Run) -> list[Invariant]:
         f"{len(ok)} messages got their reply (at least {expect.min_messages} expected)",
     )
     if expect.intact_outside_faults:
-        outside = [message for message in messages if _outside_faults(run, message)]
-        failed = [message for message in outside if message.outcome != "ok"]
-        detail = (
-            f"all {len(outside)} messages outside the fault windows arrived intact"
-            if not failed
-            else f"{len(failed)} of {len(outside)} messages outside the fault windows failed: "
-            + _describe_failures(failed)
-        )
-        add("intact_outside_faults", not failed, detail)
+        checks.append(_intact_outside_faults(run, messages))
     if expect.max_error_rate is not None:
         rate = (len(messages) - len(ok)) / len(messages) if messages else 0.0
         add(
             "max_error_rate",
             rate <= expect.max_error_rate,
             f"{rate:.1%} of {len(messages)} messages failed (at most "
-            f"{expect.max_error_rate:.1%} allowed)",
+            f"{expect.max_error_rate:.1%} allowed)"
+            if messages
+            else "nothing to judge: no message was sent",
+            vacuous=not messages,
         )
     latencies = [message.latency for message in ok]
     for name, share, limit in (

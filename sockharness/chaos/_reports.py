@@ -61,6 +61,15 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
     details = [
         result.failure_message() for result in results if result.result in ("broken", "error")
     ]
+    vacuous = [
+        f"scenario {result.scenario.name!r}: {invariant.name} held with nothing to judge "
+        f"({invariant.detail})"
+        for result in results
+        for invariant in result.invariants
+        if invariant.vacuous
+    ]
+    if vacuous:
+        details.append("\n".join(vacuous))
     return "\n\n".join([format_table(header, rows), *details, footer])
 
 

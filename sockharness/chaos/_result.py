@@ -16,11 +16,17 @@ _BUCKETS = (0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 
 @dataclass(frozen=True)
 class Invariant:
-    """One expectation of the scenario and whether it held, with the evidence."""
+    """One expectation of the scenario and whether it held, with the evidence.
+
+    ``vacuous``: it held only because there was nothing to judge (no message
+    outside the fault windows, say): not a failure, but not evidence either,
+    and the reports show it apart from the invariants that held.
+    """
 
     name: str
     held: bool
     detail: str
+    vacuous: bool = False
 
 
 @dataclass
@@ -36,6 +42,8 @@ class ScenarioResult:
     problems: list[str] = field(default_factory=list)
     error: str | None = None
     skipped: str | None = None
+    #: For each of the scenario's fault windows, in order: whether the fault did something.
+    fired: list[bool] = field(default_factory=list)
 
     @property
     def result(self) -> str:
@@ -120,9 +128,13 @@ class ScenarioResult:
             },
             "handler_errors": len(self.handler_errors),
             "invariants": [
-                {"name": i.name, "held": i.held, "detail": i.detail} for i in self.invariants
+                {"name": i.name, "held": i.held, "detail": i.detail, "vacuous": i.vacuous}
+                for i in self.invariants
             ],
-            "faults": [_window_dict(window) for window in scenario.faults],
+            "faults": [
+                _window_dict(window, fired=self.fired[index] if index < len(self.fired) else None)
+                for index, window in enumerate(scenario.faults)
+            ],
             "problems": list(self.problems),
             "series": time_series(self.messages, scenario.duration),
         }
@@ -132,12 +144,13 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
 
-def _window_dict(window: FaultWindow) -> dict[str, Any]:
+def _window_dict(window: FaultWindow, *, fired: bool | None) -> dict[str, Any]:
     return {
         "fault": repr(window.fault),
         "side": window.side,
         "at": window.at,
         "until": window.until,
+        "fired": fired,
     }
 
 

@@ -345,6 +345,9 @@ class _Run:
             wind_down()
             self.fired = self.fired_faults()
             self.probe = self.probe_serving(address)
+        self.result.fired = [
+            repr(window.fault) in self.fired.get(window.side, set()) for window in scenario.faults
+        ]
         self.result.invariants = evaluate(self)
 
     def client_tls(self) -> ssl.SSLContext | None:
