@@ -412,6 +412,12 @@ class RunningServer:
             raise
         try:
             if server_context is not None:
+                if kind.family != getattr(socket, "AF_UNIX", None):
+                    # TLS writes a reply as several segments (records, session
+                    # tickets): with Nagle's algorithm the last waits for the
+                    # client's delayed ACK, 40 ms a reply. Accepted connections
+                    # inherit this from the listening socket.
+                    self.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.server.socket = server_context.wrap_socket(
                     self.server.socket, server_side=True, do_handshake_on_connect=False
                 )

@@ -237,3 +237,19 @@ def test_a_stdlib_unix_server_leaves_its_file_and_the_harness_removes_it_quietly
         assert client.request(b"stdlib unix\n") == b"stdlib unix\n"
     server.stop()  # The stdlib never removes its socket file: not the test's leak.
     assert not os.path.exists(path)
+
+
+def test_tls_connections_have_nagle_off() -> None:
+    """TLS replies span segments: with Nagle's algorithm each would wait ~40 ms for an ACK."""
+    import socket
+
+    from sockharness.server import BaseRequestHandler
+
+    class Reports(BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(1)
+            nodelay = self.request.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            self.request.sendall(b"%d\n" % bool(nodelay))
+
+    with start_server(Reports, "tcp", tls=True) as server, server.connect() as client:
+        assert client.request(b"?") == b"1\n"
