@@ -241,8 +241,6 @@ def test_a_stdlib_unix_server_leaves_its_file_and_the_harness_removes_it_quietly
 
 def test_tls_connections_have_nagle_off() -> None:
     """TLS replies span segments: with Nagle's algorithm each would wait ~40 ms for an ACK."""
-    import socket
-
     from sockharness.server import BaseRequestHandler
 
     class Reports(BaseRequestHandler):
