@@ -340,6 +340,18 @@ def _tls_contexts(
     raise UsageError(f"tls must be True, False or an ssl.SSLContext, got {tls!r}")
 
 
+def _serve_tls(server: Any, kind: Kind, context: ssl.SSLContext) -> None:
+    """Make ``server``'s listening socket accept TLS connections."""
+    if kind.family != getattr(socket, "AF_UNIX", None):
+        # TLS writes a reply as several segments (records, session tickets):
+        # with Nagle's algorithm the last waits for the client's delayed ACK,
+        # 40 ms a reply. Accepted connections inherit this from the listener.
+        server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    server.socket = context.wrap_socket(
+        server.socket, server_side=True, do_handshake_on_connect=False
+    )
+
+
 @final
 class RunningServer:
     """A server running in the background; stop it with :meth:`stop` (or a ``with`` block).
@@ -412,15 +424,7 @@ class RunningServer:
             raise
         try:
             if server_context is not None:
-                if kind.family != getattr(socket, "AF_UNIX", None):
-                    # TLS writes a reply as several segments (records, session
-                    # tickets): with Nagle's algorithm the last waits for the
-                    # client's delayed ACK, 40 ms a reply. Accepted connections
-                    # inherit this from the listening socket.
-                    self.server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.server.socket = server_context.wrap_socket(
-                    self.server.socket, server_side=True, do_handshake_on_connect=False
-                )
+                _serve_tls(self.server, kind, server_context)
             address = self.server.server_address
             self.address = address if kind.unix else (address[0], address[1])
             self._socket_file = os.fsdecode(address) if kind.unix else None
