@@ -17,25 +17,26 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0.dev0"
 
 _EXPORTS = {
-    "Client": "._clients",
-    "connect": "._clients",
-    "ConnectionClosed": "._errors",
-    "HandlerErrors": "._errors",
-    "IPv6Unavailable": "._errors",
-    "LeakError": "._errors",
-    "ReceiveTimeout": "._errors",
-    "ServerStopTimeout": "._errors",
-    "SockharnessError": "._errors",
-    "UsageError": "._errors",
-    "UnfiredFaults": "._errors",
-    "UnfiredFaultWarning": "._errors",
-    "HandlerError": "._events",
-    "Received": "._events",
-    "Payloads": "._payloads",
-    "LeakWarning": "._running",
-    "RunningServer": "._running",
-    "start_server": "._running",
-    "TLSMaterial": "._tls",
+    "Client": ".harness",
+    "connect": ".harness",
+    "HandlerError": ".harness",
+    "Received": ".harness",
+    "Payloads": ".harness",
+    "RunningServer": ".harness",
+    "start_server": ".harness",
+    "TLSMaterial": ".harness",
+    "ConnectionClosed": "._core",
+    "HandlerErrors": "._core",
+    "IPv6Unavailable": "._core",
+    "LeakError": "._core",
+    "LeakWarning": "._core",
+    "ReceiveTimeout": "._core",
+    "ServerStopTimeout": "._core",
+    "SockharnessError": "._core",
+    "SockharnessWarning": "._core",
+    "UsageError": "._core",
+    "UnfiredFaults": "._core",
+    "UnfiredFaultWarning": "._core",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "RunningServer",
     "ServerStopTimeout",
     "SockharnessError",
+    "SockharnessWarning",
     "TLSMaterial",
     "UnfiredFaultWarning",
     "UnfiredFaults",
@@ -62,25 +64,26 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._clients import Client as Client
-    from ._clients import connect as connect
-    from ._errors import ConnectionClosed as ConnectionClosed
-    from ._errors import HandlerErrors as HandlerErrors
-    from ._errors import IPv6Unavailable as IPv6Unavailable
-    from ._errors import LeakError as LeakError
-    from ._errors import ReceiveTimeout as ReceiveTimeout
-    from ._errors import ServerStopTimeout as ServerStopTimeout
-    from ._errors import SockharnessError as SockharnessError
-    from ._errors import UnfiredFaults as UnfiredFaults
-    from ._errors import UnfiredFaultWarning as UnfiredFaultWarning
-    from ._errors import UsageError as UsageError
-    from ._events import HandlerError as HandlerError
-    from ._events import Received as Received
-    from ._payloads import Payloads as Payloads
-    from ._running import LeakWarning as LeakWarning
-    from ._running import RunningServer as RunningServer
-    from ._running import start_server as start_server
-    from ._tls import TLSMaterial as TLSMaterial
+    from ._core import ConnectionClosed as ConnectionClosed
+    from ._core import HandlerErrors as HandlerErrors
+    from ._core import IPv6Unavailable as IPv6Unavailable
+    from ._core import LeakError as LeakError
+    from ._core import LeakWarning as LeakWarning
+    from ._core import ReceiveTimeout as ReceiveTimeout
+    from ._core import ServerStopTimeout as ServerStopTimeout
+    from ._core import SockharnessError as SockharnessError
+    from ._core import SockharnessWarning as SockharnessWarning
+    from ._core import UnfiredFaults as UnfiredFaults
+    from ._core import UnfiredFaultWarning as UnfiredFaultWarning
+    from ._core import UsageError as UsageError
+    from .harness import Client as Client
+    from .harness import HandlerError as HandlerError
+    from .harness import Payloads as Payloads
+    from .harness import Received as Received
+    from .harness import RunningServer as RunningServer
+    from .harness import TLSMaterial as TLSMaterial
+    from .harness import connect as connect
+    from .harness import start_server as start_server
 
 
 def __getattr__(name: str) -> Any:
@@ -88,17 +91,10 @@ def __getattr__(name: str) -> Any:
         module_name = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'sockharness' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    if getattr(value, "__module__", "").startswith("sockharness._"):
-        # Reprs, tracebacks and docs name the public module, as pickles do.
-        try:
-            value.__module__ = __name__
-        except (AttributeError, TypeError):
-            pass
+    return getattr(importlib.import_module(module_name, __name__), name)
     # Not cached in globals(): the submodule stays the one source of truth, even
     # when something (pytester's inline runs) drops it from sys.modules and it is
     # imported afresh.
-    return value
 
 
 def __dir__() -> list[str]:

@@ -25,11 +25,8 @@ import pytest
 if TYPE_CHECKING:
     import trustme
 
-    from ._clients import Client
-    from ._payloads import Payloads
-    from ._running import RunningServer
-    from ._tls import TLSMaterial
     from .faults import Fault, FaultProxy
+    from .harness import Client, Payloads, RunningServer, TLSMaterial
 
 LEAK_MODES = ("fail", "warn", "off")
 _SEED = pytest.StashKey[int]()
@@ -176,7 +173,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Chaos scenario files (``.toml`` with a ``[scenario]`` table) are test items."""
     if file_path.suffix != ".toml":
         return None
-    from .chaos._pytest import collect_scenario_file
+    from .chaos import collect_scenario_file
 
     return collect_scenario_file(file_path, parent)
 
@@ -187,8 +184,7 @@ def pytest_collection_modifyitems(
     target = config.getoption("--sockharness-conformance")
     if not target:
         return
-    from .conformance._pytest import conformance_items
-    from .conformance._target import TargetError
+    from .conformance import TargetError, conformance_items
 
     try:
         items.extend(
@@ -210,9 +206,9 @@ def pytest_collection_modifyitems(
 def _supported_pairs() -> list[tuple[str, str]]:
     import socket
 
-    from ._kinds import CONCURRENCIES, KINDS
+    from ._core import CONCURRENCIES, KINDS
 
-    pairs = []
+    pairs: list[tuple[str, str]] = []
     for kind in KINDS.values():
         if kind.unix and not hasattr(socket, "AF_UNIX"):
             continue
@@ -226,7 +222,7 @@ def _supported_pairs() -> list[tuple[str, str]]:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "any_server" not in metafunc.fixturenames:
         return
-    from ._kinds import parse_concurrency, parse_kind
+    from ._core import parse_concurrency, parse_kind
 
     marker = metafunc.definition.get_closest_marker("sockharness")
     options = marker.kwargs if marker is not None else {}
@@ -279,7 +275,7 @@ def _server_class_filter(server_class: Any) -> Callable[[str, str], bool]:
     """
     if server_class is None or isinstance(server_class, dict):
         return lambda kind, concurrency: True
-    from ._kinds import concurrency_of_class, kind_of_class
+    from ._core import concurrency_of_class, kind_of_class
 
     if not isinstance(server_class, type):
         raise pytest.UsageError(
@@ -331,14 +327,14 @@ def payloads(sockharness_seed: int) -> Payloads:
 
     The same seed (``--sockharness-seed``) and test give the same data.
     """
-    from ._payloads import Payloads
+    from .harness import Payloads
 
     return Payloads(sockharness_seed)
 
 
 @pytest.fixture(scope="session")
 def _sockharness_tls() -> TLSMaterial:
-    from ._tls import TLSMaterial
+    from .harness import TLSMaterial
 
     return TLSMaterial()
 
@@ -376,8 +372,8 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
     the test's seed.
     """
     __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
-    from ._errors import IPv6Unavailable
-    from ._running import start_server
+    from ._core import IPv6Unavailable
+    from .harness import start_server
 
     started: list[RunningServer] = []
 
@@ -421,8 +417,8 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
 
 def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> None:
     __tracebackhide__ = True
-    from ._errors import HandlerErrors, LeakError, ServerStopTimeout
-    from ._running import LeakWarning, format_handler_errors
+    from ._core import HandlerErrors, LeakError, LeakWarning, ServerStopTimeout
+    from .harness import format_handler_errors
 
     mode = request.config.stash[_LEAKS]
     problems: list[str] = []
@@ -462,12 +458,12 @@ def _report_unfired(request: pytest.FixtureRequest, reports: list[str]) -> None:
         "--sockharness-unfired=warn to allow this):\n  " + "\n  ".join(reports)
     )
     if mode == "fail":
-        from ._errors import UnfiredFaults
+        from ._core import UnfiredFaults
 
         raise UnfiredFaults(f"{message}\n\n{_seed_line(request.node)}")
     import warnings
 
-    from ._errors import UnfiredFaultWarning
+    from ._core import UnfiredFaultWarning
 
     warnings.warn(UnfiredFaultWarning(message), stacklevel=3)
 
@@ -510,7 +506,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
     ``faults`` are applied in process to what the client sends and receives.
     """
     __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
-    from ._clients import connect
+    from .harness import connect
 
     clients: list[Client] = []
     request.node.stash[_USED] = True
@@ -549,7 +545,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
     yield factory
     for client in clients:
         client.close()
-    from .faults._plans import summarize_unfired
+    from .faults import summarize_unfired
 
     faulty = [client for client in clients if client.faults]
     usage = [entry for client in faulty for entry in client.fault_usage()]
@@ -574,8 +570,8 @@ def fault_proxy(
     that never fired fails the test (``--sockharness-unfired``).
     """
     __tracebackhide__ = True  # A teardown failure shows the test, not this fixture.
-    from ._running import RunningServer
     from .faults import FaultProxy
+    from .harness import RunningServer
 
     proxies: list[FaultProxy] = []
     request.node.stash[_USED] = True
@@ -620,7 +616,7 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         result = yield
     except BaseException:
         servers = item.stash.get(_SERVERS, [])
-        from ._running import format_handler_errors
+        from .harness import format_handler_errors
 
         texts = [
             format_handler_errors(server, errors)
@@ -632,8 +628,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
         raise
     servers = item.stash.get(_SERVERS, [])
     if servers:
-        from ._errors import HandlerErrors
-        from ._running import format_handler_errors
+        from ._core import HandlerErrors
+        from .harness import format_handler_errors
 
         texts = [
             format_handler_errors(server, errors)

@@ -305,7 +305,7 @@ def test_run_with_nothing_to_run_is_an_error(tmp_path: Path) -> None:
 
 
 def test_run_shows_a_progress_bar_on_a_terminal(tmp_path: Path) -> None:
-    from sockharness._chaos_commands import run_scenarios
+    from sockharness.cli._chaos import run_scenarios
 
     class Terminal:
         def __init__(self) -> None:
@@ -432,10 +432,10 @@ def test_a_scenario_the_host_cannot_run_is_skipped_not_failed(
 ) -> None:
     import io
 
-    import sockharness._running
-    from sockharness._chaos_commands import run_scenarios
+    import sockharness.harness._running
+    from sockharness.cli._chaos import run_scenarios
 
-    monkeypatch.setattr(sockharness._running, "has_ipv6_loopback", lambda: False)
+    monkeypatch.setattr(sockharness.harness._running, "has_ipv6_loopback", lambda: False)
     (tmp_path / "v6.toml").write_text(
         scenario_text('[server]\nkind = "udp6"\n\n[[clients]]\nrate = 20\n', name="v6")
     )

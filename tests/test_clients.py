@@ -238,7 +238,7 @@ def test_a_tls_connection_reset_before_its_handshake_leaves_no_socket_behind() -
     import struct
     import warnings
 
-    from sockharness._tls import TLSMaterial
+    from sockharness.harness._tls import TLSMaterial
 
     context = TLSMaterial().client_context()
     with warnings.catch_warnings(record=True) as caught:

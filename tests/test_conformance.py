@@ -131,7 +131,7 @@ def test_a_handle_error_of_the_class_runs_as_in_production(capsys: pytest.Captur
 
 
 def test_a_check_that_needs_proc_still_works_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sockharness import _procfs
+    from sockharness._core import procfs as _procfs
 
     monkeypatch.setattr(_procfs, "PROC", "/nonexistent-proc")
     zombies = check(

@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from sockharness import handlers
-from sockharness._kinds import server_class_for
+from sockharness._core.kinds import server_class_for
 from tests.helpers import WAIT, Client, address_for, serving
 
 CASES = [

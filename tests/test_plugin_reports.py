@@ -284,7 +284,7 @@ def test_ipv6_kinds_skip_with_a_reason_where_there_is_no_ipv6_loopback(
     result = run(
         pytester,
         """
-        import sockharness._running as running
+        import sockharness.harness._running as running
         from sockharness.handlers import EchoHandler
 
         def test_v6(make_server, monkeypatch):
@@ -373,6 +373,6 @@ def test_failure_reports_are_short_and_fold_identical_errors(pytester: pytest.Py
         ]
     )
     assert out.count("Traceback (most recent call last)") == 2  # One per server, not 22.
-    assert "sockharness._errors" not in out
+    assert "sockharness._core" not in out
     assert "def make_server(" not in out  # The fixture's source is not shown.
     assert "yield factory" not in out

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from sockharness import _procfs
+from sockharness._core import procfs as _procfs
 
 from .helpers import HAS_FORK, wait_for
 

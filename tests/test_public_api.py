@@ -24,6 +24,7 @@ PACKAGE_API = [
     "RunningServer",
     "ServerStopTimeout",
     "SockharnessError",
+    "SockharnessWarning",
     "TLSMaterial",
     "UnfiredFaultWarning",
     "UnfiredFaults",
@@ -126,7 +127,9 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "DATAGRAM",
     "FAULT_NAMES",
+    "STREAM",
     "Bandwidth",
     "Corrupt",
     "Down",
@@ -134,6 +137,8 @@ FAULTS_API = [
     "Event",
     "Fault",
     "FaultProxy",
+    "FaultyDatagramSocket",
+    "FaultyStreamSocket",
     "Latency",
     "LimitData",
     "Loss",
@@ -145,8 +150,11 @@ FAULTS_API = [
     "Timeline",
     "Timeout",
     "Truncate",
+    "check_faults",
     "fault_from_mapping",
     "parse_fault",
+    "summarize_unfired",
+    "wrap_socket",
 ]
 
 STRATEGIES_API = [
@@ -182,6 +190,7 @@ CONFORMANCE_API = [
     "PROFILES",
     "PROPERTIES",
     "CheckConfig",
+    "Profile",
     "Property",
     "PropertyResult",
     "Report",
@@ -189,6 +198,7 @@ CONFORMANCE_API = [
     "ServerUnderTest",
     "TargetError",
     "check",
+    "conformance_items",
     "resolve_target",
     "run_property",
 ]
@@ -221,6 +231,7 @@ CHAOS_API = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",
     "json_report",
@@ -228,6 +239,7 @@ CHAOS_API = [
     "load_scenario",
     "load_scenarios",
     "parse_scenario",
+    "render_html",
     "resolve_classes",
     "run_scenario",
     "summary_table",
@@ -240,3 +252,38 @@ def test_chaos_exports() -> None:
     assert sorted(chaos.__all__) == sorted(CHAOS_API)
     for name in CHAOS_API:
         assert getattr(chaos, name).__doc__, f"sockharness.chaos.{name} has no docstring"
+
+
+HARNESS_API = [
+    "LOOPBACK_IDENTITIES",
+    "Client",
+    "HandlerError",
+    "Leaks",
+    "Payloads",
+    "Received",
+    "RunningServer",
+    "TLSMaterial",
+    "connect",
+    "describe_address",
+    "describe_client",
+    "format_handler_errors",
+    "has_ipv6_loopback",
+    "start_server",
+]
+
+
+def test_harness_exports_and_the_old_import_paths_of_the_package() -> None:
+    from sockharness import harness
+
+    assert sorted(harness.__all__) == sorted(HARNESS_API)
+    for name in PACKAGE_API:  # What users import from sockharness is the same object.
+        if name in HARNESS_API:
+            assert getattr(sockharness, name) is getattr(harness, name)
+
+
+def test_the_command_and_the_server_support_seams() -> None:
+    from sockharness import cli
+    from sockharness.server import support
+
+    assert sorted(cli.__all__) == ["build_parser", "main"]
+    assert sorted(support.__all__) == ["WakeUpPair", "unix_path_limit"]

@@ -16,7 +16,10 @@ collects them as test items.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._discover import find_scenario_files, is_scenario_file, load_scenarios
+from ._html import render_html
 from ._reports import json_report, junit_report, summary_table
 from ._result import Invariant, ScenarioResult
 from ._runner import resolve_classes, run_scenario
@@ -40,6 +43,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",
     "json_report",
@@ -47,7 +51,17 @@ __all__ = [
     "load_scenario",
     "load_scenarios",
     "parse_scenario",
+    "render_html",
     "resolve_classes",
     "run_scenario",
     "summary_table",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # pytest's collector, loaded only by pytest: the CLI does not import pytest.
+    if name == "collect_scenario_file":
+        from ._pytest import collect_scenario_file
+
+        return collect_scenario_file
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

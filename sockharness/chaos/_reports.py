@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from sockharness._table import format_table
+from sockharness._core import format_table
 
 from ._result import ScenarioResult
 

@@ -14,12 +14,16 @@ from collections.abc import Callable
 from typing import Any
 
 from sockharness import handlers
-from sockharness._clients import connect, describe_address
-from sockharness._errors import IPv6Unavailable, UsageError
-from sockharness._kinds import kind_of_class, parse_address, parse_kind, server_class_for
-from sockharness._running import RunningServer, start_server
-from sockharness.faults import Fault, FaultProxy
-from sockharness.faults._plans import Timeline
+from sockharness._core import (
+    IPv6Unavailable,
+    UsageError,
+    kind_of_class,
+    parse_address,
+    parse_kind,
+    server_class_for,
+)
+from sockharness.faults import Fault, FaultProxy, Timeline
+from sockharness.harness import RunningServer, connect, describe_address, start_server
 
 from ._invariants import evaluate
 from ._result import ScenarioResult

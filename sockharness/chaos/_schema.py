@@ -18,11 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sockharness._errors import UsageError
-from sockharness._kinds import KINDS, parse_address
-from sockharness.faults import Down, Fault
-from sockharness.faults._parse import FAULT_NAMES
-from sockharness.faults._specs import DATAGRAM, STREAM
+from sockharness._core import KINDS, UsageError, parse_address
+from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM, Down, Fault
 
 from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
 

@@ -25,11 +25,9 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sockharness._clients import Client, connect
-from sockharness._errors import ConnectionClosed, ReceiveTimeout
-from sockharness._payloads import Payloads
-from sockharness.faults import Fault
-from sockharness.faults._plans import Timeline
+from sockharness._core import ConnectionClosed, ReceiveTimeout
+from sockharness.faults import Fault, Timeline
+from sockharness.harness import Client, Payloads, connect
 
 from ._schema import ClientSpec
 

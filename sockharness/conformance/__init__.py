@@ -5,15 +5,18 @@ or subclass :class:`ServerConformance`), or from the command line
 (``sockharness conform TARGET``).
 """
 
+from sockharness._core import publish
+
 from ._properties import PROPERTIES, CheckConfig, Property
-from ._pytest import ServerConformance
-from ._runner import PROFILES, PropertyResult, Report, check, run_property
+from ._pytest import ServerConformance, conformance_items
+from ._runner import PROFILES, Profile, PropertyResult, Report, check, run_property
 from ._target import ServerUnderTest, TargetError, resolve_target
 
 __all__ = [
     "PROFILES",
     "PROPERTIES",
     "CheckConfig",
+    "Profile",
     "Property",
     "PropertyResult",
     "Report",
@@ -21,12 +24,9 @@ __all__ = [
     "ServerUnderTest",
     "TargetError",
     "check",
+    "conformance_items",
     "resolve_target",
     "run_property",
 ]
 
-for _name in __all__:
-    _value = globals()[_name]
-    if isinstance(_value, type) or callable(_value):
-        _value.__module__ = __name__
-del _name, _value
+publish(globals(), __all__, __name__)

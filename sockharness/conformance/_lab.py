@@ -30,10 +30,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sockharness._clients import Client, connect
-from sockharness._errors import ReceiveTimeout
-from sockharness._paths import private_directory
-from sockharness._procfs import child_state, socket_descriptors
+from sockharness._core import ReceiveTimeout, child_state, private_directory, socket_descriptors
+from sockharness.harness import Client, connect
 from sockharness.server import BaseRequestHandler
 
 from ._target import ServerUnderTest

@@ -35,8 +35,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from sockharness._errors import UsageError
-from sockharness._table import format_table
+from sockharness._core import UsageError, format_table
 
 from ._lab import Budget, BudgetSpent, Failure, budgeted
 from ._properties import PROPERTIES, CheckConfig, Property

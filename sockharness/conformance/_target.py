@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from sockharness._errors import UsageError
-from sockharness._kinds import Kind, concurrency_of_class, kind_of_class
+from sockharness._core import Kind, UsageError, concurrency_of_class, kind_of_class
 
 __all__ = [
     "Factory",

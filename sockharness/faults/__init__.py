@@ -9,10 +9,14 @@ Stream faults (TCP, Unix stream, TLS): :class:`Latency`, :class:`Bandwidth`,
 :class:`FaultProxy` applies them to traffic relayed to any address.
 """
 
+from sockharness._core import publish
+
 from ._parse import FAULT_NAMES, fault_from_mapping, parse_fault
-from ._plans import Event, Timeline
-from ._proxy import FaultProxy, ProxyStats
+from ._plans import Event, Timeline, summarize_unfired
+from ._proxy import FaultProxy, ProxyStats, check_faults
 from ._specs import (
+    DATAGRAM,
+    STREAM,
     Bandwidth,
     Corrupt,
     Down,
@@ -28,9 +32,12 @@ from ._specs import (
     Timeout,
     Truncate,
 )
+from ._wrapper import FaultyDatagramSocket, FaultyStreamSocket, wrap_socket
 
 __all__ = [
+    "DATAGRAM",
     "FAULT_NAMES",
+    "STREAM",
     "Bandwidth",
     "Corrupt",
     "Down",
@@ -38,6 +45,8 @@ __all__ = [
     "Event",
     "Fault",
     "FaultProxy",
+    "FaultyDatagramSocket",
+    "FaultyStreamSocket",
     "Latency",
     "LimitData",
     "Loss",
@@ -49,11 +58,11 @@ __all__ = [
     "Timeline",
     "Timeout",
     "Truncate",
+    "check_faults",
     "fault_from_mapping",
     "parse_fault",
+    "summarize_unfired",
+    "wrap_socket",
 ]
 
-for _name in __all__:
-    if _name != "FAULT_NAMES":
-        globals()[_name].__module__ = __name__
-del _name
+publish(globals(), __all__, __name__)

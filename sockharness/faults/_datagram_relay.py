@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sockharness._fork_safety import keep_out_of_children
+from sockharness._core import keep_out_of_children
 
 from ._plans import Action, DatagramPlan
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sockharness.server._wakeup import WakeUpPair
+from sockharness.server.support import WakeUpPair
 
 __all__ = ["EventLoop"]
 

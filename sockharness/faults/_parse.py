@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from sockharness._errors import UsageError
+from sockharness._core import UsageError
 
 from ._specs import (
     Bandwidth,

@@ -13,10 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
-from sockharness._errors import UsageError
-from sockharness._fork_safety import keep_out_of_children
-from sockharness._kinds import Kind, parse_kind
-from sockharness._paths import private_directory
+from sockharness._core import Kind, UsageError, keep_out_of_children, parse_kind, private_directory
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._loop import EventLoop

@@ -19,7 +19,7 @@ import math
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar
 
-from sockharness._errors import UsageError
+from sockharness._core import UsageError
 
 __all__ = [
     "DATAGRAM",

@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sockharness._fork_safety import keep_out_of_children
+from sockharness._core import keep_out_of_children
 
 from ._plans import Action, StreamPlan
 

@@ -30,8 +30,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sockharness._attribution import not_attributed
-from sockharness._errors import UsageError
+from sockharness._core import UsageError, not_attributed
 
 from ._plans import DOWNSTREAM, UPSTREAM, Action, ActionKind, DatagramPlan, StreamPlan, Timeline
 from ._specs import DATAGRAM, STREAM, Fault, ResetPeer, Timeout

@@ -25,8 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._attribution import Creations
-from ._procfs import child_state, open_descriptors
+from sockharness._core import Creations, child_state, open_descriptors
 
 __all__ = ["Leaks", "find_leaks", "open_descriptors"]
 

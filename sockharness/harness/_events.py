@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._attribution import Creations
+from sockharness._core import Creations
 
 __all__ = ["HandlerError", "Received", "ServerEvents", "describe_client", "exception_path"]
 
@@ -274,7 +274,7 @@ class ServerEvents:
                 if entry["kind"] == "usage":
                     self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
                 elif entry["kind"] == "timeline":
-                    from .faults._plans import Event
+                    from sockharness.faults import Event
 
                     self._fault_events.extend(Event(*row) for row in fields["events"])
                 elif entry["kind"] == "error":

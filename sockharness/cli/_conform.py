@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TextIO
 from ._reports import check_writable, write_report
 
 if TYPE_CHECKING:
-    from .conformance import PropertyResult
+    from sockharness.conformance import PropertyResult
 
 #: The exit status of a run ended by Ctrl-C (128 + SIGINT), as a shell reports it.
 INTERRUPTED = 130
@@ -32,7 +32,7 @@ def run_conform(
     Exit 0: all hold; 1: a property failed; 130: interrupted (the table and
     reports then cover what finished).
     """
-    from .conformance import Report, check
+    from sockharness.conformance import Report, check
 
     for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json")):
         if path:

@@ -1,20 +1,26 @@
-"""The exceptions sockharness raises, under one root.
+"""The exceptions and warnings sockharness raises, under one root each.
 
-Where a user would catch a built-in exception, ours subclasses it too
-(``UsageError`` is a ``ValueError``, ``ReceiveTimeout`` a ``TimeoutError``), so
-``except ValueError`` keeps working.
+Every exception is a :class:`SockharnessError`, every warning a
+:class:`SockharnessWarning`. Where a user would catch a built-in exception,
+ours subclasses it too (``UsageError`` is a ``ValueError``, ``ReceiveTimeout``
+a ``TimeoutError``), so ``except ValueError`` keeps working. Errors carry
+what they are about as fields, so no caller parses a message.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "ConnectionClosed",
     "HandlerErrors",
     "IPv6Unavailable",
     "LeakError",
+    "LeakWarning",
     "ReceiveTimeout",
     "ServerStopTimeout",
     "SockharnessError",
+    "SockharnessWarning",
     "UnfiredFaultWarning",
     "UnfiredFaults",
     "UsageError",
@@ -26,7 +32,16 @@ class SockharnessError(Exception):
 
 
 class UsageError(SockharnessError, ValueError):
-    """An argument or setting was invalid; the message names it and says how to fix it."""
+    """An argument or setting was invalid; the message names it and says how to fix it.
+
+    ``parameter`` and ``value``, where the raiser knows them, say which
+    argument (``"delay"``, ``"--seed"``) and what it was given.
+    """
+
+    def __init__(self, message: str, *, parameter: str | None = None, value: Any = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.value = value
 
 
 class IPv6Unavailable(SockharnessError, OSError):
@@ -62,14 +77,29 @@ class LeakError(SockharnessError, AssertionError):
 
 
 class ServerStopTimeout(SockharnessError, TimeoutError):
-    """A server did not stop within the allowed time (a handler never returned)."""
+    """A server (or a proxy) did not stop within the allowed time (a handler never returned).
+
+    ``timeout`` is the time it had, in seconds.
+    """
+
+    def __init__(self, message: str, *, timeout: float | None = None) -> None:
+        super().__init__(message)
+        self.timeout = timeout
 
 
 class UnfiredFaults(SockharnessError, AssertionError):
     """Faults were planned but never fired: the test did not exercise what it claims to."""
 
 
-class UnfiredFaultWarning(UserWarning):
+class SockharnessWarning(UserWarning):
+    """Root of every warning sockharness issues."""
+
+
+class LeakWarning(SockharnessWarning):
+    """A server left threads, sockets, children or socket files behind (``leaks="warn"``)."""
+
+
+class UnfiredFaultWarning(SockharnessWarning):
     """Like :class:`UnfiredFaults`, as a warning (``--sockharness-unfired=warn``)."""
 
 

@@ -8,9 +8,9 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from ._kinds import parse_address, parse_kind
-from ._serve_command import format_address
-from ._text import plural
+from sockharness._core import parse_address, parse_kind, plural
+
+from ._serve import format_address
 
 
 def run_proxy(
@@ -23,7 +23,7 @@ def run_proxy(
     out: TextIO = sys.stdout,
 ) -> int:
     """Relay until SIGINT or SIGTERM; return the exit status."""
-    from .faults import FaultProxy, parse_fault
+    from sockharness.faults import FaultProxy, parse_fault
 
     kind = parse_kind(kind_name)
     faults = [parse_fault(text) for text in fault_texts]

@@ -26,45 +26,38 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, final
 
-from . import server as _server
-from ._attribution import handler_running, install
-from ._clients import Client, connect, describe_address
-from ._errors import (
+from sockharness import server as _server
+from sockharness._core import (
+    LEAK_MODES,
     HandlerErrors,
     IPv6Unavailable,
+    Kind,
     LeakError,
+    LeakWarning,
     ReceiveTimeout,
     ServerStopTimeout,
     UsageError,
-)
-from ._events import HandlerError, Received, ServerEvents
-from ._kinds import (
-    Kind,
     concurrency_of_class,
+    handler_running,
+    install,
     kind_of_class,
     parse_concurrency,
     parse_kind,
+    private_directory,
     server_class_for,
 )
+from sockharness.faults import Fault, Timeline, check_faults, summarize_unfired, wrap_socket
+from sockharness.server.support import unix_path_limit
+
+from ._clients import Client, connect, describe_address
+from ._events import HandlerError, Received, ServerEvents
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
-from ._paths import private_directory
-from .faults._plans import Timeline, summarize_unfired
-from .faults._proxy import check_faults
-from .faults._specs import Fault
-from .faults._wrapper import wrap_socket
-from .server._sockets import unix_path_limit
 
-__all__ = ["LEAK_MODES", "LeakWarning", "RunningServer", "start_server"]
-
-LEAK_MODES = ("fail", "warn", "off")
+__all__ = ["RunningServer", "format_handler_errors", "has_ipv6_loopback", "start_server"]
 #: ``serve_forever()``'s poll interval. Ours wakes at once on shutdown(); a
 #: class that does not (the stdlib's) then stops within this many seconds.
 POLL_INTERVAL = 0.05
 _SENTINEL: Any = object()
-
-
-class LeakWarning(UserWarning):
-    """A server left threads, sockets, children or socket files behind (``leaks="warn"``)."""
 
 
 @cache

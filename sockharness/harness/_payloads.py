@@ -8,7 +8,7 @@ import random
 from functools import cached_property
 from typing import Any, final
 
-from ._errors import UsageError
+from sockharness._core import UsageError
 
 __all__ = ["Payloads"]
 

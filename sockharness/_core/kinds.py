@@ -6,15 +6,17 @@ import functools
 import os
 import socket
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
-from . import server as _server
-from ._errors import UsageError
-from .server._sockets import unix_path_limit
+from sockharness import server as _server
+from sockharness.server.support import unix_path_limit
+
+from .errors import UsageError
 
 __all__ = [
     "CONCURRENCIES",
     "KINDS",
+    "Concurrency",
     "Kind",
     "concurrency_of_class",
     "kind_of_class",
@@ -61,7 +63,9 @@ KINDS: dict[str, Kind] = {
     "unix_dgram": Kind("unix_dgram", _AF_UNIX, socket.SOCK_DGRAM, None),
 }
 
-CONCURRENCIES = ("sync", "threading", "forking")
+#: How a server runs its requests: in its loop, one thread each, one child each.
+Concurrency = Literal["sync", "threading", "forking"]
+CONCURRENCIES: tuple[Concurrency, ...] = get_args(Concurrency)
 
 
 def parse_kind(value: str | Kind) -> Kind:
@@ -81,12 +85,14 @@ def parse_kind(value: str | Kind) -> Kind:
     return kind
 
 
-def parse_concurrency(value: str) -> str:
+def parse_concurrency(value: str) -> Concurrency:
     """Validate a concurrency name: ``"sync"``, ``"threading"`` or ``"forking"``."""
     if value not in CONCURRENCIES:
         raise UsageError(
             f"concurrency={value!r} is not one sockharness knows; "
-            f"use one of {', '.join(repr(c) for c in CONCURRENCIES)}."
+            f"use one of {', '.join(repr(c) for c in CONCURRENCIES)}.",
+            parameter="concurrency",
+            value=value,
         )
     if value == "forking" and not hasattr(os, "fork"):
         raise UsageError("concurrency='forking' needs os.fork(), which this platform lacks.")
@@ -138,7 +144,7 @@ def kind_of_class(cls: type) -> Kind:
     )
 
 
-def concurrency_of_class(cls: type) -> str:
+def concurrency_of_class(cls: type) -> Concurrency:
     """``"forking"``, ``"threading"`` or ``"sync"``, from the mix-ins among the class's bases."""
     names = {base.__name__ for base in cls.__mro__}
     if "ForkingMixIn" in names:

@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from ._errors import UsageError
-from ._kinds import CONCURRENCIES, KINDS
+from sockharness._core import CONCURRENCIES, KINDS, UsageError
 
 __all__ = ["main"]
 
@@ -62,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sockharness`` command."""
-    from ._serve_command import HANDLERS
+    from ._serve import HANDLERS
 
     parser = _Parser(
         prog="sockharness",
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            from ._serve_command import serve
+            from ._serve import serve
 
             return serve(
                 args.kind,
@@ -198,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 path=args.path,
             )
         if args.command == "proxy":
-            from ._proxy_command import run_proxy
+            from ._proxy import run_proxy
 
             return run_proxy(
                 listen=args.listen,
@@ -208,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
             )
         if args.command == "conform":
-            from ._conform_command import run_conform
+            from ._conform import run_conform
 
             return run_conform(
                 args.target,
@@ -221,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 json_path=args.json,
             )
         if args.command == "run":
-            from ._chaos_commands import run_scenarios
+            from ._chaos import run_scenarios
 
             return run_scenarios(
                 args.paths,
@@ -231,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                 html_path=args.html,
             )
         if args.command == "check":
-            from ._chaos_commands import check_scenarios
+            from ._chaos import check_scenarios
 
             return check_scenarios(args.paths)
     except UsageError as error:

@@ -11,13 +11,18 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
 
-from ._errors import ConnectionClosed, ReceiveTimeout, UsageError
-from ._fork_safety import keep_out_of_children
-from ._kinds import Kind, parse_kind
-from ._paths import private_directory
+from sockharness._core import (
+    ConnectionClosed,
+    Kind,
+    ReceiveTimeout,
+    UsageError,
+    keep_out_of_children,
+    parse_kind,
+    private_directory,
+)
 
 if TYPE_CHECKING:
-    from .faults import Fault, Timeline
+    from sockharness.faults import Fault, Timeline
 
 __all__ = ["Client", "connect", "describe_address"]
 
@@ -95,7 +100,7 @@ def connect(
     if tls is not None and not isinstance(tls, ssl.SSLContext):
         raise UsageError(f"tls must be an ssl.SSLContext, got {type(tls).__name__}")
     if faults:
-        from .faults._proxy import check_faults
+        from sockharness.faults import check_faults
 
         faults = check_faults(faults, kind, proxy=False)
         if tls is not None:
@@ -146,7 +151,7 @@ def _with_faults(
     connection: int,
     timeline: Timeline | None,
 ) -> socket.socket:
-    from .faults._wrapper import wrap_socket
+    from sockharness.faults import wrap_socket
 
     return wrap_socket(
         sock, faults, side="client", seed=seed, connection=connection, timeline=timeline

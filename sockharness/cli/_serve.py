@@ -12,10 +12,15 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from . import handlers
-from ._errors import UsageError
-from ._kinds import Kind, parse_concurrency, parse_kind, server_class_for
-from ._paths import private_directory
+from sockharness import handlers
+from sockharness._core import (
+    Kind,
+    UsageError,
+    parse_concurrency,
+    parse_kind,
+    private_directory,
+    server_class_for,
+)
 
 HANDLERS: dict[str, type] = {
     "echo": handlers.EchoHandler,

@@ -6,7 +6,7 @@ import signal
 import sys
 from typing import TextIO
 
-from ._conform_command import INTERRUPTED
+from ._conform import INTERRUPTED
 from ._reports import check_writable, write_report
 
 __all__ = ["check_scenarios", "run_scenarios"]
@@ -14,7 +14,7 @@ __all__ = ["check_scenarios", "run_scenarios"]
 
 def check_scenarios(paths: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     """Validate every scenario under ``paths`` without running it: 0 all valid, 2 not."""
-    from .chaos import ScenarioError, find_scenario_files, load_scenario, resolve_classes
+    from sockharness.chaos import ScenarioError, find_scenario_files, load_scenario, resolve_classes
 
     try:
         files = find_scenario_files(paths)
@@ -50,7 +50,7 @@ def run_scenarios(
     err: TextIO = sys.stderr,
 ) -> int:
     """Run every scenario under ``paths``: 0 all held, 1 an invariant broke, 2 invalid."""
-    from .chaos import (
+    from sockharness.chaos import (
         ScenarioError,
         json_report,
         junit_report,
@@ -59,7 +59,8 @@ def run_scenarios(
         run_scenario,
         summary_table,
     )
-    from .chaos._progress import ProgressDisplay
+
+    from ._progress import ProgressDisplay
 
     for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json"), (html_path, "--html")):
         if path:
@@ -97,7 +98,7 @@ def run_scenarios(
         )
     print("", file=out)
     print(summary_table(results), file=out, flush=True)
-    from .chaos._html import render_html
+    from sockharness.chaos import render_html
 
     for path, text in (
         (junit_xml, junit_report),

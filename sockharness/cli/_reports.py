@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ._errors import UsageError
+from sockharness._core import UsageError
 
 __all__ = ["check_writable", "write_report"]
 
