@@ -285,6 +285,7 @@ class _Run:
         spec = self.scenario.server
         server_faults = [w.fault for w in self.scenario.faults if w.side == "server"]
         assert self.handler is not None
+        windowed = bool(server_faults) and spec.stream
         self.server = start_server(
             self.handler,
             spec.kind,
@@ -292,13 +293,14 @@ class _Run:
             tls=spec.tls,
             server_class=self.server_class,
             faults=server_faults or None,
+            # Each accepted connection gets the server-side faults whose window is open.
+            select_faults=(lambda: windows.active("server", time.monotonic()))
+            if windowed
+            else None,
             seed=self.seed,
             leaks="off",
             **dict(spec.attributes),
         )
-        gate = self.server._faults
-        if gate is not None and spec.stream:
-            gate.select = lambda: windows.active("server", time.monotonic())
 
     def run(self) -> None:
         scenario = self.scenario
@@ -356,7 +358,7 @@ class _Run:
 
     def client_tls(self) -> ssl.SSLContext | None:
         """The client context that trusts the server's certificate (``None`` without TLS)."""
-        return self.server._client_context if self.server is not None else None
+        return self.server.client_tls_context if self.server is not None else None
 
     def wait(self, traffic: Traffic, started: float, stop: threading.Event) -> None:
         """Let the load run its duration, reporting progress."""

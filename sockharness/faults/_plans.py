@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import random
 import threading
-from collections.abc import Sequence, Set
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -131,6 +131,17 @@ class Timeline:
     def events(self) -> list[Event]:
         with self._lock:
             return list(self._events)
+
+    def with_events(self, events: Iterable[Event]) -> Timeline:
+        """A new timeline: this one's events and ``events`` (reported from elsewhere) after them."""
+        combined = Timeline(self._limit)
+        with self._lock:
+            combined._events = list(self._events)
+            combined._fired = set(self._fired)
+            combined.dropped = self.dropped
+        for event in events:
+            combined.add(event)
+        return combined
 
     def format(self, last: int = 50) -> str:
         """The last ``last`` events, one per line."""

@@ -62,6 +62,7 @@ class _Faulty:
     _sh_out: Any
     _sh_in: Any
     _sh_timeline: Timeline
+    _sh_connection: int = 0
     _sh_faults: tuple[Fault, ...] = ()
 
     @property
@@ -77,6 +78,11 @@ class _Faulty:
     def fault_timeline(self) -> Timeline:
         """What the faults did on this socket."""
         return self._sh_timeline
+
+    @property
+    def fault_connection(self) -> int:
+        """This connection's number among those of its side (seeds its faults' draws)."""
+        return self._sh_connection
 
 
 class FaultyStreamSocket(socket.socket, _Faulty):
@@ -98,6 +104,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         outgoing, incoming = _directions(side)
         self._sh_faults = tuple(faults)
         self._sh_timeline = timeline
+        self._sh_connection = connection
         common = {"seed": seed, "connection": connection, "started": now, "timeline": timeline}
         self._sh_out = StreamPlan(faults, direction=outgoing, **common)
         self._sh_in = StreamPlan(faults, direction=incoming, **common)
@@ -354,6 +361,7 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
         self._sh_faults = tuple(faults)
         self._sh_seed = seed
         self._sh_base = connection
+        self._sh_connection = connection
         self._sh_side = side
         self._sh_timeline = timeline
         self._sh_plans: dict[Any, tuple[DatagramPlan, DatagramPlan]] = {}

@@ -209,16 +209,14 @@ class ServerEvents:
             with self._lock:
                 self._fault_events.extend(events)
 
-    def take_fault_events(self) -> list[Any]:
-        """The fault events children reported since the last call."""
+    def fault_events(self) -> list[Any]:
+        """The fault events forked children reported so far (taking in their reports)."""
         self.collect()
         with self._lock:
-            taken, self._fault_events = self._fault_events, []
-        return taken
+            return list(self._fault_events)
 
-    @property
     def fault_usage(self) -> list[tuple[str, bool]]:
-        """Every ``(fault, fired)`` pair reported so far."""
+        """Every ``(fault, fired)`` pair reported so far (taking in the children's reports)."""
         self.collect()
         with self._lock:
             return list(self._fault_usage)
@@ -285,27 +283,25 @@ class ServerEvents:
                     self._received.append(Received(**fields))
                 self._changed.notify_all()
 
-    @property
     def errors(self) -> list[HandlerError]:
-        """Every error reported so far, in the order they happened."""
+        """Every error reported so far, in the order they happened (taking in the children's)."""
         self.collect()
         with self._lock:
             return sorted(self._errors, key=lambda e: e.at)
 
-    @property
     def received(self) -> list[Received]:
-        """Every recording reported so far, in the order they happened."""
+        """Every recording reported so far, in order (taking in the children's)."""
         self.collect()
         with self._lock:
             return sorted(self._received, key=lambda r: r.at)
 
     def wait_for_error(self, types: tuple[type[BaseException], ...], timeout: float) -> bool:
         """Wait until an error of one of ``types`` was reported; return whether one was."""
-        return self._wait(lambda: any(error.matches(types) for error in self.errors), timeout)
+        return self._wait(lambda: any(error.matches(types) for error in self.errors()), timeout)
 
     def wait_for_received(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` recordings were reported; return whether they were."""
-        return self._wait(lambda: len(self.received) >= count, timeout)
+        return self._wait(lambda: len(self.received()) >= count, timeout)
 
     def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -13,32 +13,31 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import itertools
 import os
 import shutil
 import socket
 import ssl
-import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from typing import Any, final
 
 from sockharness import server as _server
 from sockharness._core import (
     LEAK_MODES,
+    Concurrency,
     HandlerErrors,
     IPv6Unavailable,
     Kind,
     LeakError,
+    LeakMode,
     LeakWarning,
     ReceiveTimeout,
     ServerStopTimeout,
     UsageError,
     concurrency_of_class,
-    handler_running,
     install,
     kind_of_class,
     parse_concurrency,
@@ -46,18 +45,19 @@ from sockharness._core import (
     private_directory,
     server_class_for,
 )
-from sockharness.faults import Fault, Timeline, check_faults, summarize_unfired, wrap_socket
+from sockharness.faults import Fault, Timeline, check_faults, summarize_unfired
 from sockharness.server.support import unix_path_limit
 
 from ._clients import Client, connect, describe_address
 from ._events import HandlerError, Received, ServerEvents
+from ._harnessed import FaultSelector, ServerFaults, harnessed_class
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
 
 __all__ = ["RunningServer", "format_handler_errors", "has_ipv6_loopback", "start_server"]
+
 #: ``serve_forever()``'s poll interval. Ours wakes at once on shutdown(); a
 #: class that does not (the stdlib's) then stops within this many seconds.
 POLL_INTERVAL = 0.05
-_SENTINEL: Any = object()
 
 
 @cache
@@ -71,14 +71,6 @@ def has_ipv6_loopback() -> bool:
     except OSError:
         return False
     return True
-
-
-def _default_handle_errors() -> set[Any]:
-    defaults = {_server.BaseServer.handle_error}
-    stdlib = sys.modules.get("socketserver")
-    if stdlib is not None and stdlib is not _server:
-        defaults.add(stdlib.BaseServer.handle_error)
-    return defaults
 
 
 def _check_server_class(server_class: Any) -> type:
@@ -104,116 +96,6 @@ def _check_attributes(cls: type, attributes: dict[str, Any]) -> None:
             )
 
 
-class _ServerFaults:
-    """The in-process faults of one server: what, seeded how, and a counter of connections."""
-
-    def __init__(self, faults: tuple[Fault, ...], seed: int) -> None:
-        self.faults = faults
-        self.seed = seed
-        self.timeline = Timeline()
-        self._count = itertools.count()
-        self.wrapped = 0
-        #: Chooses, when a connection is accepted, which of the faults it gets
-        #: (the chaos runner's time windows); ``None``: all of them.
-        self.select: Callable[[], Sequence[Fault]] | None = None
-
-    def wrap(self, sock: socket.socket) -> socket.socket:
-        faults = self.faults if self.select is None else tuple(self.select())
-        connection = next(self._count)
-        if not faults:
-            return sock
-        self.wrapped += 1
-        return wrap_socket(
-            sock,
-            faults,
-            side="server",
-            seed=self.seed,
-            connection=connection,
-            timeline=self.timeline,
-        )
-
-
-def _harnessed_class(
-    cls: type, attributes: dict[str, Any], events: ServerEvents, faults: _ServerFaults | None
-) -> type[_server.BaseServer]:
-    """A subclass of ``cls`` that reports handler errors, threads and children to ``events``.
-
-    A ``handle_error()`` of the user's own is kept (it decides what is an
-    error); the default one, which would only print, is replaced by a report.
-    """
-    custom_handle_error = cls.handle_error not in _default_handle_errors()  # type: ignore[attr-defined]
-
-    class Harnessed(cls):
-        def handle_error(self, request: Any, client_address: Any) -> None:
-            if custom_handle_error:
-                super().handle_error(request, client_address)
-                return
-            exc = sys.exc_info()[1]
-            if exc is not None:
-                events.add_error(exc, client_address)
-
-        def finish_request(self, request: Any, client_address: Any) -> None:
-            try:
-                with handler_running(events.creations):
-                    super().finish_request(request, client_address)
-            except Exception:
-                raise  # To handle_error(), as the server decides.
-            except BaseException as exc:  # SystemExit, KeyboardInterrupt: not for handle_error().
-                events.add_error(exc, client_address)
-                raise
-
-        def process_request(self, request: Any, client_address: Any) -> None:
-            super().process_request(request, client_address)
-            children = getattr(self, "active_children", None)
-            if children:
-                events.note_children(children)
-
-        def process_request_thread(self, request: Any, client_address: Any) -> None:
-            events.note_handler_thread()
-            try:
-                super().process_request_thread(request, client_address)
-            except BaseException as exc:  # Reported here; the thread ends either way.
-                events.add_error(exc, client_address)
-
-        def sockharness_record(
-            self, client_address: Any, data: bytes, *, started: float | None = None
-        ) -> None:
-            events.add_received(client_address, data, started)
-
-        def get_request(self) -> Any:
-            request, client_address = super().get_request()
-            if faults is not None and isinstance(request, socket.socket):
-                request = faults.wrap(request)
-            return request, client_address
-
-        def shutdown_request(self, request: Any) -> None:
-            sock = request[1] if isinstance(request, tuple) else request
-            usage = getattr(sock, "fault_usage", None)
-            if usage is not None and (isinstance(request, socket.socket) or os.getpid() != owner):
-                # A connection's faults (in the child, a datagram socket's copy too).
-                events.add_fault_usage(usage())
-                if os.getpid() != owner and isinstance(request, socket.socket):
-                    # What the faults did in a forked child: back to the parent's timeline.
-                    connection = sock._sh_out.connection
-                    events.add_fault_events(
-                        [e for e in sock.fault_timeline.events if e.connection == connection]
-                    )
-            super().shutdown_request(request)
-
-    owner = os.getpid()
-    if faults is None:
-        del Harnessed.get_request
-        del Harnessed.shutdown_request
-    if not hasattr(cls, "process_request_thread"):
-        del Harnessed.process_request_thread
-    for name, value in attributes.items():
-        setattr(Harnessed, name, value)
-    Harnessed.__name__ = cls.__name__
-    Harnessed.__qualname__ = cls.__qualname__
-    Harnessed.__module__ = cls.__module__
-    return Harnessed
-
-
 def start_server(
     handler: type,
     kind: str | None = None,
@@ -222,8 +104,9 @@ def start_server(
     tls: bool | ssl.SSLContext = False,
     server_class: type | None = None,
     faults: Sequence[Fault] | None = None,
+    select_faults: FaultSelector | None = None,
     seed: int = 0,
-    leaks: str = "warn",
+    leaks: LeakMode = "warn",
     client_tls: ssl.SSLContext | None = None,
     **server_attrs: Any,
 ) -> RunningServer:
@@ -242,6 +125,9 @@ def start_server(
         faults: faults applied in this process to every accepted connection
             (or datagram): see :mod:`sockharness.faults`. ``Down`` needs a
             ``FaultProxy``; so do faults under TLS.
+        select_faults: called as each connection is accepted, it returns which
+            of ``faults`` that connection gets (say, those whose time window
+            is open); without it every connection gets them all. Stream kinds.
         seed: seed of the faults' random choices.
         leaks: ``"fail"`` (raise), ``"warn"`` (a :class:`LeakWarning`, the
             default) or ``"off"``: what ``stop()`` does about leftovers.
@@ -299,10 +185,17 @@ def start_server(
                 "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
                 "socket itself); serve TLS behind a FaultProxy instead."
             )
-        server_faults = _ServerFaults(checked, seed)
-    return RunningServer(
-        server_class=cls,
-        handler=handler,
+        if select_faults is not None and not kind_obj.stream:
+            raise UsageError(
+                "select_faults chooses faults per accepted connection; a datagram server "
+                "has one socket for every peer: use a FaultProxy to change faults over time"
+            )
+        server_faults = ServerFaults(checked, seed, select_faults)
+    elif select_faults is not None:
+        raise UsageError("select_faults chooses among faults=[...]; give the faults too")
+    running = _bind(
+        cls,
+        handler,
         kind=kind_obj,
         concurrency=concurrency,
         attributes=server_attrs,
@@ -310,6 +203,67 @@ def start_server(
         client_context=client_context,
         leaks=leaks,
         faults=server_faults,
+    )
+    running._start()
+    return running
+
+
+def _bind(
+    cls: type,
+    handler: type,
+    *,
+    kind: Kind,
+    concurrency: Concurrency,
+    attributes: dict[str, Any],
+    server_context: ssl.SSLContext | None,
+    client_context: ssl.SSLContext | None,
+    leaks: LeakMode,
+    faults: ServerFaults | None,
+) -> RunningServer:
+    """The harnessed server, bound to an ephemeral port or a private path (not serving yet)."""
+    descriptors_before = open_descriptors()
+    install()  # Handlers' threads and sockets are told from the test's own.
+    # A private directory holds the socket of a Unix server and the reports of
+    # forked children; other servers need none (and save its cost).
+    directory = private_directory("sh-") if kind.unix or concurrency == "forking" else None
+    try:
+        events = ServerEvents(directory)
+        bind_to: Any = (kind.loopback, 0)
+        if directory is not None and kind.unix:
+            bind_to = os.path.join(directory, f"{kind.name}.sock")
+            if len(os.fsencode(bind_to)) > unix_path_limit():
+                raise UsageError(
+                    f"the private socket path {bind_to!r} is longer than the platform's "
+                    f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
+                )
+        server = harnessed_class(cls, attributes, events, faults)(bind_to, handler)
+    except BaseException:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    try:
+        if faults is not None and not kind.stream:
+            # One socket serves every peer: its sends are the replies.
+            server.socket = faults.wrap(server.socket)
+        if server_context is not None:
+            _serve_tls(server, kind, server_context)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            server.server_close()
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return RunningServer(
+        server=server,
+        kind=kind,
+        concurrency=concurrency,
+        events=events,
+        directory=directory,
+        tls=server_context is not None,
+        client_context=client_context,
+        leaks=leaks,
+        faults=faults,
+        descriptors_before=descriptors_before,
     )
 
 
@@ -365,24 +319,32 @@ class RunningServer:
     def __init__(
         self,
         *,
-        server_class: type,
-        handler: type,
+        server: Any,
         kind: Kind,
-        concurrency: str,
-        attributes: dict[str, Any],
-        server_context: ssl.SSLContext | None,
+        concurrency: Concurrency,
+        events: ServerEvents,
+        directory: str | None,
+        tls: bool,
         client_context: ssl.SSLContext | None,
-        leaks: str,
-        faults: _ServerFaults | None = None,
+        leaks: LeakMode,
+        faults: ServerFaults | None,
+        descriptors_before: set[int],
     ) -> None:
-        server_cls = server_class
-        self._faults = faults
+        self.server = server
         self.kind = kind.name
         self.concurrency = concurrency
         self._kind = kind
-        self._leak_mode = leaks
+        self._events = events
+        self._directory = directory
+        self._tls = tls
         self._client_context = client_context
-        self._tls = server_context is not None
+        self._leak_mode = leaks
+        # In-process faults: the server's own, or none (clients may still bring theirs).
+        self._faults = faults if faults is not None else ServerFaults((), 0)
+        self._descriptors_before = descriptors_before
+        address = server.server_address
+        self.address = address if kind.unix else (address[0], address[1])
+        self._socket_file = os.fsdecode(address) if kind.unix else None
         self._clients: list[Client] = []
         self._client_faults: tuple[Fault, ...] = ()
         self._expected: list[type[BaseException]] = []
@@ -390,59 +352,38 @@ class RunningServer:
         self._stopped = False
         self._stop_problems: list[str] = []
         self.leaks: Leaks | None = None
-        self._descriptors_before = open_descriptors()
-        install()  # Handlers' threads and sockets are told from the test's own.
-        # A private directory holds the socket of a Unix server and the reports of
-        # forked children; other servers need none (and save its cost).
-        needs_directory = kind.unix or concurrency == "forking"
-        self._directory = private_directory("sh-") if needs_directory else None
+        self._thread = threading.Thread(
+            target=self._serve,
+            name=f"sockharness {concurrency} {describe_address(kind, self.address)}",
+            daemon=True,
+        )
+        self._entered = threading.Event()
+
+    def _start(self) -> None:
+        """Run ``serve_forever()`` in a thread; return once the loop is entered."""
         try:
-            self._events = ServerEvents(self._directory)
-            if self._directory is not None and kind.unix:
-                bind_to: Any = os.path.join(self._directory, f"{kind.name}.sock")
-                if len(os.fsencode(bind_to)) > unix_path_limit():
-                    raise UsageError(
-                        f"the private socket path {bind_to!r} is longer than the platform's "
-                        f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
-                    )
-            else:
-                bind_to = (kind.loopback, 0)
-            harnessed = _harnessed_class(server_cls, attributes, self._events, faults)
-            self.server = harnessed(bind_to, handler)
-            if faults is not None and not kind.stream:
-                # One socket serves every peer: its sends are the replies.
-                self.server.socket = faults.wrap(self.server.socket)
-        except BaseException:
-            self._remove_directory()
-            raise
-        try:
-            if server_context is not None:
-                _serve_tls(self.server, kind, server_context)
-            address = self.server.server_address
-            self.address = address if kind.unix else (address[0], address[1])
-            self._socket_file = os.fsdecode(address) if kind.unix else None
-            entered = threading.Event()
-            self._thread = threading.Thread(
-                target=self._serve,
-                args=(entered,),
-                name=f"sockharness {concurrency} {describe_address(kind, self.address)}",
-                daemon=True,
-            )
             self._thread.start()
-            if not entered.wait(10.0):  # pragma: no cover - a thread that never ran
-                raise ServerStopTimeout("the serving thread did not start within 10 s")
+            if not self._entered.wait(10.0):  # pragma: no cover - a thread that never ran
+                raise ServerStopTimeout(
+                    "the serving thread did not start within 10 s", timeout=10.0
+                )
         except BaseException:
             with contextlib.suppress(Exception):
                 self.server.server_close()
             self._remove_directory()
             raise
 
-    def _serve(self, entered: threading.Event) -> None:
-        entered.set()
+    def _serve(self) -> None:
+        self._entered.set()
         try:
             self.server.serve_forever(poll_interval=POLL_INTERVAL)
         except BaseException as exc:  # The loop died: report it as the handler's doing.
             self._events.add_error(exc, None, where="the serving thread (serve_forever died)")
+
+    @property
+    def client_tls_context(self) -> ssl.SSLContext | None:
+        """The client context that trusts this server's certificate (``None``: not TLS)."""
+        return self._client_context if self._tls else None
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running"
@@ -476,9 +417,9 @@ class RunningServer:
             tls=context,
             timeout=timeout,
             faults=faults,
-            seed=self._faults.seed if self._faults is not None else 0,
+            seed=self._faults.seed,
             connection=len(self._clients),
-            timeline=self.fault_timeline,
+            timeline=self._faults.timeline,
         )
         self._clients.append(client)
         if faults:
@@ -492,23 +433,18 @@ class RunningServer:
         Stream connections handled in forked children report theirs when they
         end; a forking datagram server's children keep theirs.
         """
-        if self._faults is None:
-            self._faults = _ServerFaults((), 0)
-        for event in self._events.take_fault_events():
-            self._faults.timeline.add(event)
-        return self._faults.timeline
+        return self._faults.timeline.with_events(self._events.fault_events())
 
     def unfired_faults(self) -> list[str]:
         """In-process faults that never fired on any connection, server or client side."""
-        usage = list(self._events.fault_usage)
+        usage = self._events.fault_usage()
         socket_usage = getattr(getattr(self.server, "socket", None), "fault_usage", None)
         if socket_usage is not None:
             usage += socket_usage()
         for client in self._clients:
             usage += client.fault_usage()
-        server_faults = self._faults.faults if self._faults is not None else ()
-        faults = (*server_faults, *self._client_faults)
-        made = self._faults.wrapped if self._faults is not None else 0
+        faults = (*self._faults.faults, *self._client_faults)
+        made = self._faults.wrapped
         made += sum(1 for client in self._clients if client.faults)
         return summarize_unfired(faults, usage, made, "connection", fired=self.fault_timeline.fired)
 
@@ -517,12 +453,12 @@ class RunningServer:
     @property
     def errors(self) -> list[HandlerError]:
         """Every exception the server's handlers raised so far, with tracebacks."""
-        return self._events.errors
+        return self._events.errors()
 
     @property
     def received(self) -> list[bytes]:
         """What :class:`~sockharness.handlers.RecordingHandler` received, one entry per request."""
-        return [record.data for record in self._events.received]
+        return [record.data for record in self._events.received()]
 
     def wait_received(self, count: int, timeout: float = 5.0) -> list[bytes]:
         """Wait until :attr:`received` holds ``count`` requests; return it.
@@ -531,7 +467,7 @@ class RunningServer:
         """
         __tracebackhide__ = True
         if not self._events.wait_for_received(count, timeout):
-            got = len(self._events.received)
+            got = len(self._events.received())
             raise ReceiveTimeout(
                 f"{self!r} recorded {got} request{'s' if got != 1 else ''}, not {count}, "
                 f"within {timeout:g} s (is the handler a RecordingHandler, and did the "
@@ -542,7 +478,7 @@ class RunningServer:
     @property
     def records(self) -> list[Received]:
         """Like :attr:`received`, with each request's client address."""
-        return self._events.received
+        return self._events.received()
 
     def expect_errors(self, *types: type[BaseException], timeout: float = 5.0) -> _ExpectedErrors:
         """Declare that handler errors of these types are expected (they fail no test).

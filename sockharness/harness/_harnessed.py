@@ -1,0 +1,177 @@
+"""The server class the harness runs: the user's class (or ours), with what the harness observes.
+
+:func:`harnessed_class` composes a subclass of the chosen class from small
+mix-ins, each with one job, put before the class in the MRO so that each
+wraps the class's own method and passes the call on:
+
+- :class:`_Reporting` (always): handler errors, children, handler threads
+  and recordings go to the server's :class:`ServerEvents` instead of stderr;
+  a ``handle_error()`` of the class's own still decides what is an error;
+- :class:`_FaultyConnections` (with in-process faults): each accepted
+  connection is wrapped in a faulty socket, and what its faults did comes
+  back from forked children;
+- :class:`_TrackedHandlerThreads` (threading classes): their handler
+  threads are known, for the leak checks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sockharness import server as _server
+from sockharness._core import handler_running
+from sockharness.faults import Fault, Timeline, wrap_socket
+
+from ._events import ServerEvents
+
+__all__ = ["FaultSelector", "ServerFaults", "harnessed_class"]
+
+#: Chooses, when a connection is accepted, which of the server's faults it gets.
+FaultSelector = Callable[[], Sequence[Fault]]
+
+
+class ServerFaults:
+    """The in-process faults of one server: what, seeded how, and a counter of connections.
+
+    ``select`` (the chaos runner's time windows) chooses which faults each
+    accepted connection gets; without it every connection gets them all.
+    """
+
+    def __init__(
+        self, faults: tuple[Fault, ...], seed: int, select: FaultSelector | None = None
+    ) -> None:
+        self.faults = faults
+        self.seed = seed
+        self.select = select
+        self.timeline = Timeline()
+        self._count = itertools.count()
+        self.wrapped = 0
+
+    def wrap(self, sock: socket.socket) -> socket.socket:
+        """``sock`` as a faulty socket (or as it is, when no fault applies to it)."""
+        faults = self.faults if self.select is None else tuple(self.select())
+        connection = next(self._count)
+        if not faults:
+            return sock
+        self.wrapped += 1
+        return wrap_socket(
+            sock, faults, side="server", seed=self.seed, connection=connection,
+            timeline=self.timeline,
+        )  # fmt: skip
+
+
+def _default_handle_errors() -> set[Any]:
+    """The ``handle_error()`` methods that only print (ours and the stdlib's)."""
+    defaults = {_server.BaseServer.handle_error}
+    stdlib = sys.modules.get("socketserver")
+    if stdlib is not None and stdlib is not _server:
+        defaults.add(stdlib.BaseServer.handle_error)
+    return defaults
+
+
+class _Reporting:
+    """Reports what goes wrong in handlers, and what they record, to ``_sh_events``."""
+
+    _sh_events: ServerEvents
+    _sh_own_handle_error: bool
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self._sh_own_handle_error:
+            super().handle_error(request, client_address)  # type: ignore[misc]
+            return
+        exc = sys.exc_info()[1]
+        if exc is not None:
+            self._sh_events.add_error(exc, client_address)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        try:
+            with handler_running(self._sh_events.creations):
+                super().finish_request(request, client_address)  # type: ignore[misc]
+        except Exception:
+            raise  # To handle_error(), as the server decides.
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: not for handle_error().
+            self._sh_events.add_error(exc, client_address)
+            raise
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        super().process_request(request, client_address)  # type: ignore[misc]
+        children = getattr(self, "active_children", None)
+        if children:
+            self._sh_events.note_children(children)
+
+    def sockharness_record(
+        self, client_address: Any, data: bytes, *, started: float | None = None
+    ) -> None:
+        """What :class:`~sockharness.handlers.RecordingHandler` received in one request."""
+        self._sh_events.add_received(client_address, data, started)
+
+
+class _TrackedHandlerThreads:
+    """Knows its handler threads, and reports what ends one (ThreadingMixIn classes)."""
+
+    _sh_events: ServerEvents
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self._sh_events.note_handler_thread()
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        except BaseException as exc:  # Reported here; the thread ends either way.
+            self._sh_events.add_error(exc, client_address)
+
+
+class _FaultyConnections:
+    """Wraps each accepted connection in a faulty socket; brings its fault reports home."""
+
+    _sh_events: ServerEvents
+    _sh_faults: ServerFaults
+    _sh_owner: int
+
+    def get_request(self) -> Any:
+        request, client_address = super().get_request()  # type: ignore[misc]
+        if isinstance(request, socket.socket):
+            request = self._sh_faults.wrap(request)
+        return request, client_address
+
+    def shutdown_request(self, request: Any) -> None:
+        sock = request[1] if isinstance(request, tuple) else request
+        usage = getattr(sock, "fault_usage", None)
+        in_child = os.getpid() != self._sh_owner
+        if usage is not None and (isinstance(request, socket.socket) or in_child):
+            # A connection's faults (in a child, a datagram socket's copy too).
+            self._sh_events.add_fault_usage(usage())
+            if in_child and isinstance(request, socket.socket):
+                # What the faults did in a forked child: back to the parent's timeline.
+                connection = sock.fault_connection
+                self._sh_events.add_fault_events(
+                    [e for e in sock.fault_timeline.events if e.connection == connection]
+                )
+        super().shutdown_request(request)  # type: ignore[misc]
+
+
+def harnessed_class(
+    cls: type, attributes: dict[str, Any], events: ServerEvents, faults: ServerFaults | None
+) -> type[_server.BaseServer]:
+    """A subclass of ``cls`` that reports to ``events``, with ``attributes`` set on it.
+
+    Named as ``cls`` is, so that reprs and messages name the user's class.
+    """
+    mixins: list[type] = [_Reporting]
+    if faults is not None:
+        mixins.insert(0, _FaultyConnections)
+    if hasattr(cls, "process_request_thread"):
+        mixins.append(_TrackedHandlerThreads)
+    namespace = {
+        "_sh_events": events,
+        "_sh_faults": faults,
+        "_sh_owner": os.getpid(),
+        "_sh_own_handle_error": cls.handle_error not in _default_handle_errors(),  # type: ignore[attr-defined]
+        "__qualname__": cls.__qualname__,
+        "__module__": cls.__module__,
+        **attributes,
+    }
+    return type(cls.__name__, (*mixins, cls), namespace)
