@@ -16,11 +16,15 @@ from __future__ import annotations
 
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ._core import Reply
 from .server import BaseRequestHandler
 
 __all__ = [
+    "BUILTIN_HANDLERS",
+    "BuiltinHandler",
     "CrashHandler",
     "DiscardHandler",
     "EchoHandler",
@@ -155,3 +159,33 @@ class RecordingHandler(_EitherTransport):
             record(self.client_address, bytes(self._recorded), started=self._started)
         else:
             self.server.__dict__.setdefault("received", []).append(bytes(self._recorded))
+
+
+@dataclass(frozen=True)
+class BuiltinHandler:
+    """A built-in handler by the name scenarios and ``sockharness serve`` use for it.
+
+    ``reply`` is what a client gets back for a message: it, ``upper``-cased,
+    ``none``, or ``any`` (it cannot tell).
+    """
+
+    name: str
+    handler: type[BaseRequestHandler]
+    reply: Reply
+    summary: str
+
+
+#: Every built-in handler by name: the one table the CLI, the scenario schema and the
+#: chaos runner read.
+BUILTIN_HANDLERS: dict[str, BuiltinHandler] = {
+    entry.name: entry
+    for entry in (
+        BuiltinHandler("echo", EchoHandler, "echo", "sends back every byte"),
+        BuiltinHandler("line-echo", LineEchoHandler, "echo", "sends back each whole line"),
+        BuiltinHandler("upper", UpperHandler, "upper", "sends back what it gets, upper-cased"),
+        BuiltinHandler("discard", DiscardHandler, "none", "reads everything, answers nothing"),
+        BuiltinHandler("slow", SlowHandler, "echo", "echoes after a delay (0.1 s by default)"),
+        BuiltinHandler("crash", CrashHandler, "none", "raises HandlerCrash on the first data"),
+        BuiltinHandler("recording", RecordingHandler, "echo", "echoes, and records requests"),
+    )
+}

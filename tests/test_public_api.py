@@ -35,6 +35,8 @@ PACKAGE_API = [
 ]
 
 HANDLERS_API = [
+    "BUILTIN_HANDLERS",
+    "BuiltinHandler",
     "CrashHandler",
     "DiscardHandler",
     "EchoHandler",
@@ -287,3 +289,48 @@ def test_the_command_and_the_server_support_seams() -> None:
 
     assert sorted(cli.__all__) == ["build_parser", "main"]
     assert sorted(support.__all__) == ["WakeUpPair", "unix_path_limit"]
+
+
+def test_every_fault_is_registered_by_name_with_an_effect_for_each_of_its_transports() -> None:
+    """Adding a fault: its spec, its effect, its docs row; everything else follows."""
+    from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM
+    from sockharness.faults._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, effect_of
+    from sockharness.strategies import datagram_faults, stream_faults
+
+    assert list(FAULT_NAMES) == [cls.name for cls in FAULT_NAMES.values()]
+    for name, cls in FAULT_NAMES.items():
+        fault = cls(**dict.fromkeys(_required(cls), 1))
+        if STREAM in cls.transports and not cls.proxy_only:
+            assert effect_of(STREAM_EFFECTS, fault) is not None, f"{name} has no stream effect"
+        if DATAGRAM in cls.transports:
+            assert effect_of(DATAGRAM_EFFECTS, fault) is not None, f"{name} has no datagram effect"
+        assert cls.example.split("=")[0].split(",")[0] == name
+    drawn = {type(f).__name__ for s in (stream_faults(), datagram_faults()) for f in _examples(s)}
+    proxy_only = {cls.__name__ for cls in FAULT_NAMES.values() if cls.proxy_only}
+    assert {cls.__name__ for cls in FAULT_NAMES.values()} - proxy_only <= drawn, (
+        "a fault the strategies never draw"
+    )
+
+
+def _required(cls: type) -> list[str]:
+    import dataclasses
+
+    return [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+
+
+def _examples(strategy: object) -> list[object]:
+    from hypothesis import HealthCheck, given, settings
+
+    seen: list[object] = []
+
+    @settings(max_examples=300, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(value: object) -> None:
+        seen.append(value)
+
+    collect()
+    return seen

@@ -6,11 +6,19 @@ from typing import Literal, NoReturn, get_args
 
 __all__ = [
     "LEAK_MODES",
+    "PATTERNS",
+    "PAYLOAD_KINDS",
     "PROFILE_NAMES",
+    "REPLIES",
     "UNFIRED_MODES",
     "Direction",
     "LeakMode",
+    "Outcome",
+    "Pattern",
+    "PayloadKind",
     "ProfileName",
+    "Reply",
+    "ScenarioOutcome",
     "Side",
     "Transport",
     "UnfiredMode",
@@ -29,6 +37,19 @@ LEAK_MODES: tuple[LeakMode, ...] = get_args(LeakMode)
 #: What a fault that never fired does to its test.
 UnfiredMode = Literal["fail", "warn", "off"]
 UNFIRED_MODES: tuple[UnfiredMode, ...] = get_args(UnfiredMode)
+#: What a chaos client expects back for a message: it, upper-cased, nothing, or anything.
+Reply = Literal["echo", "upper", "none", "any"]
+REPLIES: tuple[Reply, ...] = get_args(Reply)
+#: How a chaos client group talks: one connection, one per message, or datagrams.
+Pattern = Literal["persistent", "connect-per-request", "datagram"]
+PATTERNS: tuple[Pattern, ...] = get_args(Pattern)
+#: What a chaos client's message bodies are made of.
+PayloadKind = Literal["random", "text", "line", "json"]
+PAYLOAD_KINDS: tuple[PayloadKind, ...] = get_args(PayloadKind)
+#: How one chaos message ended.
+Outcome = Literal["ok", "lost", "corrupt", "error"]
+#: How a scenario run ended.
+ScenarioOutcome = Literal["held", "broken", "error", "skipped"]
 #: How hard the conformance suite looks (the settings are in sockharness.conformance).
 ProfileName = Literal["quick", "ci", "thorough"]
 PROFILE_NAMES: tuple[ProfileName, ...] = get_args(ProfileName)

@@ -36,14 +36,6 @@ __all__ = ["Progress", "resolve_classes", "run_scenario"]
 #: Called about five times a second while the load runs: (elapsed, duration, ok, failed).
 Progress = Callable[[float, float, int, int], None]
 
-_BUILTIN = {
-    "echo": handlers.EchoHandler,
-    "line-echo": handlers.LineEchoHandler,
-    "upper": handlers.UpperHandler,
-    "discard": handlers.DiscardHandler,
-    "crash": handlers.CrashHandler,
-}
-
 
 def _line(scenario: Scenario, key: str) -> int | None:
     """The line of ``key`` (``"server.handler"``) in the scenario's file, if it can be read."""
@@ -82,8 +74,8 @@ def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
         return None, None
     if server.handler == "slow":
         handler: type | None = handlers.SlowHandler.with_delay(server.handler_delay)
-    elif server.handler in _BUILTIN:
-        handler = _BUILTIN[server.handler]
+    elif server.handler in handlers.BUILTIN_HANDLERS:
+        handler = handlers.BUILTIN_HANDLERS[server.handler].handler
     else:
         handler = _import(scenario, "server.handler", server.handler)
     server_class = (

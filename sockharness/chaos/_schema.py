@@ -16,10 +16,20 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
-from sockharness._core import KINDS, UsageError, parse_address
+from sockharness._core import (
+    CONCURRENCIES,
+    KINDS,
+    PATTERNS,
+    PAYLOAD_KINDS,
+    REPLIES,
+    Side,
+    UsageError,
+    parse_address,
+)
 from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM, Down, Fault
+from sockharness.handlers import BUILTIN_HANDLERS
 
 from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
 
@@ -34,19 +44,7 @@ __all__ = [
     "parse_scenario",
 ]
 
-#: Built-in handlers a scenario can name, and the reply each gives.
-BUILTIN_HANDLERS = {
-    "echo": "echo",
-    "line-echo": "echo",
-    "upper": "upper",
-    "discard": "none",
-    "slow": "echo",
-    "crash": "none",
-}
-PATTERNS = ("persistent", "connect-per-request", "datagram")
-PAYLOADS = ("random", "text", "line", "json")
-REPLIES = ("echo", "upper", "none", "any")
-SIDES = ("proxy", "server", "client")
+SIDES: tuple[Side, ...] = get_args(Side)
 MAX_DURATION = 300.0
 #: The [server] keys of a server sockharness starts (not of an outside ``target``).
 _STARTED_SERVER_KEYS = (
@@ -375,9 +373,7 @@ class _Reader:
                     (*p, "concurrency"),
                     "a server_class has its own concurrency (from its bases); leave the key out",
                 )
-        concurrency = self.string(
-            table, (*p, "concurrency"), "threading", ("sync", "threading", "forking")
-        )
+        concurrency = self.string(table, (*p, "concurrency"), "threading", CONCURRENCIES)
         handler = self.string(table, (*p, "handler"), "echo")
         if handler not in BUILTIN_HANDLERS:
             if ":" not in handler:
@@ -433,7 +429,8 @@ class _Reader:
             raise self.fail(("clients",), "expected [[clients]] tables")
         if not value:
             raise self.fail(("clients",), "expected at least one [[clients]] table, found none")
-        default_reply = BUILTIN_HANDLERS.get(server.handler, "any")
+        builtin = BUILTIN_HANDLERS.get(server.handler)
+        default_reply = builtin.reply if builtin is not None else "any"
         if server.target is not None or server.server_class is not None:
             default_reply = "any"
         groups = []
@@ -458,7 +455,7 @@ class _Reader:
             rate = self.number(table, (*p, "rate"), 20.0, low=0, high=100_000)
             high = MAX_DATAGRAM if not server.stream else 1_000_000
             size = self.number(table, (*p, "size"), 64, low=32, high=high, integer=True)
-            payload = self.string(table, (*p, "payload"), "random", PAYLOADS)
+            payload = self.string(table, (*p, "payload"), "random", PAYLOAD_KINDS)
             timeout = self.number(table, (*p, "timeout"), 2.0, low=0, low_open=True, high=60)
             reply = self.string(table, (*p, "reply"), default_reply, REPLIES)
             start = self.number(table, (*p, "start"), 0.0, low=0, high=duration)

@@ -61,7 +61,8 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sockharness`` command."""
-    from ._serve import HANDLERS
+    from sockharness.faults import FAULT_NAMES
+    from sockharness.handlers import BUILTIN_HANDLERS
 
     parser = _Parser(
         prog="sockharness",
@@ -89,7 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=0, help="port to bind (default: 0, any free)")
     serve.add_argument("--path", help="socket path for unix kinds")
     serve.add_argument(
-        "--handler", default="echo", choices=sorted(HANDLERS), help="what to serve (default: echo)"
+        "--handler",
+        default="echo",
+        choices=list(BUILTIN_HANDLERS),
+        help="what to serve (default: echo)",
     )
 
     proxy = commands.add_parser(
@@ -97,10 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a fault proxy in the foreground until Ctrl-C",
         description="Relay --listen to --upstream, applying faults; Ctrl-C or SIGTERM stops. "
         "A fault is name[=value][,param=value...], the first value its main parameter: "
-        "latency=0.1,jitter=0.01  bandwidth=50000  slicer=8,delay=0.01  slow_close=1  "
-        "timeout=none  reset_peer=2  limit_data=1000  down  loss=0.2,correlation=0.5  "
-        "duplicate=0.1  reorder=0.2,delay=0.05  corrupt=0.01  truncate=512; every fault "
-        "also takes direction=upstream|downstream|both and toxicity=0..1.",
+        + "  ".join(fault.example for fault in FAULT_NAMES.values())
+        + "; every fault also takes direction=upstream|downstream|both and toxicity=0..1.",
     )
     proxy.add_argument("--kind", default="tcp", choices=kinds, help="transport (default: tcp)")
     proxy.add_argument(

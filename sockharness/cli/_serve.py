@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from sockharness import handlers
 from sockharness._core import (
     Kind,
     UsageError,
@@ -21,13 +20,7 @@ from sockharness._core import (
     private_directory,
     server_class_for,
 )
-
-HANDLERS: dict[str, type] = {
-    "echo": handlers.EchoHandler,
-    "upper": handlers.UpperHandler,
-    "discard": handlers.DiscardHandler,
-    "line-echo": handlers.LineEchoHandler,
-}
+from sockharness.handlers import BUILTIN_HANDLERS
 
 
 def format_address(kind: Kind, address: Any) -> str:
@@ -123,7 +116,7 @@ def serve(
     """
     kind = parse_kind(kind_name)
     parse_concurrency(concurrency)
-    handler = HANDLERS[handler_name]
+    handler = BUILTIN_HANDLERS[handler_name].handler
     base = server_class_for(kind, concurrency)
     server_class = type(f"Serve{base.__name__}", (_HangsUpOnStop, base), {})
     with _bind_address(kind, host, port, path) as address:

@@ -9,41 +9,12 @@ from typing import Any
 
 from sockharness._core import UsageError
 
-from ._specs import (
-    Bandwidth,
-    Corrupt,
-    Down,
-    Duplicate,
-    Fault,
-    Latency,
-    LimitData,
-    Loss,
-    Reorder,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Timeout,
-    Truncate,
-)
+from ._specs import FAULTS, Fault
 
 __all__ = ["FAULT_NAMES", "fault_from_mapping", "parse_fault"]
 
-#: The name of each fault in files and on the command line.
-FAULT_NAMES: dict[str, type[Fault]] = {
-    "latency": Latency,
-    "bandwidth": Bandwidth,
-    "slicer": Slicer,
-    "slow_close": SlowClose,
-    "timeout": Timeout,
-    "reset_peer": ResetPeer,
-    "limit_data": LimitData,
-    "down": Down,
-    "loss": Loss,
-    "duplicate": Duplicate,
-    "reorder": Reorder,
-    "corrupt": Corrupt,
-    "truncate": Truncate,
-}
+#: The name of each fault in files and on the command line (the fault registry).
+FAULT_NAMES: dict[str, type[Fault]] = FAULTS
 
 
 def _parameters(cls: type[Fault]) -> list[dataclasses.Field[Any]]:

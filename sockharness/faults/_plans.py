@@ -28,31 +28,18 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
-from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence, Set
+from typing import Any
 
-from ._specs import (
-    DATAGRAM,
-    STREAM,
-    Bandwidth,
-    Corrupt,
-    Down,
-    Duplicate,
-    Fault,
-    Latency,
-    LimitData,
-    Loss,
-    Reorder,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Timeout,
-    Truncate,
-)
+from sockharness._core import Direction
+
+from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, Stage, effect_of
+from ._specs import DATAGRAM, STREAM, Fault
+from ._timeline import Action, ActionKind, Event, Timeline
 
 __all__ = [
+    "DOWNSTREAM",
+    "UPSTREAM",
     "Action",
     "ActionKind",
     "DatagramPlan",
@@ -64,11 +51,8 @@ __all__ = [
     "summarize_unfired",
 ]
 
-UPSTREAM = "upstream"
-DOWNSTREAM = "downstream"
-
-#: Bandwidth spreads a chunk over pieces of at most this many seconds' worth of bytes.
-_BANDWIDTH_QUANTUM = 0.01
+UPSTREAM: Direction = "upstream"
+DOWNSTREAM: Direction = "downstream"
 
 
 def generator(seed: int, *keys: Any) -> random.Random:
@@ -86,105 +70,11 @@ def picks(seed: int, connection: int, position: int, fault: Fault) -> bool:
     return generator(seed, "pick", connection, position, repr(fault)).random() < fault.toxicity
 
 
-@dataclass(frozen=True)
-class Event:
-    """One thing a fault did: when, on which connection and direction, and what."""
-
-    at: float
-    connection: int
-    direction: str
-    fault: str
-    effect: str
-
-    def __str__(self) -> str:
-        return (
-            f"{self.at:9.4f}s  conn {self.connection:<3} {self.direction:<10} "
-            f"{self.fault}: {self.effect}"
-        )
-
-
-class Timeline:
-    """Every fault decision, in order; thread-safe, bounded in size."""
-
-    def __init__(self, limit: int = 10_000) -> None:
-        self._events: list[Event] = []
-        self._lock = threading.Lock()
-        self._limit = limit
-        self.dropped = 0
-        self._fired: set[str] = set()
-
-    @property
-    def fired(self) -> set[str]:
-        """Every fault (its repr) that did something, events past the limit included."""
-        with self._lock:
-            return set(self._fired)
-
-    def add(self, event: Event) -> None:
-        with self._lock:
-            self._fired.add(event.fault)
-            if len(self._events) < self._limit:
-                self._events.append(event)
-            else:
-                self.dropped += 1
-
-    @property
-    def events(self) -> list[Event]:
-        with self._lock:
-            return list(self._events)
-
-    def with_events(self, events: Iterable[Event]) -> Timeline:
-        """A new timeline: this one's events and ``events`` (reported from elsewhere) after them."""
-        combined = Timeline(self._limit)
-        with self._lock:
-            combined._events = list(self._events)
-            combined._fired = set(self._fired)
-            combined.dropped = self.dropped
-        for event in events:
-            combined.add(event)
-        return combined
-
-    def format(self, last: int = 50) -> str:
-        """The last ``last`` events, one per line."""
-        events = self.events
-        lines = [str(event) for event in events[-last:]]
-        if len(events) > last:
-            lines.insert(0, f"... {len(events) - last} earlier events")
-        if self.dropped:
-            lines.append(f"... and {self.dropped} events past the timeline's limit")
-        return "\n".join(lines)
-
-
-#: What a transport does: send data, end one direction, close or reset the connection,
-#: or nothing (a datagram dropped; for counters).
-ActionKind = Literal["data", "eof", "close", "reset", "drop"]
-
-
-@dataclass(frozen=True)
-class Action:
-    """What a transport must do, at ``at`` (seconds on the plan's clock).
-
-    ``kind`` is ``"data"`` (send ``data``), ``"eof"`` (end this direction:
-    ``shutdown(SHUT_WR)``), ``"close"`` (close the whole connection),
-    ``"reset"`` (reset it: the peer on ``direction``'s receiving side sees
-    ``ConnectionResetError``) or ``"drop"`` (nothing to deliver; for counters).
-    """
-
-    at: float
-    kind: ActionKind
-    data: bytes = b""
-
-
-@dataclass
-class _Stage:
-    fault: Fault
-    position: int
-    rng: random.Random
-    fired: bool = False
-    state: dict[str, Any] = field(default_factory=dict)
-
-
 class _Plan:
+    """The stages of the faults that apply to one direction of one connection (or flow)."""
+
     transport: str
+    effects: dict[type[Fault], Any]
 
     def __init__(
         self,
@@ -192,7 +82,7 @@ class _Plan:
         *,
         seed: int,
         connection: int,
-        direction: str,
+        direction: Direction,
         started: float,
         timeline: Timeline | None = None,
     ) -> None:
@@ -201,7 +91,7 @@ class _Plan:
         self.direction = direction
         self.started = started
         self.timeline = timeline
-        self.stages: list[_Stage] = []
+        self.stages: list[Stage] = []
         self.update(faults)
 
     def update(self, faults: Sequence[Fault]) -> None:
@@ -209,8 +99,8 @@ class _Plan:
         previous = {(stage.position, stage.fault): stage for stage in self.stages}
         stages = []
         for position, fault in enumerate(faults):
-            if self.transport not in fault.transports or fault.proxy_only:
-                continue
+            if fault.proxy_only or effect_of(self.effects, fault) is None:
+                continue  # Not a fault of this transport, or one only the proxy applies.
             if not (
                 fault.applies_upstream()
                 if self.direction == UPSTREAM
@@ -219,7 +109,7 @@ class _Plan:
                 continue
             if not picks(self.seed, self.connection, position, fault):
                 continue
-            stage = previous.get((position, fault)) or _Stage(
+            stage = previous.get((position, fault)) or Stage(
                 fault,
                 position,
                 generator(self.seed, self.connection, self.direction, position, repr(fault)),
@@ -227,7 +117,11 @@ class _Plan:
             stages.append(stage)
         self.stages = stages
 
-    def _record(self, stage: _Stage, at: float, effect: str) -> None:
+    def _effect(self, stage: Stage) -> Any:
+        return effect_of(self.effects, stage.fault)
+
+    def record(self, stage: Stage, at: float, effect: str) -> None:
+        """What ``stage``'s fault did at ``at``: it fired, and the timeline says so."""
         stage.fired = True
         if self.timeline is not None:
             self.timeline.add(
@@ -247,35 +141,11 @@ class _Plan:
         ]
 
 
-def _ordered_delay(stage: _Stage, at: float, delay: float) -> float:
-    out = max(at + delay, stage.state.get("last", 0.0))
-    stage.state["last"] = out
-    return out
-
-
-def _latency(stage: _Stage, fault: Latency, at: float) -> float:
-    jitter = stage.rng.uniform(-fault.jitter, fault.jitter) if fault.jitter else 0.0
-    return _ordered_delay(stage, at, max(0.0, fault.delay + jitter))
-
-
-def _bandwidth(
-    stage: _Stage, fault: Bandwidth, items: list[tuple[float, bytes]]
-) -> list[tuple[float, bytes]]:
-    out = []
-    quantum = max(1, int(fault.rate * _BANDWIDTH_QUANTUM))
-    for at, data in items:
-        for offset in range(0, len(data), quantum):
-            piece = data[offset : offset + quantum]
-            start = max(at, stage.state.get("free", 0.0))
-            stage.state["free"] = start + len(piece) / fault.rate
-            out.append((stage.state["free"], piece))
-    return out
-
-
 class StreamPlan(_Plan):
     """The faults on one direction of one stream connection."""
 
     transport = STREAM
+    effects = STREAM_EFFECTS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -289,35 +159,16 @@ class StreamPlan(_Plan):
         """The times at which :meth:`due` has something to do."""
         times = []
         for stage in self.stages:
-            fault = stage.fault
-            if isinstance(fault, ResetPeer) and not stage.fired:
-                times.append(self.started + fault.after)
-            closing_at = fault.after if isinstance(fault, Timeout) else None
-            if closing_at is not None and not stage.state.get("closed"):
-                times.append(self.started + closing_at)
+            when = self._effect(stage).timer(self, stage, self.started)
+            if when is not None:
+                times.append(when)
         return times
 
     def due(self, now: float) -> list[Action]:
         """Time-driven actions whose time has come (a reset, a timeout's close)."""
         actions = []
         for stage in self.stages:
-            fault = stage.fault
-            if (
-                isinstance(fault, ResetPeer)
-                and not stage.fired
-                and now >= self.started + fault.after
-            ):
-                self._record(stage, now, "reset the connection")
-                actions.append(Action(now, "reset"))
-            elif (
-                isinstance(fault, Timeout)
-                and fault.after is not None
-                and not stage.state.get("closed")
-                and now >= self.started + fault.after
-            ):
-                stage.state["closed"] = True
-                self._record(stage, now, f"closed the connection after {fault.after:g} s")
-                actions.append(Action(now, "close"))
+            actions += self._effect(stage).due(self, stage, self.started, now)
         return actions
 
     def data(self, now: float, data: bytes) -> list[Action]:
@@ -325,7 +176,7 @@ class StreamPlan(_Plan):
         items = [(now, data)]
         extras: list[Action] = []
         for stage in self.stages:
-            items, extra = self._through(stage, items)
+            items, extra = self._effect(stage).data(self, stage, items)
             extras += extra
             if not items:
                 break
@@ -342,95 +193,22 @@ class StreamPlan(_Plan):
 
     def eof(self, now: float) -> list[Action]:
         """When the end of the stream, written at ``now``, reaches the receiver."""
-        at = max(now, self.horizon)
+        at: float | None = max(now, self.horizon)
         for stage in self.stages:
-            fault = stage.fault
-            if isinstance(fault, Timeout):
-                return []  # Nothing flows any more, not even the end.
-            if isinstance(fault, (Latency, Bandwidth, Slicer)):
-                at = max(at, stage.state.get("last", 0.0), stage.state.get("free", 0.0))
-            elif isinstance(fault, SlowClose):
-                at += fault.delay
-                self._record(stage, at, f"passed the close on {fault.delay:g} s late")
+            assert at is not None
+            at = self._effect(stage).eof(self, stage, at)
+            if at is None:
+                return []  # Held back (Timeout): nothing flows any more, not even the end.
+        assert at is not None
         self.ended = True
         return [Action(at, "eof")]
-
-    def _through(
-        self, stage: _Stage, items: list[tuple[float, bytes]]
-    ) -> tuple[list[tuple[float, bytes]], list[Action]]:
-        fault = stage.fault
-        if isinstance(fault, Latency):
-            out = [(_latency(stage, fault, at), data) for at, data in items]
-            for (before, data), (after, _) in zip(items, out, strict=True):
-                self._record(stage, before, f"delayed {len(data)} bytes by {after - before:.4f} s")
-            return out, []
-        if isinstance(fault, Bandwidth):
-            out = _bandwidth(stage, fault, items)
-            if out:
-                self._record(
-                    stage,
-                    items[0][0],
-                    f"paced {sum(len(d) for _, d in items)} bytes at {fault.rate:g} B/s",
-                )
-            return out, []
-        if isinstance(fault, Slicer):
-            return self._slice(stage, fault, items), []
-        if isinstance(fault, LimitData):
-            return self._limit(stage, fault, items)
-        if isinstance(fault, Timeout):
-            dropped = sum(len(data) for _, data in items)
-            self._record(stage, items[0][0], f"held back {dropped} bytes (data stopped)")
-            return [], []
-        return items, []  # SlowClose and ResetPeer act on the end and on timers.
-
-    def _slice(
-        self, stage: _Stage, fault: Slicer, items: list[tuple[float, bytes]]
-    ) -> list[tuple[float, bytes]]:
-        out = []
-        for at, data in items:
-            cursor = max(at, stage.state.get("last", 0.0))
-            offset = 0
-            sizes = []
-            while offset < len(data):
-                size = fault.average_size + stage.rng.randint(
-                    -fault.size_variation, fault.size_variation
-                )
-                size = max(1, size)
-                out.append((cursor, data[offset : offset + size]))
-                sizes.append(min(size, len(data) - offset))
-                offset += size
-                cursor += fault.delay
-            stage.state["last"] = cursor - fault.delay if sizes else cursor
-            self._record(stage, at, f"sliced {len(data)} bytes into {len(sizes)} writes")
-        return out
-
-    def _limit(
-        self, stage: _Stage, fault: LimitData, items: list[tuple[float, bytes]]
-    ) -> tuple[list[tuple[float, bytes]], list[Action]]:
-        passed = stage.state.get("passed", 0)
-        if stage.state.get("closed"):
-            return [], []
-        out = []
-        for at, data in items:
-            room = fault.nbytes - passed
-            if len(data) < room:
-                out.append((at, data))
-                passed += len(data)
-                continue
-            out.append((at, data[:room]))
-            passed += room
-            stage.state["closed"] = True
-            self._record(stage, at, f"closed the connection after {fault.nbytes} bytes")
-            stage.state["passed"] = passed
-            return out, [Action(at, "close")]
-        stage.state["passed"] = passed
-        return out, []
 
 
 class DatagramPlan(_Plan):
     """The faults on one direction of one datagram flow (one peer)."""
 
     transport = DATAGRAM
+    effects = DATAGRAM_EFFECTS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -442,113 +220,11 @@ class DatagramPlan(_Plan):
         self.index += 1
         items = [(now, data)]
         for stage in self.stages:
-            items = self._through(stage, items, index)
+            effect = self._effect(stage)
+            items = [out for at, piece in items for out in effect(self, stage, at, piece, index)]
             if not items:
                 return [Action(now, "drop")]
         return sorted((Action(at, "data", piece) for at, piece in items), key=lambda a: a.at)
-
-    def _through(
-        self, stage: _Stage, items: list[tuple[float, bytes]], index: int
-    ) -> list[tuple[float, bytes]]:
-        effect = _DATAGRAM_EFFECTS.get(type(stage.fault))
-        if effect is None:
-            return items
-        out: list[tuple[float, bytes]] = []
-        for at, data in items:
-            out += effect(self, stage, at, data, index)
-        return out
-
-
-_Timed = list[tuple[float, bytes]]
-
-
-def _lose(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Loss)
-    # Correlation: the chance a datagram shares the previous one's fate. (netem
-    # blends the random draws instead, which lowers the loss rate as correlation
-    # grows; this keeps the rate at `probability`.)
-    if "lost" in stage.state and stage.rng.random() < fault.correlation:
-        lost = stage.state["lost"]
-    else:
-        lost = stage.rng.random() < fault.probability
-    stage.state["lost"] = lost
-    if lost:
-        plan._record(stage, at, f"lost datagram {index} ({len(data)} bytes)")
-        return []
-    return [(at, data)]
-
-
-def _duplicate(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Duplicate)
-    if stage.rng.random() < fault.probability:
-        plan._record(stage, at, f"duplicated datagram {index}")
-        return [(at, data), (at, data)]
-    return [(at, data)]
-
-
-def _reorder(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Reorder)
-    if stage.rng.random() < fault.probability:
-        plan._record(stage, at, f"held datagram {index} back {fault.delay:g} s")
-        return [(at + fault.delay, data)]
-    return [(at, data)]
-
-
-def _corrupt(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Corrupt)
-    if not data or stage.rng.random() >= fault.probability:
-        return [(at, data)]
-    bit = stage.rng.randrange(len(data) * 8)
-    flipped = bytearray(data)
-    flipped[bit // 8] ^= 1 << (bit % 8)
-    plan._record(stage, at, f"flipped bit {bit} of datagram {index}")
-    return [(at, bytes(flipped))]
-
-
-def _truncate(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Truncate)
-    if len(data) > fault.max_size:
-        plan._record(stage, at, f"cut datagram {index} from {len(data)} to {fault.max_size} bytes")
-    return [(at, data[: fault.max_size])]
-
-
-def _delay(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Latency)
-    later = _latency(stage, fault, at)
-    plan._record(stage, at, f"delayed datagram {index} by {later - at:.4f} s")
-    return [(later, data)]
-
-
-def _pace(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    fault = stage.fault
-    assert isinstance(fault, Bandwidth)
-    start = max(at, stage.state.get("free", 0.0))
-    stage.state["free"] = free = start + len(data) / fault.rate
-    if free > at:
-        plan._record(stage, at, f"paced datagram {index} to {free - at:.4f} s")
-    return [(free, data)]
-
-
-def _drop(plan: _Plan, stage: _Stage, at: float, data: bytes, index: int) -> _Timed:
-    return []
-
-
-_DATAGRAM_EFFECTS: dict[type[Fault], Any] = {
-    Loss: _lose,
-    Duplicate: _duplicate,
-    Reorder: _reorder,
-    Corrupt: _corrupt,
-    Truncate: _truncate,
-    Latency: _delay,
-    Bandwidth: _pace,
-    Down: _drop,
-}
 
 
 def summarize_unfired(

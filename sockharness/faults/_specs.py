@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
-from sockharness._core import UsageError
+from sockharness._core import Direction, UsageError
 
 __all__ = [
     "DATAGRAM",
     "DIRECTIONS",
+    "FAULTS",
     "STREAM",
     "Bandwidth",
     "Corrupt",
@@ -41,7 +42,7 @@ __all__ = [
     "Truncate",
 ]
 
-DIRECTIONS = ("upstream", "downstream", "both")
+DIRECTIONS: tuple[Direction, ...] = get_args(Direction)
 STREAM = "stream"
 DATAGRAM = "datagram"
 
@@ -85,17 +86,45 @@ def _whole(fault: str, name: str, value: Any, low: int) -> None:
         raise UsageError(f"{fault}({name}={value!r}) is out of range: {name} must be >= {low}")
 
 
+#: Every fault by the name files and command lines give it, in the order defined.
+FAULTS: dict[str, type[Fault]] = {}
+
+
 @dataclass(frozen=True, kw_only=True)
 class Fault:
-    """Base of every fault: the ``direction`` it strikes and the ``toxicity`` (share) it has."""
+    """Base of every fault: the ``direction`` it strikes and the ``toxicity`` (share) it has.
 
-    direction: str = "both"
+    A fault class names itself where it is defined (``class Latency(Fault,
+    name="latency", example="latency=0.1")``) and is then known by that name
+    everywhere: on the command line, in scenario files, in the docs' lists.
+    """
+
+    direction: Direction = "both"
     toxicity: float = 1.0
 
     #: The transports the fault means something on.
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
     #: Only the proxy can apply it (it concerns connections, not bytes).
     proxy_only: ClassVar[bool] = False
+    #: Its name in files and on the command line (``None``: not registered).
+    name: ClassVar[str | None] = None
+    #: How it is written on the command line, for help texts.
+    example: ClassVar[str] = ""
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, example: str = "", **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if name is None:
+            return
+        if name in FAULTS and FAULTS[name] is not cls:
+            raise UsageError(
+                f"a fault named {name!r} exists already ({FAULTS[name].__qualname__}); "
+                f"give {cls.__qualname__} another name"
+            )
+        cls.name = name
+        cls.example = example or name
+        FAULTS[name] = cls
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -133,7 +162,7 @@ class Fault:
 
 
 @dataclass(frozen=True, repr=False)
-class Latency(Fault):
+class Latency(Fault, name="latency", example="latency=0.1,jitter=0.01"):
     """Every chunk (or datagram) is delayed by ``delay`` ± ``jitter`` seconds; order is kept."""
 
     delay: float
@@ -145,7 +174,7 @@ class Latency(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Bandwidth(Fault):
+class Bandwidth(Fault, name="bandwidth", example="bandwidth=50000"):
     """At most ``rate`` bytes per second get through."""
 
     rate: float
@@ -158,7 +187,7 @@ class Bandwidth(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Slicer(Fault):
+class Slicer(Fault, name="slicer", example="slicer=8,delay=0.01"):
     """Data is split into writes of ``average_size`` ± ``size_variation`` bytes, ``delay`` apart."""
 
     average_size: int
@@ -178,7 +207,7 @@ class Slicer(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class SlowClose(Fault):
+class SlowClose(Fault, name="slow_close", example="slow_close=1"):
     """A close (FIN) is passed on ``delay`` seconds late."""
 
     delay: float
@@ -189,7 +218,7 @@ class SlowClose(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Timeout(Fault):
+class Timeout(Fault, name="timeout", example="timeout=none"):
     """Data stops flowing; the connection is closed ``after`` seconds, or never (``None``)."""
 
     after: float | None = None
@@ -201,7 +230,7 @@ class Timeout(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class ResetPeer(Fault):
+class ResetPeer(Fault, name="reset_peer", example="reset_peer=2"):
     """The connection is reset (RST: the peer sees ConnectionResetError) ``after`` seconds."""
 
     after: float = 0.0
@@ -212,7 +241,7 @@ class ResetPeer(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class LimitData(Fault):
+class LimitData(Fault, name="limit_data", example="limit_data=1000"):
     """The connection is closed once ``nbytes`` have passed."""
 
     nbytes: int
@@ -223,7 +252,7 @@ class LimitData(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Down(Fault):
+class Down(Fault, name="down", example="down"):
     """Connections are refused, or closed at once (proxy only)."""
 
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
@@ -234,7 +263,7 @@ class Down(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Loss(Fault):
+class Loss(Fault, name="loss", example="loss=0.2,correlation=0.5"):
     """Each datagram is lost with ``probability``; ``correlation`` makes losses come in runs.
 
     ``correlation`` is the chance that a datagram shares the fate of the one
@@ -251,7 +280,7 @@ class Loss(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Duplicate(Fault):
+class Duplicate(Fault, name="duplicate", example="duplicate=0.1"):
     """Each datagram is delivered twice with ``probability``."""
 
     probability: float
@@ -262,7 +291,7 @@ class Duplicate(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Reorder(Fault):
+class Reorder(Fault, name="reorder", example="reorder=0.2,delay=0.05"):
     """Each datagram is held back ``delay`` seconds with ``probability``: later ones overtake it."""
 
     probability: float
@@ -275,7 +304,7 @@ class Reorder(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Corrupt(Fault):
+class Corrupt(Fault, name="corrupt", example="corrupt=0.01"):
     """Each datagram has one bit flipped with ``probability``."""
 
     probability: float
@@ -286,7 +315,7 @@ class Corrupt(Fault):
 
 
 @dataclass(frozen=True, repr=False)
-class Truncate(Fault):
+class Truncate(Fault, name="truncate", example="truncate=512"):
     """Datagrams longer than ``max_size`` bytes are cut to ``max_size``."""
 
     max_size: int

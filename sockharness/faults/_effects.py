@@ -1,0 +1,356 @@
+"""What each fault does to the traffic of one direction: one entry per fault and transport.
+
+A plan (``_plans.py``) keeps a :class:`Stage` per fault that applies and,
+for each piece of traffic, asks the fault's effect what becomes of it. The
+effects are looked up in two tables, :data:`STREAM_EFFECTS` and
+:data:`DATAGRAM_EFFECTS`, keyed by the fault's class: adding a fault means its
+spec (``_specs.py``), its effect here, and its docs row. A test checks that
+every fault has an effect for every transport it claims.
+
+Effects are pure: they read the stage's seeded generator and state, return
+timed pieces, and record what they did through the plan (for the timeline and
+the unfired-fault report). Times are seconds on the plan's clock.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._specs import (
+    Bandwidth,
+    Corrupt,
+    Down,
+    Duplicate,
+    Fault,
+    Latency,
+    LimitData,
+    Loss,
+    Reorder,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Timeout,
+    Truncate,
+)
+from ._timeline import Action
+
+__all__ = [
+    "DATAGRAM_EFFECTS",
+    "STREAM_EFFECTS",
+    "Recorder",
+    "Stage",
+    "StreamEffect",
+    "Timed",
+    "effect_of",
+]
+
+#: Bandwidth spreads a chunk over pieces of at most this many seconds' worth of bytes.
+_BANDWIDTH_QUANTUM = 0.01
+
+#: Pieces of data and when each is delivered.
+Timed = list[tuple[float, bytes]]
+
+
+@dataclass
+class Stage:
+    """One fault applied to one direction of one connection: its generator and state."""
+
+    fault: Fault
+    position: int
+    rng: random.Random
+    fired: bool = False
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+class Recorder(Protocol):
+    """What an effect reports to: the plan, which marks the stage fired and logs it."""
+
+    def record(self, stage: Stage, at: float, effect: str) -> None: ...
+
+
+def _ordered_delay(stage: Stage, at: float, delay: float) -> float:
+    """``at + delay``, never earlier than what this stage delivered before (order is kept)."""
+    out = max(at + delay, stage.state.get("last", 0.0))
+    stage.state["last"] = out
+    return out
+
+
+def _latency(stage: Stage, fault: Latency, at: float) -> float:
+    jitter = stage.rng.uniform(-fault.jitter, fault.jitter) if fault.jitter else 0.0
+    return _ordered_delay(stage, at, max(0.0, fault.delay + jitter))
+
+
+# -- streams ------------------------------------------------------------------------------------
+
+
+class StreamEffect:
+    """What a fault does on a stream; by default, nothing (each fault overrides its part).
+
+    - :meth:`data`: the pieces that pass (and actions such as a close);
+    - :meth:`eof`: when the end of the stream passes on (``None``: held back);
+    - :meth:`timer` and :meth:`due`: a time-triggered action (reset, close).
+    """
+
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        return items, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return at
+
+    def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
+        return None
+
+    def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
+        return []
+
+
+class _StreamLatency(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, Latency)
+        out = [(_latency(stage, fault, at), data) for at, data in items]
+        for (before, data), (after, _) in zip(items, out, strict=True):
+            plan.record(stage, before, f"delayed {len(data)} bytes by {after - before:.4f} s")
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return max(at, stage.state.get("last", 0.0))
+
+
+class _StreamBandwidth(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, Bandwidth)
+        out = []
+        quantum = max(1, int(fault.rate * _BANDWIDTH_QUANTUM))
+        for at, data in items:
+            for offset in range(0, len(data), quantum):
+                piece = data[offset : offset + quantum]
+                start = max(at, stage.state.get("free", 0.0))
+                stage.state["free"] = start + len(piece) / fault.rate
+                out.append((stage.state["free"], piece))
+        if out:
+            paced = sum(len(d) for _, d in items)
+            plan.record(stage, items[0][0], f"paced {paced} bytes at {fault.rate:g} B/s")
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return max(at, stage.state.get("free", 0.0))
+
+
+class _StreamSlicer(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, Slicer)
+        out = []
+        for at, data in items:
+            cursor = max(at, stage.state.get("last", 0.0))
+            offset = 0
+            slices = 0
+            while offset < len(data):
+                size = fault.average_size + stage.rng.randint(
+                    -fault.size_variation, fault.size_variation
+                )
+                size = max(1, size)
+                out.append((cursor, data[offset : offset + size]))
+                slices += 1
+                offset += size
+                cursor += fault.delay
+            stage.state["last"] = cursor - fault.delay if slices else cursor
+            plan.record(stage, at, f"sliced {len(data)} bytes into {slices} writes")
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return max(at, stage.state.get("last", 0.0))
+
+
+class _StreamSlowClose(StreamEffect):
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        fault = stage.fault
+        assert isinstance(fault, SlowClose)
+        later = at + fault.delay
+        plan.record(stage, later, f"passed the close on {fault.delay:g} s late")
+        return later
+
+
+class _StreamTimeout(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        dropped = sum(len(data) for _, data in items)
+        plan.record(stage, items[0][0], f"held back {dropped} bytes (data stopped)")
+        return [], []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return None  # Nothing flows any more, not even the end.
+
+    def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
+        fault = stage.fault
+        assert isinstance(fault, Timeout)
+        if fault.after is None or stage.state.get("closed"):
+            return None
+        return started + fault.after
+
+    def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
+        fault = stage.fault
+        assert isinstance(fault, Timeout)
+        when = self.timer(plan, stage, started)
+        if when is None or now < when:
+            return []
+        stage.state["closed"] = True
+        plan.record(stage, now, f"closed the connection after {fault.after:g} s")
+        return [Action(now, "close")]
+
+
+class _StreamResetPeer(StreamEffect):
+    def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
+        fault = stage.fault
+        assert isinstance(fault, ResetPeer)
+        return None if stage.fired else started + fault.after
+
+    def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
+        when = self.timer(plan, stage, started)
+        if when is None or now < when:
+            return []
+        plan.record(stage, now, "reset the connection")
+        return [Action(now, "reset")]
+
+
+class _StreamLimitData(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, LimitData)
+        if stage.state.get("closed"):
+            return [], []
+        passed = stage.state.get("passed", 0)
+        out = []
+        for at, data in items:
+            room = fault.nbytes - passed
+            if len(data) < room:
+                out.append((at, data))
+                passed += len(data)
+                continue
+            out.append((at, data[:room]))
+            stage.state["passed"] = passed + room
+            stage.state["closed"] = True
+            plan.record(stage, at, f"closed the connection after {fault.nbytes} bytes")
+            return out, [Action(at, "close")]
+        stage.state["passed"] = passed
+        return out, []
+
+
+#: What each stream fault does (``Down`` concerns whole connections: only the proxy applies it).
+STREAM_EFFECTS: dict[type[Fault], StreamEffect] = {
+    Latency: _StreamLatency(),
+    Bandwidth: _StreamBandwidth(),
+    Slicer: _StreamSlicer(),
+    SlowClose: _StreamSlowClose(),
+    Timeout: _StreamTimeout(),
+    ResetPeer: _StreamResetPeer(),
+    LimitData: _StreamLimitData(),
+}
+
+
+# -- datagrams ----------------------------------------------------------------------------------
+
+#: ``effect(plan, stage, at, datagram, index)``: the deliveries one datagram becomes.
+DatagramEffect = Callable[[Recorder, Stage, float, bytes, int], Timed]
+
+
+def _lose(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Loss)
+    # Correlation: the chance a datagram shares the previous one's fate. (netem
+    # blends the random draws instead, which lowers the loss rate as correlation
+    # grows; this keeps the rate at `probability`.)
+    if "lost" in stage.state and stage.rng.random() < fault.correlation:
+        lost = stage.state["lost"]
+    else:
+        lost = stage.rng.random() < fault.probability
+    stage.state["lost"] = lost
+    if lost:
+        plan.record(stage, at, f"lost datagram {index} ({len(data)} bytes)")
+        return []
+    return [(at, data)]
+
+
+def _duplicate(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Duplicate)
+    if stage.rng.random() < fault.probability:
+        plan.record(stage, at, f"duplicated datagram {index}")
+        return [(at, data), (at, data)]
+    return [(at, data)]
+
+
+def _reorder(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Reorder)
+    if stage.rng.random() < fault.probability:
+        plan.record(stage, at, f"held datagram {index} back {fault.delay:g} s")
+        return [(at + fault.delay, data)]
+    return [(at, data)]
+
+
+def _corrupt(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Corrupt)
+    if not data or stage.rng.random() >= fault.probability:
+        return [(at, data)]
+    bit = stage.rng.randrange(len(data) * 8)
+    flipped = bytearray(data)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+    plan.record(stage, at, f"flipped bit {bit} of datagram {index}")
+    return [(at, bytes(flipped))]
+
+
+def _truncate(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Truncate)
+    if len(data) > fault.max_size:
+        plan.record(stage, at, f"cut datagram {index} from {len(data)} to {fault.max_size} bytes")
+    return [(at, data[: fault.max_size])]
+
+
+def _delay(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Latency)
+    later = _latency(stage, fault, at)
+    plan.record(stage, at, f"delayed datagram {index} by {later - at:.4f} s")
+    return [(later, data)]
+
+
+def _pace(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Bandwidth)
+    start = max(at, stage.state.get("free", 0.0))
+    stage.state["free"] = free = start + len(data) / fault.rate
+    if free > at:
+        plan.record(stage, at, f"paced datagram {index} to {free - at:.4f} s")
+    return [(free, data)]
+
+
+def _drop(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    return []
+
+
+#: What each datagram fault does to one datagram.
+DATAGRAM_EFFECTS: dict[type[Fault], DatagramEffect] = {
+    Loss: _lose,
+    Duplicate: _duplicate,
+    Reorder: _reorder,
+    Corrupt: _corrupt,
+    Truncate: _truncate,
+    Latency: _delay,
+    Bandwidth: _pace,
+    Down: _drop,
+}
+
+
+def effect_of(table: dict[type[Fault], Any], fault: Fault) -> Any:
+    """The effect in ``table`` for ``fault``'s class, or for the nearest base that has one."""
+    for cls in type(fault).__mro__:
+        if cls in table:
+            return table[cls]
+    return None
