@@ -27,9 +27,12 @@ _EXPORTS = {
     "TLSMaterial": ".harness",
     "ConnectionClosed": "._core",
     "HandlerErrors": "._core",
+    "HeldDatagramsWarning": "._core",
     "IPv6Unavailable": "._core",
     "LeakError": "._core",
     "LeakWarning": "._core",
+    "ProxyError": "._core",
+    "ProxyTimeout": "._core",
     "ReceiveTimeout": "._core",
     "ServerStopTimeout": "._core",
     "SockharnessError": "._core",
@@ -44,10 +47,13 @@ __all__ = [
     "ConnectionClosed",
     "HandlerError",
     "HandlerErrors",
+    "HeldDatagramsWarning",
     "IPv6Unavailable",
     "LeakError",
     "LeakWarning",
     "Payloads",
+    "ProxyError",
+    "ProxyTimeout",
     "ReceiveTimeout",
     "Received",
     "RunningServer",
@@ -66,9 +72,12 @@ __all__ = [
 if TYPE_CHECKING:
     from ._core import ConnectionClosed as ConnectionClosed
     from ._core import HandlerErrors as HandlerErrors
+    from ._core import HeldDatagramsWarning as HeldDatagramsWarning
     from ._core import IPv6Unavailable as IPv6Unavailable
     from ._core import LeakError as LeakError
     from ._core import LeakWarning as LeakWarning
+    from ._core import ProxyError as ProxyError
+    from ._core import ProxyTimeout as ProxyTimeout
     from ._core import ReceiveTimeout as ReceiveTimeout
     from ._core import ServerStopTimeout as ServerStopTimeout
     from ._core import SockharnessError as SockharnessError

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ._core import Reply
+from ._core import Reply, SockharnessError, UsageError
 from .server import BaseRequestHandler
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 _CHUNK = 65536
 
 
-class HandlerCrash(RuntimeError):
+class HandlerCrash(SockharnessError, RuntimeError):
     """Raised on purpose by :class:`CrashHandler`."""
 
 
@@ -113,7 +113,11 @@ class SlowHandler(_EitherTransport):
     def with_delay(cls, delay: float) -> type[SlowHandler]:
         """A subclass that waits ``delay`` seconds before each reply."""
         if not isinstance(delay, (int, float)) or delay < 0:
-            raise ValueError(f"SlowHandler delay must be a number of seconds >= 0, got {delay!r}")
+            raise UsageError(
+                f"SlowHandler delay must be a number of seconds >= 0, got {delay!r}",
+                parameter="delay",
+                value=delay,
+            )
         return type(f"SlowHandler_{delay:g}s", (cls,), {"delay": float(delay)})
 
     def transform(self, data: bytes) -> bytes | None:

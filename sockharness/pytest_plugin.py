@@ -22,20 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._core import LEAK_MODES, PROFILE_NAMES, UNFIRED_MODES, LeakMode, UnfiredMode
+
 if TYPE_CHECKING:
     import trustme
 
     from .faults import Fault, FaultProxy
     from .harness import Client, Payloads, RunningServer, TLSMaterial
 
-LEAK_MODES = ("fail", "warn", "off")
 _SEED = pytest.StashKey[int]()
-_LEAKS = pytest.StashKey[str]()
+_LEAKS = pytest.StashKey[LeakMode]()
 _SERVERS = pytest.StashKey[list["RunningServer"]]()
 _FAILED_WITH_ERRORS = pytest.StashKey[str]()
 _USED = pytest.StashKey[bool]()
 _STOP_TIMEOUT = pytest.StashKey[float]()
-_UNFIRED = pytest.StashKey[str]()
+_UNFIRED = pytest.StashKey[UnfiredMode]()
 _PROXIES = pytest.StashKey[list["FaultProxy"]]()
 _FAULTY_CLIENTS = pytest.StashKey[list["Client"]]()
 
@@ -62,7 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sockharness-unfired",
-        choices=("fail", "warn", "off"),
+        choices=UNFIRED_MODES,
         default=None,
         help="what a fault that was planned but never fired does to its test (default: the "
         "sockharness_unfired ini value, else fail: a chaos test must not pass vacuously)",
@@ -76,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sockharness-conformance-profile",
-        choices=("quick", "ci", "thorough"),
+        choices=PROFILE_NAMES,
         default="ci",
         help="how hard the conformance suite looks (default: ci)",
     )
@@ -136,7 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[_LEAKS] = leaks
     unfired = config.getoption("--sockharness-unfired") or config.getini("sockharness_unfired")
-    if unfired not in LEAK_MODES:
+    if unfired not in UNFIRED_MODES:
         raise pytest.UsageError(
             f"sockharness_unfired = {unfired!r} is not one of fail, warn, off; fix the ini file."
         )
@@ -417,35 +418,20 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
 
 def _stop_all(request: pytest.FixtureRequest, servers: list[RunningServer]) -> None:
     __tracebackhide__ = True
-    from ._core import HandlerErrors, LeakError, LeakWarning, ServerStopTimeout
-    from .harness import format_handler_errors
+    from .harness import stop_servers
 
+    found = stop_servers(servers, request.config.stash[_STOP_TIMEOUT])
     mode = request.config.stash[_LEAKS]
-    problems: list[str] = []
-    leak_reports: list[str] = []
-    unfired: list[str] = []
-    for server in reversed(servers):
-        server.stop(request.config.stash[_STOP_TIMEOUT], check=False)
-        errors = server.take_undeclared_errors()
-        if errors:
-            problems.append(format_handler_errors(server, errors))
-        report = server.leak_report()
-        if report is not None:
-            leak_reports.append(report)
-        unfired += [f"{server!r}: {line}" for line in server.unfired_faults()]
-    seed_line = _seed_line(request.node)
-    if problems:
-        raise HandlerErrors("\n\n".join([*problems, *leak_reports, seed_line]))
-    stop_problems = [r for r in leak_reports if "did not stop within" in r]
-    if stop_problems:
-        raise ServerStopTimeout("\n\n".join([*leak_reports, seed_line]))
-    if leak_reports and mode == "fail":
-        raise LeakError("\n\n".join([*leak_reports, seed_line]))
-    if leak_reports and mode == "warn":
+    error = found.error(mode, _seed_line(request.node))
+    if error is not None:
+        raise error
+    if mode == "warn" and found.leak_warning is not None:
         import warnings
 
-        warnings.warn(LeakWarning("\n\n".join(leak_reports)), stacklevel=2)
-    _report_unfired(request, unfired)
+        from ._core import LeakWarning
+
+        warnings.warn(LeakWarning(found.leak_warning), stacklevel=2)
+    _report_unfired(request, found.unfired)
 
 
 def _report_unfired(request: pytest.FixtureRequest, reports: list[str]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from ._core import UsageError
 from .faults import (
     Bandwidth,
     Corrupt,
@@ -119,7 +120,11 @@ def fault_lists(
     elif transport == "datagram":
         element = datagram_faults(max_delay)
     else:
-        raise ValueError(f"transport must be 'stream' or 'datagram', got {transport!r}")
+        raise UsageError(
+            f"transport must be 'stream' or 'datagram', got {transport!r}",
+            parameter="transport",
+            value=transport,
+        )
     return st.lists(element, min_size=min_size, max_size=max_size)
 
 

@@ -486,3 +486,27 @@ def test_tls_passes_through_the_proxy_with_its_faults(
         assert client.request(b"secret through the proxy\n") == b"secret through the proxy\n"
         assert time.monotonic() - started >= 0.04
     assert proxy.unfired() == []
+
+
+def test_a_stuck_event_loop_is_an_error_not_a_silent_wait(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sockharness import ProxyTimeout
+    from sockharness.faults import _proxy
+
+    monkeypatch.setattr(_proxy, "CHANGE_TIMEOUT", 0.2)
+    release = threading.Event()
+    proxy = FaultProxy(make_server(LineEchoHandler).address, "tcp")
+    try:
+        proxy._loop.call_soon(lambda: release.wait(10))  # The loop is stuck in a callback.
+        with pytest.raises(
+            ProxyTimeout, match=r"did not take the new faults within 0\.2 s"
+        ) as raised:
+            proxy.add(Latency(0.1))
+        assert raised.value.timeout == 0.2
+        with pytest.raises(ProxyTimeout, match="did not close its connections and stop"):
+            proxy.close()
+    finally:
+        release.set()
+        proxy._loop.stop(5.0)
+        proxy._loop.close()

@@ -313,3 +313,17 @@ def test_a_forked_childs_fault_events_reach_the_timeline() -> None:
         ("upstream", "delayed 2 bytes by 0.0100 s"),
         ("downstream", "delayed 2 bytes by 0.0100 s"),
     ]
+
+
+def test_closing_with_datagrams_still_held_back_warns(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sockharness import HeldDatagramsWarning
+    from sockharness.faults import Reorder, _wrapper
+
+    monkeypatch.setattr(_wrapper, "HELD_DATAGRAMS_WAIT", 0.1)
+    server = make_server(RecordingHandler, "udp")
+    client = server.connect(faults=[Reorder(1.0, delay=30.0, direction="upstream")])
+    client.send(b"held back for 30 s")
+    with pytest.warns(HeldDatagramsWarning, match="with 1 datagram\\(s\\) its faults still held"):
+        client.close()

@@ -15,10 +15,13 @@ PACKAGE_API = [
     "ConnectionClosed",
     "HandlerError",
     "HandlerErrors",
+    "HeldDatagramsWarning",
     "IPv6Unavailable",
     "LeakError",
     "LeakWarning",
     "Payloads",
+    "ProxyError",
+    "ProxyTimeout",
     "ReceiveTimeout",
     "Received",
     "RunningServer",
@@ -265,12 +268,14 @@ HARNESS_API = [
     "Received",
     "RunningServer",
     "TLSMaterial",
+    "Teardown",
     "connect",
     "describe_address",
     "describe_client",
     "format_handler_errors",
     "has_ipv6_loopback",
     "start_server",
+    "stop_servers",
 ]
 
 
@@ -334,3 +339,15 @@ def _examples(strategy: object) -> list[object]:
 
     collect()
     return seen
+
+
+def test_every_exception_and_warning_is_under_one_root() -> None:
+    from sockharness import chaos, conformance
+
+    exceptions = [getattr(sockharness, n) for n in PACKAGE_API if n != "__version__"]
+    exceptions += [chaos.ScenarioError, conformance.TargetError]
+    for value in exceptions:
+        if isinstance(value, type) and issubclass(value, Warning):
+            assert issubclass(value, sockharness.SockharnessWarning), value
+        elif isinstance(value, type) and issubclass(value, BaseException):
+            assert issubclass(value, sockharness.SockharnessError), value

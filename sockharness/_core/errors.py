@@ -14,9 +14,12 @@ from typing import Any
 __all__ = [
     "ConnectionClosed",
     "HandlerErrors",
+    "HeldDatagramsWarning",
     "IPv6Unavailable",
     "LeakError",
     "LeakWarning",
+    "ProxyError",
+    "ProxyTimeout",
     "ReceiveTimeout",
     "ServerStopTimeout",
     "SockharnessError",
@@ -87,6 +90,21 @@ class ServerStopTimeout(SockharnessError, TimeoutError):
         self.timeout = timeout
 
 
+class ProxyError(SockharnessError, RuntimeError):
+    """A fault proxy's event loop failed (the exception that ended it is the cause)."""
+
+
+class ProxyTimeout(SockharnessError, TimeoutError):
+    """A fault proxy did not do in time what it was asked (take new faults, close).
+
+    ``timeout`` is the time it had, in seconds.
+    """
+
+    def __init__(self, message: str, *, timeout: float) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
 class UnfiredFaults(SockharnessError, AssertionError):
     """Faults were planned but never fired: the test did not exercise what it claims to."""
 
@@ -97,6 +115,10 @@ class SockharnessWarning(UserWarning):
 
 class LeakWarning(SockharnessWarning):
     """A server left threads, sockets, children or socket files behind (``leaks="warn"``)."""
+
+
+class HeldDatagramsWarning(SockharnessWarning):
+    """A faulty datagram socket was closed with datagrams its faults still held back."""
 
 
 class UnfiredFaultWarning(SockharnessWarning):

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from sockharness._core import SockharnessError
+
 from ._discover import is_scenario_file
 from ._result import ScenarioResult
 from ._runner import run_scenario
@@ -15,7 +17,7 @@ from ._schema import Scenario, ScenarioError, load_scenario
 __all__ = ["ScenarioFile", "ScenarioItem", "collect_scenario_file"]
 
 
-class ScenarioFailed(Exception):
+class ScenarioFailed(SockharnessError, AssertionError):
     """A scenario broke an invariant (or could not run)."""
 
     def __init__(self, result: ScenarioResult, replay: str) -> None:
@@ -23,7 +25,7 @@ class ScenarioFailed(Exception):
         self.result = result
 
 
-class InvalidScenario(Exception):
+class InvalidScenario(SockharnessError, ValueError):
     """The scenario file is not a valid scenario."""
 
 

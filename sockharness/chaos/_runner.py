@@ -376,6 +376,11 @@ class _Run:
         messages, problems = traffic.stop(3 * longest + 2.0)
         for thread in schedule:
             thread.join(5.0)
+            if thread.is_alive():
+                problems.append(
+                    "the fault schedule did not stop within 5 s (a change to the proxy's faults "
+                    "is stuck)"
+                )
         self.result.messages = messages
         self.result.problems.extend(problems)
 

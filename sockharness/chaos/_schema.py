@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
@@ -25,6 +24,7 @@ from sockharness._core import (
     PAYLOAD_KINDS,
     REPLIES,
     Side,
+    SockharnessError,
     UsageError,
     parse_address,
 )
@@ -59,7 +59,7 @@ MAX_CLIENTS = 256
 MAX_DATAGRAM = 8192
 
 
-class ScenarioError(ValueError):
+class ScenarioError(SockharnessError, ValueError):
     """A scenario file that cannot be run: where, which key, what was expected and found."""
 
     def __init__(
@@ -540,10 +540,9 @@ class _Reader:
             fault = cls(**arguments)
         except TypeError as exc:
             raise self.fail((*p, "fault"), f"{cls.__name__}: {exc}") from None
-        except ValueError as exc:
-            # The spec's message starts "Fault(parameter=...": that names the culprit.
-            named = re.match(r"\w+\((\w+)=", str(exc))
-            bad = named.group(1) if named and named.group(1) in arguments else None
+        except UsageError as exc:
+            # The spec names the parameter it rejects: the key to point at.
+            bad = exc.parameter if exc.parameter in arguments else None
             raise self.fail((*p, bad) if bad else (*p, "fault"), str(exc)) from None
         transport = STREAM if server.stream else DATAGRAM
         if transport not in fault.transports:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from sockharness._core import CONCURRENCIES, KINDS, UsageError
+from sockharness._core import CONCURRENCIES, KINDS, PROFILE_NAMES, UsageError
 
 __all__ = ["main"]
 
@@ -133,9 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="check only this property; repeat for more",
     )
-    conform.add_argument(
-        "--profile", default="ci", choices=("quick", "ci", "thorough"), help="(default: ci)"
-    )
+    conform.add_argument("--profile", default="ci", choices=PROFILE_NAMES, help="(default: ci)")
     conform.add_argument("--seed", type=_seed, default=None, help="replay a randomized run")
     conform.add_argument(
         "--factory",

@@ -30,7 +30,14 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sockharness._core import ReceiveTimeout, child_state, private_directory, socket_descriptors
+from sockharness._core import (
+    ReceiveTimeout,
+    SockharnessError,
+    child_state,
+    private_directory,
+    socket_descriptors,
+)
+from sockharness.handlers import HandlerCrash
 from sockharness.harness import Client, connect
 from sockharness.server import BaseRequestHandler
 
@@ -103,7 +110,7 @@ def _bound(wait: float) -> float:
     return _budget.bound(wait)
 
 
-class Failure(AssertionError):
+class Failure(SockharnessError, AssertionError):
     """A property does not hold: ``str()`` says what happened, ``cause`` the root cause.
 
     ``cause`` is a short sentence that does not depend on the example (no
@@ -185,7 +192,7 @@ class LabHandler(BaseRequestHandler):
         if "sleep" in fields:
             time.sleep(float(fields["sleep"]))
         if "raise" in fields:
-            raise RuntimeError(f"request {self.request_id} raised on purpose")
+            raise HandlerCrash(f"request {self.request_id} raised on purpose")
         if "exit" in fields:
             raise SystemExit(f"request {self.request_id} exited on purpose")
         if self.fields:  # An empty request (an idle client) gets no reply.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from sockharness._core import UsageError
+
 from ._properties import PROPERTIES, CheckConfig
 from ._runner import PropertyResult, run_property
 from ._target import Factory, ServerUnderTest, describe_class, resolve_target
@@ -56,7 +58,7 @@ class ServerConformance:
     def _conformance(self, name: str) -> None:
         __tracebackhide__ = True
         if self.server_class is None:
-            raise TypeError(f"{type(self).__name__} must set server_class = YourServerClass")
+            raise UsageError(f"{type(self).__name__} must set server_class = YourServerClass")
         sut = describe_class(self.server_class, type(self).server_factory)
         result = run_property(
             sut,

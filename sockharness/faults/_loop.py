@@ -80,12 +80,13 @@ class EventLoop:
         """Whether the caller is the loop's own thread."""
         return threading.current_thread() is self._thread
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and wait for its thread."""
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the loop and wait for its thread; whether it ended within ``timeout``."""
         self._stopping = True
         self._wake.wake()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        return not self._thread.is_alive() or self._thread is threading.current_thread()
 
     def close(self) -> None:
         self._selector.close()

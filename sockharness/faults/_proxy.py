@@ -13,7 +13,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
-from sockharness._core import Kind, UsageError, keep_out_of_children, parse_kind, private_directory
+from sockharness._core import (
+    Kind,
+    ProxyError,
+    ProxyTimeout,
+    UsageError,
+    keep_out_of_children,
+    parse_kind,
+    private_directory,
+)
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._loop import EventLoop
@@ -50,6 +58,10 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
             raise UsageError(f"{fault!r} concerns whole connections: only a FaultProxy applies it")
         checked.append(fault)
     return tuple(checked)
+
+
+#: How long the proxy's event loop may take to take new faults, or to close.
+CHANGE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -223,8 +235,12 @@ class FaultProxy:
                 applied.set()
 
         self._loop.call_soon(apply)
-        if not self._loop.in_loop_thread():
-            applied.wait(5.0)
+        if not self._loop.in_loop_thread() and not applied.wait(CHANGE_TIMEOUT):
+            raise ProxyTimeout(
+                f"{self!r}: its event loop did not take the new faults within "
+                f"{CHANGE_TIMEOUT:g} s (it is stuck, or it failed: {self._loop.error!r})",
+                timeout=CHANGE_TIMEOUT,
+            )
 
     # -- counters and reports -----------------------------------------------------------------
 
@@ -398,15 +414,22 @@ class FaultProxy:
                 done.set()
 
         self._loop.call_soon(shut)
-        done.wait(5.0)
-        self._loop.stop()
-        self._loop.close()
+        shut_down = done.wait(CHANGE_TIMEOUT)
+        stopped = self._loop.stop(CHANGE_TIMEOUT)
+        if stopped:
+            self._loop.close()
         with contextlib.suppress(OSError):
             self._listener.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
         if self._loop.error is not None:
-            raise RuntimeError(f"{self!r}'s event loop failed") from self._loop.error
+            raise ProxyError(f"{self!r}'s event loop failed") from self._loop.error
+        if not (shut_down and stopped):
+            raise ProxyTimeout(
+                f"{self!r} did not close its connections and stop within "
+                f"{CHANGE_TIMEOUT:g} s: its event loop is stuck",
+                timeout=CHANGE_TIMEOUT,
+            )
 
     def __enter__(self) -> FaultProxy:
         return self

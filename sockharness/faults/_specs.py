@@ -49,7 +49,9 @@ DATAGRAM = "datagram"
 
 def _number(fault: str, name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise UsageError(f"{fault}({name}=...) must be a number, got {value!r}")
+        raise UsageError(
+            f"{fault}({name}=...) must be a number, got {value!r}", parameter=name, value=value
+        )
     return float(value)
 
 
@@ -58,7 +60,9 @@ def _at_least(fault: str, name: str, value: Any, low: float, unit: str = "") -> 
     if number < low or math.isinf(number):
         raise UsageError(
             f"{fault}({name}={value!r}) is out of range: {name} must be a finite number "
-            f">= {low:g}{unit}"
+            f">= {low:g}{unit}",
+            parameter=name,
+            value=value,
         )
 
 
@@ -67,7 +71,9 @@ def _above(fault: str, name: str, value: Any, low: float, unit: str = "") -> Non
     if number <= low or math.isinf(number):
         raise UsageError(
             f"{fault}({name}={value!r}) is out of range: {name} must be a finite number "
-            f"> {low:g}{unit}"
+            f"> {low:g}{unit}",
+            parameter=name,
+            value=value,
         )
 
 
@@ -75,15 +81,25 @@ def _share(fault: str, name: str, value: Any) -> None:
     number = _number(fault, name, value)
     if not 0.0 <= number <= 1.0:
         raise UsageError(
-            f"{fault}({name}={value!r}) is out of range: {name} is a probability from 0 to 1"
+            f"{fault}({name}={value!r}) is out of range: {name} is a probability from 0 to 1",
+            parameter=name,
+            value=value,
         )
 
 
 def _whole(fault: str, name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise UsageError(f"{fault}({name}=...) must be a whole number of bytes, got {value!r}")
+        raise UsageError(
+            f"{fault}({name}=...) must be a whole number of bytes, got {value!r}",
+            parameter=name,
+            value=value,
+        )
     if value < low:
-        raise UsageError(f"{fault}({name}={value!r}) is out of range: {name} must be >= {low}")
+        raise UsageError(
+            f"{fault}({name}={value!r}) is out of range: {name} must be >= {low}",
+            parameter=name,
+            value=value,
+        )
 
 
 #: Every fault by the name files and command lines give it, in the order defined.
@@ -131,7 +147,9 @@ class Fault:
         if self.direction not in DIRECTIONS:
             raise UsageError(
                 f"{name}(direction={self.direction!r}) is not a direction; use "
-                f"'upstream' (client to server), 'downstream' (server to client) or 'both'"
+                f"'upstream' (client to server), 'downstream' (server to client) or 'both'",
+                parameter="direction",
+                value=self.direction,
             )
         _share(name, "toxicity", self.toxicity)
         self._validate()
@@ -201,7 +219,9 @@ class Slicer(Fault, name="slicer", example="slicer=8,delay=0.01"):
         if self.size_variation >= self.average_size:
             raise UsageError(
                 f"Slicer(size_variation={self.size_variation}) is out of range: it must be "
-                f"smaller than average_size ({self.average_size}), so every slice has a byte"
+                f"smaller than average_size ({self.average_size}), so every slice has a byte",
+                parameter="size_variation",
+                value=self.size_variation,
             )
         _at_least("Slicer", "delay", self.delay, 0.0, " seconds")
 

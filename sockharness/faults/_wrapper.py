@@ -27,10 +27,11 @@ import socket
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sockharness._core import UsageError, not_attributed
+from sockharness._core import HeldDatagramsWarning, UsageError, not_attributed
 
 from ._plans import DOWNSTREAM, UPSTREAM, Action, ActionKind, DatagramPlan, StreamPlan, Timeline
 from ._specs import DATAGRAM, STREAM, Fault, ResetPeer, Timeout
@@ -350,6 +351,8 @@ class _Deliverer:
 
 
 _DELIVERER = _Deliverer()
+#: How long closing a faulty datagram socket waits for the datagrams still held back.
+HELD_DATAGRAMS_WAIT = 10.0
 
 
 class FaultyDatagramSocket(socket.socket, _Faulty):
@@ -413,14 +416,27 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
                 _DELIVERER.at(action.at, deliver)
 
     def close(self) -> None:
-        """Close, once the datagrams held back by faults have gone out (as the kernel would)."""
-        deadline = time.monotonic() + 10.0
-        while time.monotonic() < deadline:
+        """Close, once the datagrams held back by faults have gone out (as the kernel would).
+
+        Waits at most ``HELD_DATAGRAMS_WAIT`` seconds; what is still held back
+        then is dropped, with a :class:`~sockharness.HeldDatagramsWarning`.
+        """
+        deadline = time.monotonic() + HELD_DATAGRAMS_WAIT
+        while True:
             with self._sh_plan_lock:
-                if self._sh_in_flight <= 0:
-                    break
+                held = self._sh_in_flight
+            if held <= 0 or time.monotonic() >= deadline:
+                break
             time.sleep(0.001)
         super().close()
+        if held > 0:
+            warnings.warn(
+                HeldDatagramsWarning(
+                    f"closed a faulty datagram socket with {held} datagram(s) its faults still "
+                    f"held back after {HELD_DATAGRAMS_WAIT:g} s; they are dropped"
+                ),
+                stacklevel=2,
+            )
 
     def sendto(self, data: Any, *args: Any) -> int:
         address = args[-1]

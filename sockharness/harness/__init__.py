@@ -12,6 +12,7 @@ from ._events import HandlerError, Received, describe_client
 from ._leaks import Leaks
 from ._payloads import Payloads
 from ._running import RunningServer, format_handler_errors, has_ipv6_loopback, start_server
+from ._teardown import Teardown, stop_servers
 from ._tls import LOOPBACK_IDENTITIES, TLSMaterial
 
 __all__ = [
@@ -23,12 +24,14 @@ __all__ = [
     "Received",
     "RunningServer",
     "TLSMaterial",
+    "Teardown",
     "connect",
     "describe_address",
     "describe_client",
     "format_handler_errors",
     "has_ipv6_loopback",
     "start_server",
+    "stop_servers",
 ]
 
 #: Re-exported by the top package: their reprs and tracebacks name ``sockharness``.
@@ -39,6 +42,7 @@ _TOP_LEVEL = [
     "Received",
     "RunningServer",
     "TLSMaterial",
+    "Teardown",
     "connect",
     "start_server",
 ]

@@ -351,6 +351,7 @@ class RunningServer:
         self._reported: set[int] = set()
         self._stopped = False
         self._stop_problems: list[str] = []
+        self._stopped_in_time: bool | None = None
         self.leaks: Leaks | None = None
         self._thread = threading.Thread(
             target=self._serve,
@@ -549,7 +550,8 @@ class RunningServer:
 
         stopper = threading.Thread(target=shut_down_and_close, name="sockharness stop", daemon=True)
         stopper.start()
-        if not done.wait(max(0.0, deadline - time.monotonic())):
+        self._stopped_in_time = done.wait(max(0.0, deadline - time.monotonic()))
+        if not self._stopped_in_time:
             self._stop_problems.append(
                 f"the server did not stop within {timeout:g} s: a handler is still running "
                 f"(shutdown() waits for the current request; server_close() for handler "
@@ -589,6 +591,11 @@ class RunningServer:
         """Whether the server class promises to remove its socket file (ours do)."""
         ours = (_server.UnixStreamServer, _server.UnixDatagramServer)
         return any(base in ours for base in type(self.server).__mro__)
+
+    @property
+    def stopped_in_time(self) -> bool | None:
+        """Whether :meth:`stop` shut the server down within its timeout (``None``: not stopped)."""
+        return self._stopped_in_time
 
     def leak_report(self) -> str | None:
         """What the stopped server left behind, or ``None`` if nothing."""
