@@ -47,6 +47,15 @@ CURRENT = f"3.{sys.version_info.minor}"
 HEAVY_SUITES = ("test_logging", "test_imaplib")
 LIGHT_SUITES = tuple(s for s in cpython_suite.CONSUMER_SUITES if s not in HEAVY_SUITES)
 EVERYWHERE = os.environ.get("SOCKHARNESS_ALL_SUITES") == "1"
+# The long profile (SOCKHARNESS_LONG=1, or SOCKHARNESS_ALL_SUITES=1) adds what does
+# not fit the default suite's budget of a few minutes for outside suites:
+# test_imaplib (60-105 s, mostly 'walltime' tests) and the third-party suites
+# (about 140 s, downloads included).
+LONG = EVERYWHERE or os.environ.get("SOCKHARNESS_LONG") == "1"
+LONG_ONLY_SUITES = ("test_imaplib",)
+long_profile = pytest.mark.skipif(
+    not LONG, reason="long profile: run with SOCKHARNESS_LONG=1 (see docs/development.md)"
+)
 
 
 def _version_id(version: str) -> str:
@@ -58,7 +67,8 @@ def _consumer_params():
         for suite in cpython_suite.CONSUMER_SUITES:
             if suite in HEAVY_SUITES and version != CURRENT and not EVERYWHERE:
                 continue
-            yield pytest.param(version, suite, id=f"{_version_id(version)}-{suite}")
+            marks = [long_profile] if suite in LONG_ONLY_SUITES else []
+            yield pytest.param(version, suite, id=f"{_version_id(version)}-{suite}", marks=marks)
 
 
 def _assert_swap_held(summary: dict) -> None:
@@ -346,6 +356,7 @@ def _pypi_unreachable_reason(tmp_path: Path) -> str | None:
     return "PyPI cannot be reached from here: " + completed.stderr.strip()[-300:]
 
 
+@long_profile
 @pytest.mark.timeout(2400)
 def test_third_party_suites_pass_against_sockharness_server(tmp_path: Path) -> None:
     """werkzeug's test_serving.py, dnslib's run_tests and pytest-localserver's suite."""

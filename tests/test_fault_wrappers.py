@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ from sockharness.faults import (
 from sockharness.faults._plans import DatagramPlan
 from sockharness.handlers import EchoHandler, LineEchoHandler, RecordingHandler
 from sockharness.server import BaseRequestHandler
+from tests.helpers import wait_for
 
 MakeServer = Callable[..., RunningServer]
 STREAMS = ["tcp", "unix"]
@@ -327,3 +329,9 @@ def test_closing_with_datagrams_still_held_back_warns(
     client.send(b"held back for 30 s")
     with pytest.warns(HeldDatagramsWarning, match="with 1 datagram\\(s\\) its faults still held"):
         client.close()
+    # What was held back is dropped, not left for a thread to send 30 s later.
+    assert _wrapper._DELIVERER.cancel(client.sock) == 0
+    wait_for(
+        lambda: "sockharness datagrams" not in {t.name for t in threading.enumerate()},
+        what="the delivery thread to end once nothing is left to send",
+    )

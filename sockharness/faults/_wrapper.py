@@ -316,13 +316,13 @@ class _Deliverer:
     """One thread that sends datagrams when they fall due, in time order."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Any]] = []
+        self._heap: list[tuple[float, int, object, Any]] = []
         self._counter = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
 
-    def at(self, when: float, send: Any) -> None:
+    def at(self, when: float, send: Any, owner: object) -> None:
         with self._changed:
             if self._thread is None or not self._thread.is_alive() or self._pid != os.getpid():
                 self._pid = os.getpid()
@@ -331,8 +331,18 @@ class _Deliverer:
                 )
                 with not_attributed():  # The harness's, even when a handler's send starts it.
                     self._thread.start()
-            heapq.heappush(self._heap, (when, next(self._counter), send))
+            heapq.heappush(self._heap, (when, next(self._counter), owner, send))
             self._changed.notify()
+
+    def cancel(self, owner: object) -> int:
+        """Forget the datagrams ``owner`` still has waiting; how many there were."""
+        with self._changed:
+            kept = [entry for entry in self._heap if entry[2] is not owner]
+            dropped = len(self._heap) - len(kept)
+            heapq.heapify(kept)
+            self._heap = kept
+            self._changed.notify()  # The thread ends if nothing is left.
+        return dropped
 
     def _run(self) -> None:
         while True:
@@ -340,7 +350,7 @@ class _Deliverer:
                 if not self._heap:
                     self._thread = None  # Nothing left: end; the next datagram starts another.
                     return
-                when, _, send = self._heap[0]
+                when, _, _, send = self._heap[0]
                 delay = when - time.monotonic()
                 if delay > 0:
                     self._changed.wait(delay)
@@ -413,7 +423,7 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
                         with self._sh_plan_lock:
                             self._sh_in_flight -= 1
 
-                _DELIVERER.at(action.at, deliver)
+                _DELIVERER.at(action.at, deliver, self)
 
     def close(self) -> None:
         """Close, once the datagrams held back by faults have gone out (as the kernel would).
@@ -428,6 +438,8 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
             if held <= 0 or time.monotonic() >= deadline:
                 break
             time.sleep(0.001)
+        if held > 0:
+            held = _DELIVERER.cancel(self)
         super().close()
         if held > 0:
             warnings.warn(
