@@ -7,10 +7,12 @@ hard-coded), the dotted key, and what was expected and what was found.
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,10 @@ from sockharness.chaos import (
     ClientSpec,
     Expectations,
     FaultWindow,
+    Scenario,
     ScenarioError,
     ServerSpec,
+    SpecError,
     find_scenario_files,
     load_scenario,
     parse_scenario,
@@ -450,7 +454,7 @@ ERROR_CASES = [
         """,
         "faults[0].until",
         "until",
-        ["expected a number in (1, 2]", "found 1"],
+        ["expected an end after the start (at = 1 s)", "found 1"],
         id="until-equal-to-at",
     ),
     pytest.param(
@@ -469,7 +473,7 @@ ERROR_CASES = [
         """,
         "faults[0].until",
         "until",
-        ["expected a number in (1.5, 2]", "found 0.5"],
+        ["expected an end after the start (at = 1.5 s)", "found 0.5"],
         id="until-before-at",
     ),
     pytest.param(
@@ -1448,3 +1452,54 @@ def test_overlapping_windows_of_the_same_fault_are_rejected() -> None:
 def test_unix_dgram_may_be_written_as_on_the_command_line() -> None:
     scenario = parse_scenario(_HEAD + '[server]\nkind = "unix-dgram"\n\n[[clients]]\n')
     assert scenario.server.kind == "unix_dgram"
+
+
+# -- the models, without a file ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("make", "key", "fragment"),
+    [
+        (lambda: ServerSpec(kind="bogus"), "kind", "expected one of 'tcp'"),
+        (lambda: ServerSpec(concurrency="async"), "concurrency", "found 'async'"),
+        (lambda: ServerSpec(handler="echoo"), "handler", "did you mean 'echo'?"),
+        (lambda: ServerSpec(kind="udp", tls=True), "tls", "TLS needs a stream kind"),
+        (lambda: ServerSpec(target="127.0.0.1:9", handler="upper"), "handler", "outside server"),
+        (lambda: ClientSpec(count=0), "count", "expected an integer in [1, 256], found 0"),
+        (lambda: ClientSpec(pattern="sometimes"), "pattern", "found 'sometimes'"),
+        (lambda: FaultWindow(Latency(0.1), at=2, until=1), "until", "an end after the start"),
+        (lambda: FaultWindow(Latency(0.1), side="elsewhere"), "side", "found 'elsewhere'"),
+        (lambda: Expectations(max_error_rate=2), "max_error_rate", "in [0, 1], found 2"),
+    ],
+)
+def test_a_model_with_a_bad_value_does_not_construct(make: Any, key: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as raised:
+        make()
+    assert raised.value.key == (key,)
+    assert fragment in raised.value.reason
+    assert isinstance(raised.value, ValueError)
+
+
+def test_models_are_hashable_and_resolve_their_defaults_from_the_server() -> None:
+    scenario = Scenario(
+        name="built in Python",
+        file="<python>",
+        duration=2,
+        server=ServerSpec(kind="udp", handler="upper", attributes={"max_packet_size": 4096}),
+        clients=(ClientSpec(count=2),),
+        faults=(FaultWindow(Loss(0.1), at=0.5),),
+    )
+    assert hash(scenario) == hash(dataclasses.replace(scenario))
+    (client,) = scenario.clients
+    assert (client.pattern, client.reply) == ("datagram", "upper")  # From the server.
+    (window,) = scenario.faults
+    assert window.until == 2.0  # The end of the run.
+    assert scenario.server.attributes == {"max_packet_size": 4096}
+    with pytest.raises(TypeError):
+        scenario.server.attributes["max_packet_size"] = 1  # type: ignore[index]
+    with pytest.raises(SpecError) as raised:
+        Scenario(
+            name="x", file="<python>", duration=2, server=ServerSpec(),
+            clients=(ClientSpec(pattern="datagram"),),
+        )  # fmt: skip
+    assert raised.value.key == ("clients", 0, "pattern")

@@ -236,6 +236,7 @@ CHAOS_API = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "SpecError",
     "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",

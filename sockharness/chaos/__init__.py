@@ -20,6 +20,7 @@ from typing import Any
 
 from ._discover import find_scenario_files, is_scenario_file, load_scenarios
 from ._html import render_html
+from ._reader import load_scenario, parse_scenario
 from ._reports import json_report, junit_report, summary_table
 from ._result import Invariant, ScenarioResult
 from ._runner import resolve_classes, run_scenario
@@ -30,8 +31,7 @@ from ._schema import (
     Scenario,
     ScenarioError,
     ServerSpec,
-    load_scenario,
-    parse_scenario,
+    SpecError,
 )
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "SpecError",
     "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",

@@ -6,7 +6,8 @@ import os
 import re
 from collections.abc import Iterable
 
-from ._schema import Scenario, ScenarioError, load_scenario
+from ._reader import load_scenario
+from ._schema import Scenario, ScenarioError
 
 __all__ = ["find_scenario_files", "is_scenario_file", "load_scenarios"]
 

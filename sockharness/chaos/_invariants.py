@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ._result import Invariant, percentile
+from ._schema import Scenario
 from ._traffic import Message
 
-if TYPE_CHECKING:
-    from ._runner import _Run
+__all__ = ["RunRecord", "evaluate"]
 
-__all__ = ["evaluate"]
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run of a scenario saw, frozen once the run is over: what the invariants judge."""
+
+    scenario: Scenario
+    messages: tuple[Message, ...]
+    #: The faults (by repr) that did something, per side.
+    fired: Mapping[str, frozenset[str]]
+    #: Why the probe after the faults failed (``None``: it got its reply, or was not asked).
+    probe: str | None
+    #: Whether sockharness started the server (not an outside target).
+    server_started: bool
+    shutdown_took: float | None
+    leaks: str | None
+    handler_errors: tuple[str, ...]
+    problems: tuple[str, ...]
 
 
 def _ms(seconds: float | None) -> str:
     return "n/a" if seconds is None else f"{seconds * 1000:.1f} ms"
 
 
-def _outside_faults(run: _Run, message: Message) -> bool:
+def _outside_faults(run: RunRecord, message: Message) -> bool:
     """Whether the message was sent and answered clear of every window (plus the grace)."""
     grace = run.scenario.expect.grace
     return not any(
@@ -37,7 +54,7 @@ def _describe_failures(messages: list[Message]) -> str:
     )
 
 
-def _intact_outside_faults(run: _Run, messages: list[Message]) -> Invariant:
+def _intact_outside_faults(run: RunRecord, messages: list[Message]) -> Invariant:
     outside = [message for message in messages if _outside_faults(run, message)]
     failed = [message for message in outside if message.outcome != "ok"]
     if not outside:
@@ -55,11 +72,10 @@ def _intact_outside_faults(run: _Run, messages: list[Message]) -> Invariant:
     return Invariant("intact_outside_faults", not failed, detail, vacuous=not outside)
 
 
-def evaluate(run: _Run) -> list[Invariant]:
+def evaluate(run: RunRecord) -> list[Invariant]:
     """Every invariant the scenario asks for, held or not, with the evidence."""
     expect = run.scenario.expect
-    result = run.result
-    messages = result.messages
+    messages = list(run.messages)
     ok = [message for message in messages if message.outcome == "ok"]
     checks: list[Invariant] = []
 
@@ -103,7 +119,7 @@ def evaluate(run: _Run) -> list[Invariant]:
             run.probe is None,
             run.probe or "a fresh client's request got its reply after the faults ended",
         )
-    if run.server is not None:
+    if run.server_started:
         took = run.shutdown_took
         add(
             "shutdown_within",
@@ -117,7 +133,7 @@ def evaluate(run: _Run) -> list[Invariant]:
                 run.leaks or "no threads, descriptors, children or socket files left behind",
             )
     if expect.max_handler_errors is not None:
-        errors = result.handler_errors
+        errors = run.handler_errors
         sample = f"; the first: {errors[0]}" if errors else ""
         add(
             "max_handler_errors",
@@ -137,6 +153,6 @@ def evaluate(run: _Run) -> list[Invariant]:
             if not unfired
             else "never fired, so the scenario tested nothing with it: " + "; ".join(unfired),
         )
-    if result.problems:
-        add("clients_stopped", False, "; ".join(result.problems))
+    if run.problems:
+        add("clients_stopped", False, "; ".join(run.problems))
     return checks

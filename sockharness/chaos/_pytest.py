@@ -10,9 +10,10 @@ import pytest
 from sockharness._core import SockharnessError
 
 from ._discover import is_scenario_file
+from ._reader import load_scenario
 from ._result import ScenarioResult
 from ._runner import run_scenario
-from ._schema import Scenario, ScenarioError, load_scenario
+from ._schema import Scenario, ScenarioError
 
 __all__ = ["ScenarioFile", "ScenarioItem", "collect_scenario_file"]
 

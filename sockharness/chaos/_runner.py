@@ -25,7 +25,7 @@ from sockharness._core import (
 from sockharness.faults import Fault, FaultProxy, Timeline
 from sockharness.harness import RunningServer, connect, describe_address, start_server
 
-from ._invariants import evaluate
+from ._invariants import RunRecord, evaluate
 from ._result import ScenarioResult
 from ._schema import FaultWindow, Scenario, ScenarioError, ServerSpec
 from ._toml import line_of
@@ -155,13 +155,13 @@ class _Windows:
 
     def active(self, side: str, when: float) -> tuple[Fault, ...]:
         offset = when - self.started
-        return tuple(w.fault for w in self.windows if w.side == side and w.at <= offset < w.until)
+        return tuple(w.fault for w in self.windows if w.side == side and w.at <= offset < w.end)
 
     def boundaries(self, sides: set[str]) -> list[float]:
         times: set[float] = set()
         for window in self.windows:
             if window.side in sides:
-                times.update((self.started + window.at, self.started + window.until))
+                times.update((self.started + window.at, self.started + window.end))
         return sorted(times)
 
 
@@ -179,7 +179,7 @@ def _schedule_proxy(
             continue
         if window.at > 0:
             steps.append((window.at, 1, window))
-        steps.append((window.until, 0, window))
+        steps.append((window.end, 0, window))
     steps.sort(key=lambda step: (step[0], step[1]))
 
     def run() -> None:
@@ -346,7 +346,19 @@ class _Run:
         self.result.fired = [
             repr(window.fault) in self.fired.get(window.side, set()) for window in scenario.faults
         ]
-        self.result.invariants = evaluate(self)
+        self.result.invariants = evaluate(
+            RunRecord(
+                scenario=scenario,
+                messages=tuple(self.result.messages),
+                fired={side: frozenset(names) for side, names in self.fired.items()},
+                probe=self.probe,
+                server_started=self.server is not None,
+                shutdown_took=self.shutdown_took,
+                leaks=self.leaks,
+                handler_errors=tuple(self.result.handler_errors),
+                problems=tuple(self.result.problems),
+            )
+        )
 
     def client_tls(self) -> ssl.SSLContext | None:
         """The client context that trusts the server's certificate (``None`` without TLS)."""
@@ -400,7 +412,7 @@ class _Run:
             self.proxy.clear()
         group = self.scenario.clients[0]
         probe = b"0:0:sockharness probe\n"
-        expected = {"echo": probe, "upper": probe.upper()}.get(group.reply)
+        expected = {"echo": probe, "upper": probe.upper()}.get(group.reply or "any")
         target = self.server.address if self.server is not None else address
         problem = None
         for _ in range(3):

@@ -1,10 +1,15 @@
-"""The scenario format: what a file may say, checked strictly, as immutable objects.
+"""The scenario models: immutable, hashable, and valid by construction.
 
-A scenario file has five sections (see ``docs/scenarios.md``): ``[scenario]``,
-``[server]``, ``[[clients]]``, ``[[faults]]`` and ``[expect]``. Every key is
-known, typed and ranged; anything else is a :class:`ScenarioError` that names
-the file, the line where it can be told, the key, what was expected and what
-was found.
+Each model checks its own values when it is made, as the fault specs do
+(``ServerSpec(kind="bogus")`` raises), and :class:`Scenario` checks what
+concerns several sections at once (a client pattern that does not fit the
+server's kind, a fault window past the end). A bad value is a
+:class:`SpecError` whose ``key`` is the path of the culprit inside the model
+(``("clients", 0, "pattern")``); the reader of scenario files
+(``_reader.py``) turns that into a :class:`ScenarioError` that names the file
+and the line. Defaults live here, once, as the fields' defaults; those that
+depend on the server (a client's ``pattern`` and ``reply``, a window's
+``until``) are ``None`` until the scenario resolves them.
 """
 
 from __future__ import annotations
@@ -12,8 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
@@ -28,35 +32,27 @@ from sockharness._core import (
     UsageError,
     parse_address,
 )
-from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM, Down, Fault
+from sockharness.faults import DATAGRAM, STREAM, Down, Fault
 from sockharness.handlers import BUILTIN_HANDLERS
-
-from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
 
 __all__ = [
     "ClientSpec",
     "Expectations",
     "FaultWindow",
+    "FrozenMapping",
     "Scenario",
     "ScenarioError",
     "ServerSpec",
-    "load_scenario",
-    "parse_scenario",
+    "SpecError",
+    "type_name",
 ]
 
 SIDES: tuple[Side, ...] = get_args(Side)
 MAX_DURATION = 300.0
-#: The [server] keys of a server sockharness starts (not of an outside ``target``).
-_STARTED_SERVER_KEYS = (
-    "concurrency",
-    "handler",
-    "handler_delay",
-    "tls",
-    "attributes",
-    "server_class",
-)
 MAX_CLIENTS = 256
 MAX_DATAGRAM = 8192
+
+Key = tuple[str | int, ...]
 
 
 class ScenarioError(SockharnessError, ValueError):
@@ -73,6 +69,131 @@ class ScenarioError(SockharnessError, ValueError):
         super().__init__(f"{where}: {key}: {message}" if key else f"{where}: {message}")
 
 
+class SpecError(UsageError):
+    """A model made with a bad value: ``key`` is where, inside the model, ``reason`` what."""
+
+    def __init__(self, key: Key, reason: str) -> None:
+        self.key = key
+        self.reason = reason
+        super().__init__(f"{dotted(key)}: {reason}" if key else reason, parameter=dotted(key))
+
+
+def dotted(key: Key) -> str:
+    """``("clients", 0, "pattern")`` as ``clients[0].pattern``."""
+    parts: list[str] = []
+    for part in key:
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def type_name(value: Any) -> str:
+    """What a value is, for messages: ``an integer (3)``, ``a table``."""
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    for python_type, name in ((int, "an integer"), (float, "a number"), (str, "a string")):
+        if isinstance(value, python_type):
+            return f"{name} ({value!r})"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    return "a table" if isinstance(value, Mapping) else type(value).__name__
+
+
+class FrozenMapping(dict[str, Any]):
+    """A dict that cannot change and can be hashed (server attributes in a frozen model)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted((key, _hashable(value)) for key, value in self.items())))
+
+    def _immutable(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a scenario's attributes cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _immutable
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenMapping(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_hashable(item) for item in value)
+    return value
+
+
+# -- checks of one value ------------------------------------------------------------------------
+
+
+def _choice(key: Key, value: Any, choices: Any) -> None:
+    _string(key, value)
+    if value not in choices:
+        close = difflib.get_close_matches(value, list(choices), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        options = ", ".join(repr(choice) for choice in choices)
+        raise SpecError(key, f"expected one of {options}, found {value!r}{hint}")
+
+
+def _string(key: Key, value: Any) -> None:
+    if not isinstance(value, str):
+        raise SpecError(key, f"expected a string, found {type_name(value)}")
+
+
+def _boolean(key: Key, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SpecError(key, f"expected true or false, found {type_name(value)}")
+
+
+def _number(
+    key: Key,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
+) -> None:
+    wanted = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(key, f"expected {wanted}, found {type_name(value)}")
+    if integer and not isinstance(value, int):
+        raise SpecError(key, f"expected {wanted}, found {type_name(value)}")
+    if not math.isfinite(value):
+        raise SpecError(key, f"expected a finite number, found {value}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    if too_low or (high is not None and value > high):
+        left = "(" if low_open else "["
+        lower = "-inf" if low is None else f"{low:g}"
+        upper = "inf" if high is None else f"{high:g}"
+        raise SpecError(key, f"expected {wanted} in {left}{lower}, {upper}], found {value}")
+
+
+def _as_float(spec: Any, name: str) -> None:
+    """Store an integer given for a float field as a float (``1`` is ``1.0``)."""
+    value = getattr(spec, name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        object.__setattr__(spec, name, float(value))
+
+
+def _import_path(key: Key, value: str) -> None:
+    module, sep, name = value.partition(":")
+    if not sep or not module or not name:
+        raise SpecError(key, f"expected 'package.module:ClassName', found {value!r}")
+
+
+# -- the models ---------------------------------------------------------------------------------
+
+
+#: The [server] keys of a server sockharness starts (not of an outside ``target``).
+STARTED_SERVER_KEYS = (
+    "concurrency",
+    "handler",
+    "handler_delay",
+    "tls",
+    "attributes",
+    "server_class",
+)
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """What to serve: ours with a handler, a class by import path, or an outside address."""
@@ -82,9 +203,65 @@ class ServerSpec:
     handler: str = "echo"
     handler_delay: float = 0.05
     tls: bool = False
-    attributes: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = field(default_factory=FrozenMapping)
     server_class: str | None = None
     target: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.kind, str):  # "unix-dgram", as on the command line.
+            object.__setattr__(self, "kind", self.kind.replace("-", "_"))
+        _choice(("kind",), self.kind, tuple(KINDS))
+        if not isinstance(self.attributes, Mapping):
+            raise SpecError(
+                ("attributes",), f"expected a table, found {type_name(self.attributes)}"
+            )
+        object.__setattr__(self, "attributes", FrozenMapping(_hashable(dict(self.attributes))))
+        if self.target is not None:
+            self._check_target()
+            return
+        if self.server_class is not None:
+            _string(("server_class",), self.server_class)
+            _import_path(("server_class",), self.server_class)
+        _choice(("concurrency",), self.concurrency, CONCURRENCIES)
+        _string(("handler",), self.handler)
+        if self.handler not in BUILTIN_HANDLERS:
+            if ":" not in self.handler:
+                options = ", ".join(repr(name) for name in BUILTIN_HANDLERS)
+                close = difflib.get_close_matches(self.handler, list(BUILTIN_HANDLERS), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise SpecError(
+                    ("handler",),
+                    f"expected one of {options} or 'package.module:HandlerClass', "
+                    f"found {self.handler!r}{hint}",
+                )
+            _import_path(("handler",), self.handler)
+        _number(("handler_delay",), self.handler_delay, low=0, high=60)
+        _as_float(self, "handler_delay")
+        if self.handler != "slow" and self.handler_delay != _default(ServerSpec, "handler_delay"):
+            raise SpecError(("handler_delay",), "applies only to handler = 'slow'")
+        _boolean(("tls",), self.tls)
+        if self.tls and not KINDS[self.kind].stream:
+            raise SpecError(
+                ("tls",),
+                f"TLS needs a stream kind (tcp, tcp6, unix), and {self.kind!r} is a datagram kind",
+            )
+
+    def _check_target(self) -> None:
+        assert self.target is not None
+        _string(("target",), self.target)
+        for name in STARTED_SERVER_KEYS:
+            if getattr(self, name) != _default(ServerSpec, name):
+                raise SpecError(
+                    (name,),
+                    "does not apply to an outside server (target = ...): sockharness does not "
+                    "start it; leave the key out",
+                )
+        try:
+            address = parse_address(self.target, KINDS[self.kind], "the target")
+        except UsageError as exc:
+            raise SpecError(("target",), str(exc)) from None
+        if not KINDS[self.kind].unix and address[1] == 0:
+            raise SpecError(("target",), f"expected a port from 1 to 65535, found {self.target!r}")
 
     @property
     def stream(self) -> bool:
@@ -101,30 +278,74 @@ class ServerSpec:
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """One group of identical clients and the load each puts on the server."""
+    """One group of identical clients and the load each puts on the server.
+
+    ``pattern`` and ``reply`` left ``None`` are the server's: ``persistent``
+    (``datagram`` on a datagram kind), and what the built-in handler answers
+    (``any`` for other servers); the :class:`Scenario` fills them in.
+    """
 
     count: int = 1
-    pattern: str = "persistent"
+    pattern: str | None = None
     rate: float = 20.0
     size: int = 64
     payload: str = "random"
     timeout: float = 2.0
-    reply: str = "echo"
+    reply: str | None = None
     start: float = 0.0
+
+    def __post_init__(self) -> None:
+        _number(("count",), self.count, low=1, high=MAX_CLIENTS, integer=True)
+        if self.pattern is not None:
+            _choice(("pattern",), self.pattern, PATTERNS)
+        _number(("rate",), self.rate, low=0, high=100_000)
+        _number(("size",), self.size, low=32, high=1_000_000, integer=True)
+        _choice(("payload",), self.payload, PAYLOAD_KINDS)
+        _number(("timeout",), self.timeout, low=0, low_open=True, high=60)
+        if self.reply is not None:
+            _choice(("reply",), self.reply, REPLIES)
+        _number(("start",), self.start, low=0)
+        for name in ("rate", "timeout", "start"):
+            _as_float(self, name)
 
 
 @dataclass(frozen=True)
 class FaultWindow:
-    """A fault, where it applies, and from when until when (seconds from the start)."""
+    """A fault, where it applies, and from when until when (seconds from the start).
+
+    ``until`` left ``None`` is the end of the scenario.
+    """
 
     fault: Fault
-    side: str
-    at: float
-    until: float
+    side: str = "proxy"
+    at: float = 0.0
+    until: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fault, Fault):
+            raise SpecError(("fault",), f"expected a fault spec, found {self.fault!r}")
+        _choice(("side",), self.side, SIDES)
+        _number(("at",), self.at, low=0)
+        _as_float(self, "at")
+        if self.until is not None:
+            _number(("until",), self.until)
+            if self.until <= self.at:
+                raise SpecError(
+                    ("until",),
+                    f"expected an end after the start (at = {self.at:g} s), found {self.until:g}",
+                )
+            _as_float(self, "until")
+        if isinstance(self.fault, Down) and self.side != "proxy":
+            raise SpecError(("side",), "Down takes the proxy down: use side = 'proxy'")
+
+    @property
+    def end(self) -> float:
+        """When the window closes (``until``; without one, never: the end of the run)."""
+        return math.inf if self.until is None else self.until
 
     def covers(self, start: float, end: float, grace: float = 0.0) -> bool:
         """Whether ``[start, end]`` overlaps the window, lengthened by ``grace`` at its end."""
-        return start < self.until + grace and end >= self.at
+        return start < self.end + grace and end >= self.at
 
 
 @dataclass(frozen=True)
@@ -143,10 +364,30 @@ class Expectations:
     faults_fired: bool = True
     max_handler_errors: int | None = None
 
+    def __post_init__(self) -> None:
+        for name in ("intact_outside_faults", "serving_after_faults", "no_leaks", "faults_fired"):
+            _boolean((name,), getattr(self, name))
+        _number(("grace",), self.grace, low=0, high=60)
+        ranges: dict[str, dict[str, Any]] = {
+            "max_error_rate": {"low": 0, "high": 1},
+            "max_p50_latency": {"low": 0, "low_open": True, "high": 600},
+            "max_p99_latency": {"low": 0, "low_open": True, "high": 600},
+            "max_handler_errors": {"low": 0, "integer": True},
+        }
+        for name, bounds in ranges.items():
+            if getattr(self, name) is not None:
+                _number((name,), getattr(self, name), **bounds)
+        _number(("min_messages",), self.min_messages, low=0, integer=True)
+        _number(("shutdown_within",), self.shutdown_within, low=0, low_open=True, high=600)
+        for name in ("grace", "max_error_rate", "max_p50_latency", "max_p99_latency"):
+            if getattr(self, name) is not None:
+                _as_float(self, name)
+        _as_float(self, "shutdown_within")
+
 
 @dataclass(frozen=True)
 class Scenario:
-    """One chaos scenario, as its file says."""
+    """One chaos scenario, as its file says, with every default resolved."""
 
     name: str
     file: str
@@ -158,442 +399,128 @@ class Scenario:
     description: str = ""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        _string(("scenario", "name"), self.name)
+        if not self.name.strip():
+            raise SpecError(("scenario", "name"), "expected a name, found an empty string")
+        _string(("scenario", "description"), self.description)
+        _number(("scenario", "seed"), self.seed, low=0, integer=True)
+        _number(("scenario", "duration"), self.duration, low=0, low_open=True, high=MAX_DURATION)
+        _as_float(self, "duration")
+        object.__setattr__(self, "clients", tuple(self._resolved_clients()))
+        object.__setattr__(self, "faults", tuple(self._resolved_faults()))
+
     @property
     def fault_sides(self) -> set[str]:
         """The sides the scenario's faults apply on."""
         return {window.side for window in self.faults}
 
-
-# -- reading ------------------------------------------------------------------------------
-
-
-def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and check the scenario file at ``path``."""
-    file = os.fspath(path)
-    try:
-        with open(file, encoding="utf-8") as stream:
-            text = stream.read()
-    except OSError as exc:
-        raise ScenarioError(file, f"cannot be read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(file, f"is not UTF-8 text ({exc.reason})") from None
-    return parse_scenario(text, file)
-
-
-def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
-    """Check the scenario in ``text`` (``file`` names it in errors)."""
-    try:
-        document = parse_toml(text)
-    except TOMLDecodeError as exc:
-        message = str(exc).split(" (at line")[0]
-        raise ScenarioError(
-            file, f"is not valid TOML: {message}", line=decode_error_line(exc)
-        ) from None
-    return _Reader(file, text).scenario(document)
-
-
-_Path = tuple[str | int, ...]
-
-
-_TYPE_NAMES = ((bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"))
-
-
-def _type_name(value: Any) -> str:
-    """What a TOML value is, for messages: ``an integer (3)``, ``a table``."""
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    for python_type, name in _TYPE_NAMES:
-        if isinstance(value, python_type):
-            shown = f"{value!r}"
-            return f"{name} ({shown})"
-    if isinstance(value, list):
-        return "an array"
-    return "a table" if isinstance(value, dict) else type(value).__name__
-
-
-def _dotted(path: _Path) -> str:
-    parts: list[str] = []
-    for part in path:
-        if isinstance(part, int):
-            parts[-1] += f"[{part}]"
-        else:
-            parts.append(part)
-    return ".".join(parts)
-
-
-class _Reader:
-    """Checks one document, raising errors that point into its file."""
-
-    def __init__(self, file: str, text: str) -> None:
-        self.file = file
-        self.text = text
-
-    def fail(self, path: _Path, message: str) -> ScenarioError:
-        return ScenarioError(
-            self.file, message, line=line_of(self.text, path), key=_dotted(path) or None
-        )
-
-    # -- typed values -------------------------------------------------------------------
-
-    def table(self, document: Mapping[str, Any], path: _Path, *, required: bool) -> dict[str, Any]:
-        value = document.get(str(path[-1])) if not isinstance(path[-1], int) else document
-        if value is None:
-            if required:
-                raise ScenarioError(
-                    self.file, f"a [{_dotted(path)}] table is required", key=_dotted(path)
-                )
-            return {}
-        if not isinstance(value, dict):
-            raise self.fail(path, f"expected a table, found {_type_name(value)}")
-        return value
-
-    def keys(self, table: Mapping[str, Any], path: _Path, allowed: set[str]) -> None:
-        for key in table:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                known = ", ".join(sorted(allowed))
-                raise self.fail((*path, key), f"unknown key{hint} (known here: {known})")
-
-    def string(
-        self, table: Mapping[str, Any], path: _Path, default: str | None, choices: Any = None
-    ) -> Any:
-        key = str(path[-1])
-        if key not in table:
-            if default is None and choices is not None and choices == "required":
-                raise self.fail(path[:-1], f"the key {key!r} is required")
-            return default
-        value = table[key]
-        if not isinstance(value, str):
-            raise self.fail(path, f"expected a string, found {_type_name(value)}")
-        if choices is not None and choices != "required" and value not in choices:
-            close = difflib.get_close_matches(value, list(choices), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            options = ", ".join(repr(choice) for choice in choices)
-            raise self.fail(path, f"expected one of {options}, found {value!r}{hint}")
-        return value
-
-    def number(
-        self,
-        table: Mapping[str, Any],
-        path: _Path,
-        default: float | None,
-        *,
-        low: float | None = None,
-        high: float | None = None,
-        low_open: bool = False,
-        integer: bool = False,
-    ) -> Any:
-        key = str(path[-1])
-        if key not in table:
-            return default
-        value = table[key]
-        wanted = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise self.fail(path, f"expected {wanted}, found {_type_name(value)}")
-        if integer and not isinstance(value, int):
-            raise self.fail(path, f"expected {wanted}, found {_type_name(value)}")
-        if not math.isfinite(value):
-            raise self.fail(path, f"expected a finite number, found {value}")
-        too_low = low is not None and (value <= low if low_open else value < low)
-        too_high = high is not None and value > high
-        if too_low or too_high:
-            left = "(" if low_open else "["
-            lower = "-inf" if low is None else f"{low:g}"
-            upper = "inf" if high is None else f"{high:g}"
-            bounds = f"{left}{lower}, {upper}]"
-            raise self.fail(path, f"expected {wanted} in {bounds}, found {value}")
-        return value if integer else float(value)
-
-    def boolean(self, table: Mapping[str, Any], path: _Path, default: bool) -> bool:
-        key = str(path[-1])
-        if key not in table:
-            return default
-        value = table[key]
-        if not isinstance(value, bool):
-            raise self.fail(path, f"expected true or false, found {_type_name(value)}")
-        return value
-
-    # -- sections -----------------------------------------------------------------------
-
-    def scenario(self, document: Mapping[str, Any]) -> Scenario:
-        self.keys(document, (), {"scenario", "server", "clients", "faults", "expect"})
-        head = self.table(document, ("scenario",), required=True)
-        self.keys(head, ("scenario",), {"name", "description", "seed", "duration"})
-        name = self.string(head, ("scenario", "name"), None, "required")
-        if not name.strip():
-            raise self.fail(("scenario", "name"), "expected a name, found an empty string")
-        description = self.string(head, ("scenario", "description"), "")
-        seed = self.number(head, ("scenario", "seed"), 0, low=0, integer=True)
-        if "duration" not in head:
-            raise self.fail(("scenario",), "the key 'duration' (seconds the load runs) is required")
-        duration = self.number(
-            head, ("scenario", "duration"), None, low=0, low_open=True, high=MAX_DURATION
-        )
-        server = self.server(self.table(document, ("server",), required=False))
-        clients = self.clients(document.get("clients"), server, duration)
-        faults = self.faults(document.get("faults"), server, duration)
-        expect = self.expect(self.table(document, ("expect",), required=False))
-        return Scenario(
-            name=name,
-            file=self.file,
-            duration=duration,
-            server=server,
-            clients=clients,
-            faults=faults,
-            expect=expect,
-            description=description,
-            seed=seed,
-        )
-
-    def server(self, table: Mapping[str, Any]) -> ServerSpec:
-        p: _Path = ("server",)
-        self.keys(table, p, {"kind", "target", *_STARTED_SERVER_KEYS})
-        if isinstance(table.get("kind"), str):
-            table = {**table, "kind": table["kind"].replace("-", "_")}  # unix-dgram, as on the CLI
-        kind = self.string(table, (*p, "kind"), "tcp", tuple(KINDS))
-        target = self.string(table, (*p, "target"), None)
-        server_class = self.string(table, (*p, "server_class"), None)
-        if target is not None:
-            for other in _STARTED_SERVER_KEYS:
-                if other in table:
-                    raise self.fail(
-                        (*p, other),
-                        "does not apply to an outside server (target = ...): sockharness "
-                        "does not start it; leave the key out",
-                    )
-            if "kind" not in table:
-                raise self.fail((*p, "target"), "an outside server needs its kind: add kind = ...")
-            self._check_address(target, kind, (*p, "target"))
-            return ServerSpec(kind=kind, target=target)
-        if server_class is not None:
-            self._check_import_path(server_class, (*p, "server_class"))
-            if "concurrency" in table:
-                raise self.fail(
-                    (*p, "concurrency"),
-                    "a server_class has its own concurrency (from its bases); leave the key out",
-                )
-        concurrency = self.string(table, (*p, "concurrency"), "threading", CONCURRENCIES)
-        handler = self.string(table, (*p, "handler"), "echo")
-        if handler not in BUILTIN_HANDLERS:
-            if ":" not in handler:
-                options = ", ".join(repr(name) for name in BUILTIN_HANDLERS)
-                close = difflib.get_close_matches(handler, list(BUILTIN_HANDLERS), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise self.fail(
-                    (*p, "handler"),
-                    f"expected one of {options} or 'package.module:HandlerClass', "
-                    f"found {handler!r}{hint}",
-                )
-            self._check_import_path(handler, (*p, "handler"))
-        if "handler_delay" in table and handler != "slow":
-            raise self.fail((*p, "handler_delay"), "applies only to handler = 'slow'")
-        handler_delay = self.number(table, (*p, "handler_delay"), 0.05, low=0, high=60)
-        tls = self.boolean(table, (*p, "tls"), False)
-        if tls and not KINDS[kind].stream:
-            raise self.fail(
-                (*p, "tls"),
-                f"TLS needs a stream kind (tcp, tcp6, unix), and {kind!r} is a datagram kind",
-            )
-        attributes = self.table(table, (*p, "attributes"), required=False)
-        return ServerSpec(
-            kind=kind,
-            concurrency=concurrency,
-            handler=handler,
-            handler_delay=handler_delay,
-            tls=tls,
-            attributes=dict(attributes),
-            server_class=server_class,
-        )
-
-    def _check_address(self, target: str, kind: str, path: _Path) -> None:
-        try:
-            address = parse_address(target, KINDS[kind], "the target")
-        except UsageError as exc:
-            raise self.fail(path, str(exc)) from None
-        if not KINDS[kind].unix and address[1] == 0:
-            raise self.fail(path, f"expected a port from 1 to 65535, found {target!r}")
-
-    def _check_import_path(self, value: str, path: _Path) -> None:
-        module, sep, name = value.partition(":")
-        if not sep or not module or not name:
-            raise self.fail(path, f"expected 'package.module:ClassName', found {value!r}")
-
-    def clients(self, value: Any, server: ServerSpec, duration: float) -> tuple[ClientSpec, ...]:
-        if value is None:
-            raise ScenarioError(
-                self.file,
-                "at least one [[clients]] table is required (the load to put on the server)",
-            )
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise self.fail(("clients",), "expected [[clients]] tables")
-        if not value:
-            raise self.fail(("clients",), "expected at least one [[clients]] table, found none")
+    def _resolved_clients(self) -> Iterator[ClientSpec]:
+        server = self.server
+        if not self.clients:
+            raise SpecError(("clients",), "expected at least one [[clients]] table, found none")
         builtin = BUILTIN_HANDLERS.get(server.handler)
         default_reply = builtin.reply if builtin is not None else "any"
         if server.target is not None or server.server_class is not None:
             default_reply = "any"
-        groups = []
-        for index, table in enumerate(value):
-            p: _Path = ("clients", index)
-            allowed = {"count", "pattern", "rate", "size", "payload", "timeout", "reply", "start"}
-            self.keys(table, p, allowed)
-            count = self.number(table, (*p, "count"), 1, low=1, high=MAX_CLIENTS, integer=True)
-            default_pattern = "persistent" if server.stream else "datagram"
-            pattern = self.string(table, (*p, "pattern"), default_pattern, PATTERNS)
+        for index, client in enumerate(self.clients):
+            key: Key = ("clients", index)
+            pattern = client.pattern or ("persistent" if server.stream else "datagram")
             if server.stream and pattern == "datagram":
-                raise self.fail(
-                    (*p, "pattern"),
+                raise SpecError(
+                    (*key, "pattern"),
                     f"'datagram' needs a datagram kind, and {server.kind!r} is a stream; "
                     "use 'persistent' or 'connect-per-request'",
                 )
             if not server.stream and pattern != "datagram":
-                raise self.fail(
-                    (*p, "pattern"),
+                raise SpecError(
+                    (*key, "pattern"),
                     f"a {server.kind!r} server takes datagrams: use pattern = 'datagram'",
                 )
-            rate = self.number(table, (*p, "rate"), 20.0, low=0, high=100_000)
-            high = MAX_DATAGRAM if not server.stream else 1_000_000
-            size = self.number(table, (*p, "size"), 64, low=32, high=high, integer=True)
-            payload = self.string(table, (*p, "payload"), "random", PAYLOAD_KINDS)
-            timeout = self.number(table, (*p, "timeout"), 2.0, low=0, low_open=True, high=60)
-            reply = self.string(table, (*p, "reply"), default_reply, REPLIES)
-            start = self.number(table, (*p, "start"), 0.0, low=0, high=duration)
-            if start >= duration:
-                raise self.fail(
-                    (*p, "start"),
-                    f"expected a start before the end of the scenario ({duration:g} s), "
-                    f"found {start:g}: these clients would send nothing",
+            if not server.stream:
+                _number((*key, "size"), client.size, low=32, high=MAX_DATAGRAM, integer=True)
+            if client.start > self.duration:
+                _number((*key, "start"), client.start, low=0, high=self.duration)
+            if client.start >= self.duration:
+                raise SpecError(
+                    (*key, "start"),
+                    f"expected a start before the end of the scenario ({self.duration:g} s), "
+                    f"found {client.start:g}: these clients would send nothing",
                 )
-            groups.append(
-                ClientSpec(
-                    count=count,
-                    pattern=pattern,
-                    rate=rate,
-                    size=size,
-                    payload=payload,
-                    timeout=timeout,
-                    reply=reply,
-                    start=start,
-                )
-            )
-        total = sum(group.count for group in groups)
+            yield dataclasses.replace(client, pattern=pattern, reply=client.reply or default_reply)
+        total = sum(client.count for client in self.clients)
         if total > MAX_CLIENTS:
-            raise self.fail(
+            raise SpecError(
                 ("clients",),
                 f"expected at most {MAX_CLIENTS} clients in all, found {total}: every client "
                 f"is a thread of the runner",
             )
-        return tuple(groups)
 
-    def faults(self, value: Any, server: ServerSpec, duration: float) -> tuple[FaultWindow, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
-            raise self.fail(("faults",), "expected [[faults]] tables")
+    def _resolved_faults(self) -> Iterator[FaultWindow]:
         windows: list[FaultWindow] = []
-        for index, table in enumerate(value):
-            window = self.fault(dict(table), ("faults", index), server, duration)
+        for index, raw in enumerate(self.faults):
+            window = self._resolved_fault(raw, ("faults", index))
             for earlier, other in enumerate(windows):
                 if (
                     other.fault == window.fault
                     and other.side == window.side
-                    and window.at < other.until
-                    and other.at < window.until
+                    and window.at < other.end
+                    and other.at < window.end
                 ):
-                    raise self.fail(
+                    raise SpecError(
                         ("faults", index),
                         f"the same fault on the same side as faults[{earlier}], in an "
                         f"overlapping window: merge the two windows into one",
                     )
             windows.append(window)
-        return tuple(windows)
+        yield from windows
 
-    def fault(
-        self, table: dict[str, Any], p: _Path, server: ServerSpec, duration: float
-    ) -> FaultWindow:
-        name = self.string(table, (*p, "fault"), None, "required")
-        key = name.strip().lower().replace("-", "_")
-        if key not in FAULT_NAMES:
-            close = difflib.get_close_matches(key, FAULT_NAMES, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise self.fail(
-                (*p, "fault"),
-                f"expected a fault name ({', '.join(FAULT_NAMES)}), found {name!r}{hint}",
+    def _resolved_fault(self, window: FaultWindow, key: Key) -> FaultWindow:
+        server, duration = self.server, self.duration
+        if window.at > duration:
+            _number((*key, "at"), window.at, low=0, high=duration)
+        if window.at >= duration:
+            raise SpecError(
+                (*key, "at"),
+                f"expected a start before the end of the scenario ({duration:g} s), "
+                f"found {window.at:g}",
             )
-        cls = FAULT_NAMES[key]
-        parameters = {f.name for f in dataclasses.fields(cls)}
-        self.keys(table, p, {"fault", "side", "at", "until"} | parameters)
-        side = self.string(table, (*p, "side"), "proxy", SIDES)
-        at = self.number(table, (*p, "at"), 0.0, low=0, high=duration)
-        if at >= duration:
-            raise self.fail(
-                (*p, "at"),
-                f"expected a start before the end of the scenario ({duration:g} s), found {at:g}",
-            )
-        until = self.number(table, (*p, "until"), duration, low=at, low_open=True, high=duration)
-        arguments = {k: v for k, v in table.items() if k in parameters}
-        for argument, given in arguments.items():
-            if isinstance(given, (list, dict)):
-                raise self.fail((*p, argument), f"expected a value, found {_type_name(given)}")
-        try:
-            fault = cls(**arguments)
-        except TypeError as exc:
-            raise self.fail((*p, "fault"), f"{cls.__name__}: {exc}") from None
-        except UsageError as exc:
-            # The spec names the parameter it rejects: the key to point at.
-            bad = exc.parameter if exc.parameter in arguments else None
-            raise self.fail((*p, bad) if bad else (*p, "fault"), str(exc)) from None
+        if window.until is not None:
+            _number((*key, "until"), window.until, low=window.at, low_open=True, high=duration)
+        until = duration if window.until is None else window.until
+        fault = window.fault
         transport = STREAM if server.stream else DATAGRAM
         if transport not in fault.transports:
             what = "stream" if server.stream else "datagram"
-            raise self.fail(
-                (*p, "fault"),
-                f"{cls.__name__} does not apply to a {what} server ({server.kind}); "
+            raise SpecError(
+                (*key, "fault"),
+                f"{type(fault).__name__} does not apply to a {what} server ({server.kind}); "
                 f"see the fault catalogue for the faults of each transport",
             )
-        if isinstance(fault, Down) and side != "proxy":
-            raise self.fail((*p, "side"), "Down takes the proxy down: use side = 'proxy'")
-        if side != "proxy" and server.tls:
-            raise self.fail(
-                (*p, "side"),
+        if window.side != "proxy" and server.tls:
+            raise SpecError(
+                (*key, "side"),
                 "faults in the process cannot reach the bytes under TLS; use side = 'proxy'",
             )
-        if side == "server" and server.target is not None:
-            raise self.fail(
-                (*p, "side"),
+        if window.side == "server" and server.target is not None:
+            raise SpecError(
+                (*key, "side"),
                 "an outside server (target = ...) runs elsewhere; use side = 'proxy' or 'client'",
             )
-        if side == "server" and not server.stream and (at > 0 or until < duration):
-            raise self.fail(
-                (*p, "at" if at > 0 else "until"),
+        if window.side == "server" and not server.stream and (window.at > 0 or until < duration):
+            raise SpecError(
+                (*key, "at" if window.at > 0 else "until"),
                 "a datagram server's faults apply to its one socket for the whole run; "
                 "leave at/until out, or use side = 'proxy' for a window",
             )
-        return FaultWindow(fault=fault, side=side, at=at, until=until)
+        return dataclasses.replace(window, until=until)
 
-    def expect(self, table: Mapping[str, Any]) -> Expectations:
-        p: _Path = ("expect",)
-        names = {f.name for f in dataclasses.fields(Expectations)}
-        self.keys(table, p, names)
-        return Expectations(
-            intact_outside_faults=self.boolean(table, (*p, "intact_outside_faults"), True),
-            grace=self.number(table, (*p, "grace"), 0.5, low=0, high=60),
-            max_error_rate=self.number(table, (*p, "max_error_rate"), None, low=0, high=1),
-            max_p50_latency=self.number(
-                table, (*p, "max_p50_latency"), None, low=0, low_open=True, high=600
-            ),
-            max_p99_latency=self.number(
-                table, (*p, "max_p99_latency"), None, low=0, low_open=True, high=600
-            ),
-            min_messages=self.number(table, (*p, "min_messages"), 1, low=0, integer=True),
-            serving_after_faults=self.boolean(table, (*p, "serving_after_faults"), True),
-            shutdown_within=self.number(
-                table, (*p, "shutdown_within"), 2.0, low=0, low_open=True, high=600
-            ),
-            no_leaks=self.boolean(table, (*p, "no_leaks"), True),
-            faults_fired=self.boolean(table, (*p, "faults_fired"), True),
-            max_handler_errors=self.number(
-                table, (*p, "max_handler_errors"), None, low=0, integer=True
-            ),
-        )
+
+def _default(cls: type, name: str) -> Any:
+    """The default of field ``name`` of the dataclass ``cls``."""
+    for item in dataclasses.fields(cls):
+        if item.name == name:
+            if item.default_factory is not dataclasses.MISSING:
+                return item.default_factory()
+            return item.default
+    raise KeyError(name)

@@ -20,11 +20,15 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from sockharness._core import Creations
+from sockharness._core import Creations, unreachable
+from sockharness.faults import Event
 
 __all__ = ["HandlerError", "Received", "ServerEvents", "describe_client", "exception_path"]
+
+#: What a forked child reports to the parent.
+ReportKind = Literal["error", "received", "usage", "timeline"]
 
 _RECORDED = "__sockharness_recorded__"
 
@@ -231,7 +235,7 @@ class ServerEvents:
         with self._lock:
             self.children.update(pids)
 
-    def _write_from_child(self, kind: str, fields: dict[str, Any]) -> None:
+    def _write_from_child(self, kind: ReportKind, fields: dict[str, Any]) -> None:
         if self._directory is None:
             # A server that forks without ForkingMixIn: nowhere to report but stderr.
             print(f"sockharness: {kind} in child {os.getpid()}: {fields}", file=sys.stderr)
@@ -269,19 +273,23 @@ class ServerEvents:
             fields = entry["fields"]
             fields["client_address"] = _address_from_json(fields["client_address"])
             with self._changed:
-                if entry["kind"] == "usage":
-                    self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
-                elif entry["kind"] == "timeline":
-                    from sockharness.faults import Event
-
-                    self._fault_events.extend(Event(*row) for row in fields["events"])
-                elif entry["kind"] == "error":
-                    fields["type_path"] = tuple(fields["type_path"])
-                    self._errors.append(HandlerError(**fields))
-                else:
-                    fields["data"] = base64.b64decode(fields["data"])
-                    self._received.append(Received(**fields))
+                self._take(entry["kind"], fields)
                 self._changed.notify_all()
+
+    def _take(self, kind: ReportKind, fields: dict[str, Any]) -> None:
+        """One report of a child, into memory (caller holds the lock)."""
+        if kind == "usage":
+            self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
+        elif kind == "timeline":
+            self._fault_events.extend(Event(*row) for row in fields["events"])
+        elif kind == "error":
+            fields["type_path"] = tuple(fields["type_path"])
+            self._errors.append(HandlerError(**fields))
+        elif kind == "received":
+            fields["data"] = base64.b64decode(fields["data"])
+            self._received.append(Received(**fields))
+        else:
+            unreachable(kind)
 
     def errors(self) -> list[HandlerError]:
         """Every error reported so far, in the order they happened (taking in the children's)."""

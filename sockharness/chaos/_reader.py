@@ -1,0 +1,227 @@
+"""Scenario files: TOML read into the models, every error located in the file.
+
+The reader knows the file's shape (which tables and keys a scenario file has,
+which are required) and where each key is written; the models
+(``_schema.py``) know what a valid value is. It hands each table's keys, as
+written, to the model (which applies its own defaults), and turns a model's
+:class:`SpecError` into a :class:`ScenarioError` naming the file, the line and
+the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from sockharness._core import UsageError
+from sockharness.faults import FAULT_NAMES, Fault
+
+from ._schema import (
+    STARTED_SERVER_KEYS,
+    ClientSpec,
+    Expectations,
+    FaultWindow,
+    Key,
+    Scenario,
+    ScenarioError,
+    ServerSpec,
+    SpecError,
+    dotted,
+    type_name,
+)
+from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
+
+__all__ = ["load_scenario", "parse_scenario"]
+
+_SECTIONS = {"scenario", "server", "clients", "faults", "expect"}
+_HEAD_KEYS = {"name", "description", "seed", "duration"}
+_WINDOW_KEYS = {"fault", "side", "at", "until"}
+
+
+def load_scenario(path: str | os.PathLike[str]) -> Scenario:
+    """Read and check the scenario file at ``path``."""
+    file = os.fspath(path)
+    try:
+        with open(file, encoding="utf-8") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise ScenarioError(file, f"cannot be read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(file, f"is not UTF-8 text ({exc.reason})") from None
+    return parse_scenario(text, file)
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    """Check the scenario in ``text`` (``file`` names it in errors)."""
+    try:
+        document = parse_toml(text)
+    except TOMLDecodeError as exc:
+        message = str(exc).split(" (at line")[0]
+        raise ScenarioError(
+            file, f"is not valid TOML: {message}", line=decode_error_line(exc)
+        ) from None
+    return _Reader(file, text).scenario(document)
+
+
+def _fields(cls: type) -> set[str]:
+    return {item.name for item in dataclasses.fields(cls)}
+
+
+class _Reader:
+    """Reads one document, raising errors that point into its file."""
+
+    def __init__(self, file: str, text: str) -> None:
+        self.file = file
+        self.text = text
+
+    def fail(self, key: Key, message: str) -> ScenarioError:
+        return ScenarioError(
+            self.file, message, line=line_of(self.text, key), key=dotted(key) or None
+        )
+
+    def build(self, key: Key, model: Any, **values: Any) -> Any:
+        """``model(**values)``; a bad value is an error at ``key`` plus the value's own key."""
+        try:
+            return model(**values)
+        except SpecError as exc:
+            raise self.fail((*key, *exc.key), exc.reason) from None
+
+    # -- the file's shape -------------------------------------------------------------------
+
+    def table(self, document: Mapping[str, Any], key: Key, *, required: bool) -> dict[str, Any]:
+        value = document.get(str(key[-1]))
+        if value is None:
+            if required:
+                raise ScenarioError(
+                    self.file, f"a [{dotted(key)}] table is required", key=dotted(key)
+                )
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a table, found {type_name(value)}")
+        return value
+
+    def keys(self, table: Mapping[str, Any], key: Key, allowed: set[str]) -> None:
+        for name in table:
+            if name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                known = ", ".join(sorted(allowed))
+                raise self.fail((*key, name), f"unknown key{hint} (known here: {known})")
+
+    def tables(self, value: Any, key: Key) -> list[dict[str, Any]]:
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise self.fail(key, f"expected [[{dotted(key)}]] tables")
+        return value
+
+    # -- sections ---------------------------------------------------------------------------
+
+    def scenario(self, document: Mapping[str, Any]) -> Scenario:
+        self.keys(document, (), _SECTIONS)
+        head = self.table(document, ("scenario",), required=True)
+        self.keys(head, ("scenario",), _HEAD_KEYS)
+        if "name" not in head:
+            raise self.fail(("scenario",), "the key 'name' is required")
+        if "duration" not in head:
+            raise self.fail(("scenario",), "the key 'duration' (seconds the load runs) is required")
+        server = self.server(self.table(document, ("server",), required=False))
+        clients = self.clients(document.get("clients"))
+        faults = self.faults(document.get("faults"))
+        expect = self.expect(self.table(document, ("expect",), required=False))
+        return self.build(
+            (),
+            Scenario,
+            file=self.file,
+            server=server,
+            clients=clients,
+            faults=faults,
+            expect=expect,
+            **head,
+        )
+
+    def server(self, table: Mapping[str, Any]) -> ServerSpec:
+        key: Key = ("server",)
+        self.keys(table, key, _fields(ServerSpec))
+        if "target" in table:
+            given = [name for name in STARTED_SERVER_KEYS if name in table]
+            if given:
+                raise self.fail(
+                    (*key, given[0]),
+                    "does not apply to an outside server (target = ...): sockharness "
+                    "does not start it; leave the key out",
+                )
+            if "kind" not in table:
+                raise self.fail(
+                    (*key, "target"), "an outside server needs its kind: add kind = ..."
+                )
+        if "server_class" in table and "concurrency" in table:
+            raise self.fail(
+                (*key, "concurrency"),
+                "a server_class has its own concurrency (from its bases); leave the key out",
+            )
+        if "handler_delay" in table and table.get("handler") != "slow":
+            raise self.fail((*key, "handler_delay"), "applies only to handler = 'slow'")
+        return self.build(key, ServerSpec, **table)
+
+    def clients(self, value: Any) -> tuple[ClientSpec, ...]:
+        if value is None:
+            raise ScenarioError(
+                self.file,
+                "at least one [[clients]] table is required (the load to put on the server)",
+            )
+        groups = []
+        for index, table in enumerate(self.tables(value, ("clients",))):
+            key: Key = ("clients", index)
+            self.keys(table, key, _fields(ClientSpec))
+            groups.append(self.build(key, ClientSpec, **table))
+        return tuple(groups)
+
+    def faults(self, value: Any) -> tuple[FaultWindow, ...]:
+        if value is None:
+            return ()
+        windows = []
+        for index, table in enumerate(self.tables(value, ("faults",))):
+            key: Key = ("faults", index)
+            fault, rest = self.fault(dict(table), key)
+            windows.append(self.build(key, FaultWindow, fault=fault, **rest))
+        return tuple(windows)
+
+    def fault(self, table: dict[str, Any], key: Key) -> tuple[Fault, dict[str, Any]]:
+        """The fault a [[faults]] table names, and the table's window keys."""
+        if "fault" not in table:
+            raise self.fail(key, "the key 'fault' is required")
+        name = table["fault"]
+        if not isinstance(name, str):
+            raise self.fail((*key, "fault"), f"expected a string, found {type_name(name)}")
+        normalised = name.strip().lower().replace("-", "_")
+        if normalised not in FAULT_NAMES:
+            close = difflib.get_close_matches(normalised, FAULT_NAMES, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise self.fail(
+                (*key, "fault"),
+                f"expected a fault name ({', '.join(FAULT_NAMES)}), found {name!r}{hint}",
+            )
+        cls = FAULT_NAMES[normalised]
+        parameters = _fields(cls)
+        self.keys(table, key, _WINDOW_KEYS | parameters)
+        arguments = {k: v for k, v in table.items() if k in parameters}
+        for argument, given in arguments.items():
+            if isinstance(given, (list, dict)):
+                raise self.fail((*key, argument), f"expected a value, found {type_name(given)}")
+        try:
+            fault = cls(**arguments)
+        except TypeError as exc:
+            raise self.fail((*key, "fault"), f"{cls.__name__}: {exc}") from None
+        except UsageError as exc:
+            # The spec names the parameter it rejects: the key to point at.
+            bad = exc.parameter if exc.parameter in arguments else None
+            raise self.fail((*key, bad) if bad else (*key, "fault"), str(exc)) from None
+        window = {k: v for k, v in table.items() if k in _WINDOW_KEYS - {"fault"}}
+        return fault, window
+
+    def expect(self, table: Mapping[str, Any]) -> Expectations:
+        key: Key = ("expect",)
+        self.keys(table, key, _fields(Expectations))
+        return self.build(key, Expectations, **table)
