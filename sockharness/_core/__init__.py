@@ -28,6 +28,7 @@ from .fork_safety import keep_out_of_children
 from .kinds import (
     CONCURRENCIES,
     KINDS,
+    Address,
     Concurrency,
     Kind,
     concurrency_of_class,
@@ -71,6 +72,7 @@ __all__ = [
     "PROFILE_NAMES",
     "REPLIES",
     "UNFIRED_MODES",
+    "Address",
     "ChildState",
     "Concurrency",
     "ConnectionClosed",

@@ -16,6 +16,7 @@ from .errors import UsageError
 __all__ = [
     "CONCURRENCIES",
     "KINDS",
+    "Address",
     "Concurrency",
     "Kind",
     "concurrency_of_class",
@@ -62,6 +63,9 @@ KINDS: dict[str, Kind] = {
     "unix": Kind("unix", _AF_UNIX, socket.SOCK_STREAM, None),
     "unix_dgram": Kind("unix_dgram", _AF_UNIX, socket.SOCK_DGRAM, None),
 }
+
+#: Where a server listens: ``(host, port)`` for network kinds, a socket path for Unix kinds.
+Address = tuple[str, int] | str
 
 #: How a server runs its requests: in its loop, one thread each, one child each.
 Concurrency = Literal["sync", "threading", "forking"]

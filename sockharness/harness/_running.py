@@ -22,11 +22,12 @@ import time
 import warnings
 from collections.abc import Sequence
 from functools import cache
-from typing import Any, final
+from typing import Any, Protocol, final
 
 from sockharness import server as _server
 from sockharness._core import (
     LEAK_MODES,
+    Address,
     Concurrency,
     HandlerErrors,
     IPv6Unavailable,
@@ -299,6 +300,17 @@ def _serve_tls(server: Any, kind: Kind, context: ssl.SSLContext) -> None:
     )
 
 
+class ServerLike(Protocol):
+    """What the harness needs of a server object: the socketserver API's lifecycle."""
+
+    socket: Any
+    server_address: Any
+
+    def serve_forever(self, poll_interval: float = ...) -> None: ...
+    def shutdown(self) -> None: ...
+    def server_close(self) -> None: ...
+
+
 @final
 class RunningServer:
     """A server running in the background; stop it with :meth:`stop` (or a ``with`` block).
@@ -313,13 +325,13 @@ class RunningServer:
         concurrency: ``"sync"``, ``"threading"`` or ``"forking"``.
     """
 
-    server: Any
-    address: Any
+    server: ServerLike
+    address: Address
 
     def __init__(
         self,
         *,
-        server: Any,
+        server: ServerLike,
         kind: Kind,
         concurrency: Concurrency,
         events: ServerEvents,
