@@ -135,6 +135,16 @@ def test_the_proxy_command_on_unix_datagrams(make_server: Any, sock_dir: str) ->
             ["--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:99999"],
             "99999 is not a port number",
         ),
+        (["--upstream", "127.0.0.1:0"], "port 0 cannot be connected to"),
+        (["--upstream", "127.0.0.1:1", "--seed", "-5"], "-5 is not a seed"),
+        (
+            ["--kind", "unix", "--upstream", "/tmp/" + "u" * 200],
+            "over the platform's limit of",
+        ),
+        (
+            ["--kind", "unix", "--upstream", "/tmp/x.sock", "--listen", "/tmp/" + "l" * 200],
+            "--listen '/tmp/lll",
+        ),
     ],
 )
 def test_bad_proxy_arguments(args: list[str], message: str) -> None:
@@ -145,6 +155,18 @@ def test_bad_proxy_arguments(args: list[str], message: str) -> None:
     assert completed.returncode == 2
     assert message in completed.stderr
     assert "Traceback" not in completed.stderr
+    assert len(completed.stderr.strip().splitlines()) == 1, completed.stderr
+
+
+def test_the_command_says_its_version() -> None:
+    from importlib.metadata import version
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "sockharness", "--version"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0
+    assert completed.stdout.strip() == f"sockharness {version('sockharness')}"
 
 
 # -- the fixture ----------------------------------------------------------------------------------
