@@ -74,6 +74,24 @@ class TLSMaterial:
         self.server_cert.configure_cert(context)
         return _self_closing(context)
 
+    @cached_property
+    def shared_server_context(self) -> ssl.SSLContext:
+        """One server-side context for every server that does not need its own.
+
+        Loading the certificate into a context costs about 1.3 ms; servers that
+        only need to present it (``make_server(..., tls=True)``) share this one.
+        Do not change it: take :meth:`server_context` for a context of your own.
+        """
+        return self.server_context()
+
+    @cached_property
+    def shared_client_context(self) -> ssl.SSLContext:
+        """One client-side context for the harness's own clients (``server.connect()``).
+
+        Do not change it: take :meth:`client_context` for a context of your own.
+        """
+        return self.client_context()
+
     def client_context(self) -> ssl.SSLContext:
         """A new client-side context that trusts this CA only (and verifies host names).
 
