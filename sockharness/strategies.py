@@ -1,4 +1,4 @@
-"""Hypothesis strategies for sockharness: faults, fault lists and payloads.
+"""Hypothesis strategies for sockharness: faults, selectors, fault lists and payloads.
 
 Example:
     >>> from hypothesis import given, settings
@@ -18,6 +18,9 @@ from hypothesis import strategies as st
 
 from ._core import UsageError
 from .faults import (
+    AcceptDelay,
+    AcceptThenClose,
+    AcceptThenReset,
     Bandwidth,
     Corrupt,
     Duplicate,
@@ -25,21 +28,28 @@ from .faults import (
     Latency,
     LimitData,
     Loss,
+    NeverRead,
+    NoReply,
+    Ordinals,
+    Refuse,
     Reorder,
     ResetPeer,
     Slicer,
     SlowClose,
     Timeout,
     Truncate,
+    ordinals,
 )
 
 __all__ = [
     "client_schedules",
+    "connection_faults",
     "datagram_faults",
     "directions",
     "fault_lists",
     "handler_behaviours",
     "harmless_stream_faults",
+    "ordinal_sets",
     "payloads",
     "stream_faults",
     "toxicities",
@@ -60,25 +70,46 @@ def _seconds(max_delay: float) -> st.SearchStrategy[float]:
     return st.floats(0.0, max_delay, allow_nan=False, allow_infinity=False)
 
 
+def ordinal_sets(max_ordinal: int = 8) -> st.SearchStrategy[Ordinals]:
+    """Sets of connection ordinals, as a fault's ``connections=`` takes: one (``3``), a
+    range (``0-1``), an open range (``2-``) or every n-th (``every 3``), up to
+    ``max_ordinal``. Shrinks towards ``0`` (the first connection)."""
+    single = st.integers(0, max_ordinal).map(ordinals)
+    span = st.tuples(st.integers(0, max_ordinal), st.integers(0, max_ordinal)).map(
+        lambda pair: ordinals(f"{min(pair)}-{max(pair)}")
+    )
+    open_end = st.integers(0, max_ordinal).map(lambda n: ordinals(f"{n}-"))
+    every = st.integers(1, max(1, max_ordinal // 2)).map(lambda n: ordinals(f"every {n}"))
+    return st.one_of(single, span, open_end, every)
+
+
 def _common() -> dict[str, Any]:
-    return {"direction": directions(), "toxicity": toxicities()}
+    return {
+        "direction": directions(),
+        "toxicity": toxicities(),
+        "connections": st.one_of(st.none(), ordinal_sets()),
+    }
+
+
+def _stream_common() -> dict[str, Any]:
+    return {**_common(), "after_bytes": st.one_of(st.none(), st.integers(0, 4096))}
 
 
 def harmless_stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     """Stream faults that delay or reshape but never lose, cut or reset: data must get through."""
     return st.one_of(
-        st.builds(Latency, _seconds(max_delay), jitter=_seconds(max_delay / 2), **_common()),
-        st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_common()),
+        st.builds(Latency, _seconds(max_delay), jitter=_seconds(max_delay / 2), **_stream_common()),
+        st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_stream_common()),
         st.integers(1, 64).flatmap(
             lambda size: st.builds(
                 Slicer,
                 st.just(size),
                 size_variation=st.integers(0, size - 1),
                 delay=_seconds(max_delay / 10),
-                **_common(),
+                **_stream_common(),
             )
         ),
-        st.builds(SlowClose, _seconds(max_delay), **_common()),
+        st.builds(SlowClose, _seconds(max_delay), **_stream_common()),
     )
 
 
@@ -86,9 +117,10 @@ def stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     """Any stream fault a socket or proxy can apply (``Down`` aside), with short times."""
     return st.one_of(
         harmless_stream_faults(max_delay),
-        st.builds(Timeout, st.one_of(st.none(), _seconds(max_delay)), **_common()),
-        st.builds(ResetPeer, _seconds(max_delay), **_common()),
-        st.builds(LimitData, st.integers(0, 4096), **_common()),
+        st.builds(Timeout, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
+        st.builds(ResetPeer, _seconds(max_delay), **_stream_common()),
+        st.builds(LimitData, st.integers(0, 4096), **_stream_common()),
+        st.builds(NoReply, **{**_stream_common(), "direction": st.just("downstream")}),
     )
 
 
@@ -108,6 +140,19 @@ def datagram_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
         st.builds(Truncate, st.integers(0, 2048), **_common()),
         st.builds(Latency, _seconds(max_delay), jitter=_seconds(max_delay / 2), **_common()),
         st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_common()),
+    )
+
+
+def connection_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
+    """The faults of the connection phase (a proxy's): refuse, accept late, close, reset,
+    never read; ``Blackhole`` aside (it takes the whole proxy, and a client's timeout)."""
+    selectors = {"connections": st.one_of(st.none(), ordinal_sets()), "toxicity": toxicities()}
+    return st.one_of(
+        st.builds(Refuse, **selectors),
+        st.builds(AcceptDelay, _seconds(max_delay), **selectors),
+        st.builds(AcceptThenClose, **selectors),
+        st.builds(AcceptThenReset, **selectors),
+        st.builds(NeverRead, **selectors),
     )
 
 

@@ -132,6 +132,17 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "AcceptDelay",
+    "AcceptThenClose",
+    "AcceptThenReset",
+    "Blackhole",
+    "ConnectionFault",
+    "FaultsInForce",
+    "NeverRead",
+    "NoReply",
+    "Ordinals",
+    "Refuse",
+    "ordinals",
     "DATAGRAM",
     "FAULT_NAMES",
     "STREAM",
@@ -164,6 +175,8 @@ FAULTS_API = [
 
 STRATEGIES_API = [
     "client_schedules",
+    "connection_faults",
+    "ordinal_sets",
     "datagram_faults",
     "handler_behaviours",
     "directions",

@@ -337,6 +337,12 @@ class FaultWindow:
             _as_float(self, "until")
         if isinstance(self.fault, Down) and self.side != "proxy":
             raise SpecError(("side",), "Down takes the proxy down: use side = 'proxy'")
+        if self.fault.proxy_only and self.side != "proxy":
+            raise SpecError(
+                ("side",),
+                f"{type(self.fault).__name__} strikes connections as the proxy accepts them: "
+                f"use side = 'proxy'",
+            )
 
     @property
     def end(self) -> float:

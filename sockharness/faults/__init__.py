@@ -2,10 +2,15 @@
 
 Stream faults (TCP, Unix stream, TLS): :class:`Latency`, :class:`Bandwidth`,
 :class:`Slicer`, :class:`SlowClose`, :class:`Timeout`, :class:`ResetPeer`,
-:class:`LimitData`, :class:`Down`. Datagram faults (UDP, Unix datagram):
-:class:`Loss`, :class:`Duplicate`, :class:`Reorder`, :class:`Corrupt`,
-:class:`Truncate`, and :class:`Latency` and :class:`Bandwidth` too.
+:class:`LimitData`, :class:`NoReply`, :class:`Down`. The connection phase (on
+the proxy): :class:`Refuse`, :class:`Blackhole`, :class:`AcceptDelay`,
+:class:`AcceptThenClose`, :class:`AcceptThenReset`, :class:`NeverRead`.
+Datagram faults (UDP, Unix datagram): :class:`Loss`, :class:`Duplicate`,
+:class:`Reorder`, :class:`Corrupt`, :class:`Truncate`, and :class:`Latency`
+and :class:`Bandwidth` too.
 
+Every fault takes ``direction``, ``toxicity`` and ``connections`` (which
+connections, by ordinal: :class:`Ordinals`); stream faults ``after_bytes``.
 :class:`FaultProxy` applies them to traffic relayed to any address.
 """
 
@@ -13,11 +18,17 @@ from sockharness._core import publish
 
 from ._parse import FAULT_NAMES, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
-from ._proxy import FaultProxy, ProxyStats, check_faults
+from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
+from ._select import Ordinals, ordinals
 from ._specs import (
     DATAGRAM,
     STREAM,
+    AcceptDelay,
+    AcceptThenClose,
+    AcceptThenReset,
     Bandwidth,
+    Blackhole,
+    ConnectionFault,
     Corrupt,
     Down,
     Duplicate,
@@ -25,6 +36,9 @@ from ._specs import (
     Latency,
     LimitData,
     Loss,
+    NeverRead,
+    NoReply,
+    Refuse,
     Reorder,
     ResetPeer,
     Slicer,
@@ -38,19 +52,29 @@ __all__ = [
     "DATAGRAM",
     "FAULT_NAMES",
     "STREAM",
+    "AcceptDelay",
+    "AcceptThenClose",
+    "AcceptThenReset",
     "Bandwidth",
+    "Blackhole",
+    "ConnectionFault",
     "Corrupt",
     "Down",
     "Duplicate",
     "Event",
     "Fault",
     "FaultProxy",
+    "FaultsInForce",
     "FaultyDatagramSocket",
     "FaultyStreamSocket",
     "Latency",
     "LimitData",
     "Loss",
+    "NeverRead",
+    "NoReply",
+    "Ordinals",
     "ProxyStats",
+    "Refuse",
     "Reorder",
     "ResetPeer",
     "Slicer",
@@ -60,6 +84,7 @@ __all__ = [
     "Truncate",
     "check_faults",
     "fault_from_mapping",
+    "ordinals",
     "parse_fault",
     "summarize_unfired",
     "wrap_socket",

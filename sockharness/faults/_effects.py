@@ -28,6 +28,7 @@ from ._specs import (
     Latency,
     LimitData,
     Loss,
+    NoReply,
     Reorder,
     ResetPeer,
     Slicer,
@@ -35,7 +36,7 @@ from ._specs import (
     Timeout,
     Truncate,
 )
-from ._timeline import Action
+from ._timeline import Action, ActionKind
 
 __all__ = [
     "DATAGRAM_EFFECTS",
@@ -45,6 +46,7 @@ __all__ = [
     "StreamEffect",
     "Timed",
     "effect_of",
+    "origin",
 ]
 
 #: Bandwidth spreads a chunk over pieces of at most this many seconds' worth of bytes.
@@ -69,6 +71,15 @@ class Recorder(Protocol):
     """What an effect reports to: the plan, which marks the stage fired and logs it."""
 
     def record(self, stage: Stage, at: float, effect: str) -> None: ...
+
+
+def origin(stage: Stage, started: float) -> float | None:
+    """When a stage's time-triggered part starts counting: at the connection's start, or at
+    its trigger (``after_bytes``) once that came (``None`` until then)."""
+    if stage.fault.triggered:
+        armed: float | None = stage.state.get("armed_at")
+        return armed
+    return started
 
 
 def _ordered_delay(stage: Stage, at: float, delay: float) -> float:
@@ -188,9 +199,10 @@ class _StreamTimeout(StreamEffect):
     def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
         fault = stage.fault
         assert isinstance(fault, Timeout)
-        if fault.after is None or stage.state.get("closed"):
+        start = origin(stage, started)
+        if fault.after is None or stage.state.get("closed") or start is None:
             return None
-        return started + fault.after
+        return start + fault.after
 
     def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
         fault = stage.fault
@@ -203,18 +215,62 @@ class _StreamTimeout(StreamEffect):
         return [Action(now, "close")]
 
 
+def _reset_kind(fault: Fault) -> ActionKind:
+    """A reset triggered by one direction's data resets both peers when the fault says both."""
+    return "reset_both" if fault.direction == "both" else "reset"
+
+
 class _StreamResetPeer(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, ResetPeer)
+        if not fault.triggered:
+            return items, []  # Time alone decides (see due()); data flows until then.
+        # Armed by its trigger: bytes that come once the reset is due are not
+        # delivered; the reset goes in their place ("reset instead of the 3rd request").
+        start = stage.state["armed_at"]
+        when = start + fault.after
+        kept = [(at, data) for at, data in items if at < when]
+        if len(kept) == len(items) or stage.fired:
+            return kept, []
+        withheld = sum(len(data) for at, data in items if at >= when)
+        plan.record(
+            stage,
+            when,
+            f"reset the connection after {fault.after_bytes} bytes"
+            f" ({withheld} bytes not delivered)",
+        )
+        return kept, [Action(when, _reset_kind(fault))]
+
     def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
         fault = stage.fault
         assert isinstance(fault, ResetPeer)
-        return None if stage.fired else started + fault.after
+        start = origin(stage, started)
+        return None if stage.fired or start is None else start + fault.after
 
     def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
         when = self.timer(plan, stage, started)
         if when is None or now < when:
             return []
+        fault = stage.fault
+        assert isinstance(fault, ResetPeer)
+        if fault.triggered:
+            after = f"{fault.after:g} s after {fault.after_bytes} bytes"
+            plan.record(stage, now, f"reset the connection {after}")
+            return [Action(now, _reset_kind(fault))]
         plan.record(stage, now, "reset the connection")
         return [Action(now, "reset")]
+
+
+class _StreamNoReply(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        held = sum(len(data) for _, data in items)
+        plan.record(stage, items[0][0], f"held back {held} bytes of reply")
+        return [], []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        plan.record(stage, at, "held back the server's close")
+        return None
 
 
 class _StreamLimitData(StreamEffect):
@@ -249,6 +305,7 @@ STREAM_EFFECTS: dict[type[Fault], StreamEffect] = {
     Timeout: _StreamTimeout(),
     ResetPeer: _StreamResetPeer(),
     LimitData: _StreamLimitData(),
+    NoReply: _StreamNoReply(),
 }
 
 

@@ -75,6 +75,21 @@ def _value(text: str) -> Any:
     return text
 
 
+#: Parameters whose values may hold commas themselves (``connections=0,2,5-``).
+_LISTS = ("connections",)
+
+
+def _joined(items: list[str]) -> list[str]:
+    """The ``param=value`` items, with the comma-separated parts of a list value joined."""
+    joined: list[str] = []
+    for item in items:
+        if "=" not in item and joined and joined[-1].partition("=")[0].strip() in _LISTS:
+            joined[-1] += "," + item
+        else:
+            joined.append(item)
+    return joined
+
+
 def parse_fault(text: str) -> Fault:
     """A fault from ``name[=value][,param=value...]``; the first value is its main parameter.
 
@@ -86,6 +101,8 @@ def parse_fault(text: str) -> Fault:
         Loss(probability=0.2, direction='downstream')
         >>> parse_fault("down")
         Down()
+        >>> parse_fault("reset_peer,connections=0,2,5-")
+        ResetPeer(connections='0,2,5-')
     """
     if not text.strip():
         raise UsageError("an empty fault; write e.g. latency=0.1 or loss=0.2")
@@ -98,7 +115,7 @@ def parse_fault(text: str) -> Fault:
         if not own:
             raise UsageError(f"{cls.__name__} takes no main value: write {name.strip()!r} alone")
         parameters[own[0].name] = _value(main)
-    for item in rest:
+    for item in _joined(rest):
         key, has_equals, value = item.partition("=")
         if not has_equals:
             raise UsageError(f"{item!r} in {text!r} is not param=value")

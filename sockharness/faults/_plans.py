@@ -33,7 +33,7 @@ from typing import Any
 
 from sockharness._core import Direction
 
-from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, Stage, effect_of
+from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, Stage, Timed, effect_of
 from ._specs import DATAGRAM, STREAM, Fault
 from ._timeline import Action, ActionKind, Event, Timeline
 
@@ -62,7 +62,14 @@ def generator(seed: int, *keys: Any) -> random.Random:
 
 
 def picks(seed: int, connection: int, position: int, fault: Fault) -> bool:
-    """Whether ``fault`` (at ``position`` in the list) applies to this connection (toxicity)."""
+    """Whether ``fault`` (at ``position`` in the list) applies to this connection.
+
+    Its ``connections`` selector first (exact, by ordinal), then its
+    ``toxicity`` (a seeded draw per connection).
+    """
+    selected = fault.selected
+    if selected is not None and connection not in selected:
+        return False
     if fault.toxicity >= 1.0:
         return True
     if fault.toxicity <= 0.0:
@@ -151,6 +158,8 @@ class StreamPlan(_Plan):
         super().__init__(*args, **kwargs)
         self.passed = 0
         self.ended = False
+        #: A stage's timer was armed by data (a trigger): the transport should wake for it.
+        self.rearm = False
         # The latest time any byte was scheduled for: later bytes never go before
         # it, even when the fault that delayed the earlier ones is removed.
         self.horizon = 0.0
@@ -176,7 +185,10 @@ class StreamPlan(_Plan):
         items = [(now, data)]
         extras: list[Action] = []
         for stage in self.stages:
-            items, extra = self._effect(stage).data(self, stage, items)
+            if stage.fault.triggered and "armed_at" not in stage.state:
+                items, extra = self._gated(stage, items)
+            else:
+                items, extra = self._effect(stage).data(self, stage, items)
             extras += extra
             if not items:
                 break
@@ -191,11 +203,40 @@ class StreamPlan(_Plan):
         extras = [Action(max(extra.at, last), extra.kind, extra.data) for extra in extras]
         return sorted(actions + extras, key=lambda action: action.at)
 
+    def _gated(self, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        """``items`` through a stage that waits for its trigger (``after_bytes``).
+
+        The bytes before the trigger pass untouched; from the trigger on, the
+        stage is armed (its time-triggered part counts from then) and its
+        effect takes everything.
+        """
+        limit = stage.fault.after_bytes
+        assert limit is not None
+        out: Timed = []
+        extras: list[Action] = []
+        for index, (at, data) in enumerate(items):
+            seen = stage.state.get("seen", 0)
+            if seen + len(data) <= limit:
+                stage.state["seen"] = seen + len(data)
+                out.append((at, data))
+                continue
+            head, tail = data[: limit - seen], data[limit - seen :]
+            stage.state["seen"] = limit
+            stage.state["armed_at"] = at
+            self.rearm = True  # Its timers (if any) count from now: wake for them.
+            if head:
+                out.append((at, head))
+            more, extras = self._effect(stage).data(self, stage, [(at, tail), *items[index + 1 :]])
+            return out + more, extras
+        return out, extras
+
     def eof(self, now: float) -> list[Action]:
         """When the end of the stream, written at ``now``, reaches the receiver."""
         at: float | None = max(now, self.horizon)
         for stage in self.stages:
             assert at is not None
+            if stage.fault.triggered and "armed_at" not in stage.state:
+                continue  # Never triggered: the end passes it untouched.
             at = self._effect(stage).eof(self, stage, at)
             if at is None:
                 return []  # Held back (Timeout): nothing flows any more, not even the end.
@@ -261,10 +302,19 @@ def summarize_unfired(
             )
         elif units == 0:
             reports.append(f"{name} never fired: no {unit} was made")
+        elif fault.selected is not None and units <= fault.selected.first:
+            reason = (
+                f"{name} never fired: connections={fault.selected} starts at {unit} "
+                f"{fault.selected.first} (ordinals count from 0), and only {units} {unit}"
+                f"{'s were' if units != 1 else ' was'} made"
+            )
+            reports.append(reason)
+            continue
         else:
+            chosen_by = "direction, toxicity" + (", connections" if fault.selected else "")
             reason = (
                 f"{name} never fired: it applied to none of the {units} {unit}"
-                f"{'s' if units != 1 else ''} (direction, toxicity)"
+                f"{'s' if units != 1 else ''} ({chosen_by})"
             )
             if 0.0 < fault.toxicity < 1.0:
                 reason += (

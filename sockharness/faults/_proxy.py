@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -32,12 +32,25 @@ from ._plans import (
     Event,
     StreamPlan,
     Timeline,
+    picks,
     summarize_unfired,
 )
-from ._specs import DATAGRAM, STREAM, Down, Fault
-from ._stream_relay import StreamRelay, reset
+from ._specs import (
+    DATAGRAM,
+    STREAM,
+    AcceptDelay,
+    AcceptThenClose,
+    AcceptThenReset,
+    Blackhole,
+    ConnectionFault,
+    Down,
+    Fault,
+    NeverRead,
+    Refuse,
+)
+from ._stream_relay import DRAIN_TIMEOUT, StreamRelay, reset
 
-__all__ = ["FaultProxy", "ProxyStats", "check_faults"]
+__all__ = ["FaultProxy", "FaultsInForce", "ProxyStats", "check_faults"]
 
 
 def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fault, ...]:
@@ -56,12 +69,35 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
             )
         if fault.proxy_only and not proxy:
             raise UsageError(f"{fault!r} concerns whole connections: only a FaultProxy applies it")
+        if fault.after_bytes is not None and transport == DATAGRAM:
+            raise UsageError(
+                f"{fault!r}: after_bytes counts the bytes of a stream; {kind.name} carries "
+                f"datagrams (pick peers with connections=)"
+            )
         checked.append(fault)
     return tuple(checked)
 
 
 #: How long the proxy's event loop may take to take new faults, or to close.
 CHANGE_TIMEOUT = 5.0
+
+
+class FaultsInForce(tuple[Fault, ...]):
+    """The faults a proxy applies now (a tuple), and a way to apply more for a while.
+
+    ``proxy.faults`` is this tuple; calling it, ``with proxy.faults(Latency(0.2)):``,
+    adds the faults on entry and removes them on exit, even when the block fails.
+    """
+
+    _proxy: FaultProxy
+
+    def __new__(cls, faults: Iterable[Fault], proxy: FaultProxy) -> FaultsInForce:
+        made = super().__new__(cls, faults)
+        made._proxy = proxy
+        return made
+
+    def __call__(self, *faults: Fault) -> contextlib.AbstractContextManager[tuple[Fault, ...]]:
+        return self._proxy.applying(*faults)
 
 
 @dataclass(frozen=True)
@@ -131,6 +167,11 @@ class FaultProxy:
             "dropped_datagrams": 0,
         }
         self._closed = False
+        #: Accepted connections no relay carries (yet): held by a connection-phase fault.
+        self._held: dict[socket.socket, None] = {}
+        #: While a Blackhole is in force: the connection of our own that fills the backlog.
+        self._filler: socket.socket | None = None
+        self._filler_name: Any = None
         self._private_dir: str | None = None
         if self.kind.unix:
             self._private_dir = private_directory("shp-")
@@ -164,6 +205,12 @@ class FaultProxy:
             if self._private_dir is not None:
                 shutil.rmtree(self._private_dir, ignore_errors=True)
             raise
+        if any(isinstance(fault, Blackhole) for fault in self._faults):
+            try:
+                self._changed()  # In force from the start: fill the backlog before any client.
+            except BaseException:
+                self.close()
+                raise
 
     def __repr__(self) -> str:
         return (
@@ -174,10 +221,51 @@ class FaultProxy:
     # -- the faults, from any thread ----------------------------------------------------------
 
     @property
-    def faults(self) -> tuple[Fault, ...]:
-        """The faults now in force, in order (none while disabled)."""
+    def faults(self) -> FaultsInForce:
+        """The faults now in force, in order (none while disabled).
+
+        A tuple; call it to apply more for the length of a ``with`` block:
+        ``with proxy.faults(Latency(0.2)): ...`` (see :meth:`applying`).
+        """
         with self._lock:
-            return self._faults if self._enabled else ()
+            return FaultsInForce(self._faults if self._enabled else (), self)
+
+    @contextlib.contextmanager
+    def applying(self, *faults: Fault) -> Iterator[tuple[Fault, ...]]:
+        """Apply ``faults`` on entry and remove them on exit, even on error.
+
+        Example:
+            >>> from sockharness import start_server, connect
+            >>> from sockharness.faults import FaultProxy, LimitData
+            >>> from sockharness.handlers import EchoHandler
+            >>> with start_server(EchoHandler) as server, FaultProxy(server.address) as proxy:
+            ...     with proxy.faults(LimitData(2)):
+            ...         with connect(proxy.address) as client:
+            ...             client.send(b"hello")
+            ...             client.recv_all()
+            ...     proxy.faults
+            b'he'
+            ()
+        """
+        added = [self.add(fault) for fault in faults]
+        try:
+            yield tuple(added)
+        finally:
+            with self._lock:
+                kept = list(self._faults)
+                for fault in added:
+                    if fault in kept:
+                        kept.remove(fault)
+                self._faults = tuple(kept)
+            self._changed()
+
+    def down(self) -> contextlib.AbstractContextManager[tuple[Fault, ...]]:
+        """The proxy is down for the length of a ``with`` block: ``with proxy.down(): ...``.
+
+        New connections are refused and live ones cut (:class:`Down`); on exit
+        it is up again, even when the block fails.
+        """
+        return self.applying(Down())
 
     @property
     def enabled(self) -> bool:
@@ -287,14 +375,21 @@ class FaultProxy:
             for direction in (UPSTREAM, DOWNSTREAM)
         )
 
-    def _down(self) -> bool:
-        return any(isinstance(fault, Down) for fault in self.faults)
+    def _fate(self, index: int) -> Fault | None:
+        """The connection-phase fault (or ``Down``) that decides connection ``index``, if any."""
+        for position, fault in enumerate(self.faults):
+            deciding = isinstance(fault, (Down, ConnectionFault)) and not isinstance(
+                fault, Blackhole
+            )
+            if deciding and picks(self.seed, index, position, fault):
+                return fault
+        return None
 
-    def _record_down(self, effect: str) -> None:
-        """Put what ``Down`` did on the timeline (as connection -1: the proxy itself)."""
-        down = next((fault for fault in self.faults if isinstance(fault, Down)), None)
-        if down is not None:
-            self.timeline.add(Event(time.monotonic() - self._born, -1, "both", repr(down), effect))
+    def _record(self, fault: Fault, connection: int, effect: str) -> None:
+        """Put what a fault of the proxy itself did on the timeline (-1: no one connection)."""
+        self.timeline.add(
+            Event(time.monotonic() - self._born, connection, "both", repr(fault), effect)
+        )
 
     def _apply_faults(self) -> None:
         faults = self.faults
@@ -304,11 +399,115 @@ class FaultProxy:
                 plan.update(faults)
             if isinstance(holder, StreamRelay):
                 holder.arm_timers()
-        if self._down():
-            if self._relays:
-                self._record_down(f"cut {len(self._relays)} live connection(s)")
-            for relay in list(self._relays):
+        for position, fault in enumerate(faults):
+            if not isinstance(fault, Down):
+                continue
+            cut = [
+                relay
+                for relay in self._relays
+                if picks(self.seed, relay.plans[0].connection, position, fault)
+            ]
+            for relay in cut:
                 relay.cut_client()
+            if cut:
+                self._record(fault, -1, f"cut {len(cut)} live connection(s)")
+        if self.kind.stream:
+            blackhole = next((f for f in faults if isinstance(f, Blackhole)), None)
+            if blackhole is not None and self._filler is None:
+                self._start_blackhole(blackhole)
+            elif blackhole is None and self._filler is not None:
+                self._end_blackhole()
+
+    # -- the connection phase -------------------------------------------------------------------
+
+    def _start_blackhole(self, fault: Blackhole) -> None:
+        """Fill the listener's backlog so the kernel drops every new SYN (no root needed)."""
+        self._loop.forget(self._listener)
+        self._listener.listen(0)
+        filler = keep_out_of_children(socket.socket(self.kind.family, socket.SOCK_STREAM))
+        try:
+            if self.kind.unix:
+                assert self._private_dir is not None
+                name = os.path.join(self._private_dir, "blackhole.sock")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name)
+                filler.bind(name)
+            filler.setblocking(False)
+            filler.connect_ex(self.address)
+            self._filler_name = filler.getsockname()
+        except OSError:
+            filler.close()
+            self._listener.listen(128)
+            self._loop.watch(self._listener, selectors.EVENT_READ, self._on_listener)
+            raise
+        self._filler = filler
+        self._record(fault, -1, "blackholed new connections (the listener's backlog is full)")
+
+    def _end_blackhole(self) -> None:
+        self._listener.listen(128)
+        self._loop.watch(self._listener, selectors.EVENT_READ, self._on_listener)
+        # The filler's connection is accepted (and recognized) like any other, then dropped.
+
+    def _hold(self, client: socket.socket) -> None:
+        self._held[client] = None
+
+    def _let_go(self, client: socket.socket) -> None:
+        self._loop.forget(client)
+        self._held.pop(client, None)
+        client.close()
+
+    def _close_gracefully(self, client: socket.socket) -> None:
+        """FIN the client at once; read and discard until it closes too (bounded)."""
+        self._hold(client)
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_WR)
+
+        def drain(events: int) -> None:
+            try:
+                data = client.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._let_go(client)
+
+        client.setblocking(False)
+        self._loop.watch(client, selectors.EVENT_READ, drain)
+        self._loop.at(
+            self._loop.now() + DRAIN_TIMEOUT,
+            lambda: self._let_go(client) if client in self._held else None,
+        )
+
+    def _take_up_late(self, client: socket.socket, index: int) -> None:
+        """After an ``AcceptDelay``: relay the connection, if the proxy still runs."""
+        if client not in self._held:
+            return  # Closed meanwhile.
+        del self._held[client]
+        self._relay(client, index)
+
+    def _on_fate(self, fault: Fault, client: socket.socket, index: int) -> None:
+        if isinstance(fault, (Down, Refuse, AcceptThenReset)):
+            reset(client)
+            self._record(
+                fault,
+                index,
+                "reset the connection as it was accepted"
+                if isinstance(fault, AcceptThenReset)
+                else "refused a connection",
+            )
+        elif isinstance(fault, AcceptThenClose):
+            self._close_gracefully(client)
+            self._record(fault, index, "closed the connection as it was accepted")
+        elif isinstance(fault, NeverRead):
+            self._hold(client)
+            self._record(fault, index, "accepted the connection and never read from it")
+        elif isinstance(fault, AcceptDelay):
+            self._hold(client)
+            self._loop.at(self._loop.now() + fault.delay, lambda: self._take_up_late(client, index))
+            self._record(fault, index, f"took the connection up {fault.delay:g} s late")
+        else:
+            raise AssertionError(f"not a connection-phase fault: {fault!r}")
 
     def _on_listener(self, events: int) -> None:
         if self.kind.stream:
@@ -318,17 +517,26 @@ class FaultProxy:
 
     def _accept(self) -> None:
         try:
-            client, _ = self._listener.accept()
+            client, peer = self._listener.accept()
             keep_out_of_children(client)
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
-        if self._down():
-            reset(client)  # Down: as good as refused.
-            self._record_down("refused a connection")
+        if self._filler is not None and peer == self._filler_name and peer not in ("", None):
+            # The blackhole's own connection, after the blackhole ended: not a client's.
+            client.close()
+            self._filler.close()
+            self._filler = self._filler_name = None
             return
         with self._lock:
             index = self._counts["connections"]
             self._counts["connections"] += 1
+        fate = self._fate(index)
+        if fate is not None:
+            self._on_fate(fate, client, index)
+            return
+        self._relay(client, index)
+
+    def _relay(self, client: socket.socket, index: int) -> None:
         relay = StreamRelay(
             loop=self._loop,
             client=client,
@@ -359,12 +567,14 @@ class FaultProxy:
             return
         except OSError:
             return
-        if self._down():
-            self._count_datagram(UPSTREAM, 0, False)
-            self._record_down("dropped a datagram")
-            return
         key = peer if peer else None
         flow = self._flows.get(key)
+        index = flow.plans[0].connection if flow is not None else self._counts["connections"]
+        down = self._fate(index)
+        if down is not None:
+            self._count_datagram(UPSTREAM, 0, False)
+            self._record(down, index, "dropped a datagram")
+            return
         if flow is None:
             with self._lock:
                 index = self._counts["connections"]
@@ -410,6 +620,11 @@ class FaultProxy:
                     flow.close()
                     self._retired_plans.extend(flow.plans)
                 self._flows.clear()
+                for client in list(self._held):
+                    self._let_go(client)
+                if self._filler is not None:
+                    self._filler.close()
+                    self._filler = None
             finally:
                 done.set()
 

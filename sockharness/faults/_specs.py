@@ -16,17 +16,24 @@ Times are in seconds (floats), sizes in bytes. A bad parameter raises
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, get_args
 
 from sockharness._core import Direction, UsageError
+
+from ._select import Ordinals, OrdinalsLike, ordinals
 
 __all__ = [
     "DATAGRAM",
     "DIRECTIONS",
     "FAULTS",
     "STREAM",
+    "AcceptDelay",
+    "AcceptThenClose",
+    "AcceptThenReset",
     "Bandwidth",
+    "Blackhole",
+    "ConnectionFault",
     "Corrupt",
     "Down",
     "Duplicate",
@@ -34,6 +41,9 @@ __all__ = [
     "Latency",
     "LimitData",
     "Loss",
+    "NeverRead",
+    "NoReply",
+    "Refuse",
     "Reorder",
     "ResetPeer",
     "Slicer",
@@ -117,6 +127,10 @@ class Fault:
 
     direction: Direction = "both"
     toxicity: float = 1.0
+    #: Which connections (datagrams: peers) by ordinal; ``None``: any (see :mod:`._select`).
+    connections: OrdinalsLike | None = None
+    #: Streams: strike only once this many bytes of the direction have passed.
+    after_bytes: int | None = None
 
     #: The transports the fault means something on.
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
@@ -152,7 +166,21 @@ class Fault:
                 value=self.direction,
             )
         _share(name, "toxicity", self.toxicity)
+        if self.connections is not None:
+            object.__setattr__(self, "connections", ordinals(self.connections, "connections", name))
+        if self.after_bytes is not None:
+            _whole(name, "after_bytes", self.after_bytes, 0)
         self._validate()
+
+    @property
+    def selected(self) -> Ordinals | None:
+        """The connections (peers) it is limited to, as :class:`Ordinals` (``None``: any)."""
+        return None if self.connections is None else ordinals(self.connections)
+
+    @property
+    def triggered(self) -> bool:
+        """Whether it waits for a trigger (``after_bytes``) before it strikes."""
+        return self.after_bytes is not None
 
     def _validate(self) -> None:
         """Check the fault's own parameters."""
@@ -277,6 +305,126 @@ class Down(Fault, name="down", example="down"):
 
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
     proxy_only: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, repr=False)
+class NoReply(Fault, name="no_reply", example="no_reply"):
+    """Requests reach the server; nothing comes back, not even the close (a hung upstream).
+
+    The server's replies (the downstream direction) are held back for good;
+    the client waits until its own timeout.
+    """
+
+    direction: Direction = field(default="downstream", kw_only=True)
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def _validate(self) -> None:
+        if self.direction != "downstream":
+            raise UsageError(
+                f"NoReply(direction={self.direction!r}): no_reply holds back the server's "
+                f"replies, so its direction is 'downstream'; for requests that never arrive "
+                f"use Timeout(direction='upstream')",
+                parameter="direction",
+                value=self.direction,
+            )
+
+
+# -- the connection phase (proxy only) ----------------------------------------------------------
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionFault(Fault):
+    """Base of the faults of the connection phase: what happens to a connection as it is made.
+
+    The proxy decides each connection's fate when it accepts it, from the
+    connection's ordinal (``connections``) and ``toxicity``; the first of these
+    faults that applies decides. ``direction`` and ``after_bytes`` do not apply.
+    """
+
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+    proxy_only: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        if self.direction != "both":
+            raise UsageError(
+                f"{name}(direction={self.direction!r}): {name} strikes a connection as it "
+                f"is made, before any byte flows either way; leave direction out",
+                parameter="direction",
+                value=self.direction,
+            )
+        if self.after_bytes is not None:
+            raise UsageError(
+                f"{name}(after_bytes={self.after_bytes!r}): {name} strikes before any byte "
+                f"flows; leave after_bytes out",
+                parameter="after_bytes",
+                value=self.after_bytes,
+            )
+        super().__post_init__()
+
+
+@dataclass(frozen=True, repr=False)
+class Refuse(ConnectionFault, name="refuse", example="refuse,connections=0-1"):
+    """The connection is refused: reset (RST) at once, before any byte, as a closed port.
+
+    TCP completes the handshake in the kernel before any program sees the
+    connection, so the client's ``connect()`` succeeds and its first ``send()``
+    or ``recv()`` raises ``ConnectionResetError`` (a Unix stream client sees
+    the end of the stream or a ``BrokenPipeError``).
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class AcceptDelay(ConnectionFault, name="accept_delay", example="accept_delay=0.5"):
+    """The connection is taken up ``delay`` seconds late: nothing is read or relayed until then."""
+
+    delay: float
+
+    def _validate(self) -> None:
+        _at_least("AcceptDelay", "delay", self.delay, 0.0, " seconds")
+
+
+@dataclass(frozen=True, repr=False)
+class AcceptThenClose(ConnectionFault, name="accept_then_close", example="accept_then_close"):
+    """The connection is accepted and closed (FIN) before any byte: the client reads the end."""
+
+
+@dataclass(frozen=True, repr=False)
+class AcceptThenReset(ConnectionFault, name="accept_then_reset", example="accept_then_reset"):
+    """The connection is accepted and reset (RST) before any byte is read or sent."""
+
+
+@dataclass(frozen=True, repr=False)
+class NeverRead(ConnectionFault, name="never_read", example="never_read"):
+    """The connection is accepted and nothing is ever read from it, nor sent to it.
+
+    What the client sends fills the socket buffers, and then its ``sendall()``
+    blocks; it reads nothing, until its own timeout. The proxy closes such
+    connections when it closes.
+    """
+
+
+@dataclass(frozen=True, repr=False)
+class Blackhole(ConnectionFault, name="blackhole", example="blackhole"):
+    """Connecting never completes: the client's ``connect()`` waits out its own timeout.
+
+    For the whole proxy while it is in force (not per connection: the proxy
+    never sees these connections). How, without root: the proxy shrinks its
+    listening socket's backlog to nothing and fills it with one connection of
+    its own; Linux then drops every SYN (a full accept queue), so clients
+    retransmit until they give up. Connections made before stay as they are.
+    When the fault is removed, connecting works again (a client still
+    retrying its SYN gets through at its next retransmission, after 1, 3, 7 s).
+    """
+
+    def _validate(self) -> None:
+        if self.connections is not None or self.toxicity != 1.0:
+            raise UsageError(
+                "Blackhole concerns the whole proxy (the proxy never sees the connections it "
+                "drops), so it takes no connections= and no toxicity=",
+                parameter="connections" if self.connections is not None else "toxicity",
+                value=self.connections if self.connections is not None else self.toxicity,
+            )
 
 
 # -- datagram ---------------------------------------------------------------------------------

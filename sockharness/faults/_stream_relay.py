@@ -218,7 +218,13 @@ class StreamRelay:
         else:
             pipe.read_done = True
             pipe.push(pipe.plan.eof(now))
+        self._rearm(pipe)
         self.run_due()
+
+    def _rearm(self, pipe: _Pipe) -> None:
+        if pipe.plan.rearm:  # A trigger armed a timed fault: wake for it.
+            pipe.plan.rearm = False
+            self.arm_timers()
 
     def _write(self, pipe: _Pipe) -> None:
         while pipe.out and not pipe.shut:
@@ -277,7 +283,7 @@ class StreamRelay:
         now = self.loop.now()
         due = [(pipe, action) for pipe in (self.up, self.down) for action in pipe.plan.due(now)]
         resetting = {pipe for pipe, action in due if action.kind == "reset"}
-        if resetting == {self.up, self.down}:
+        if resetting == {self.up, self.down} or any(a.kind == "reset_both" for _, a in due):
             # A reset due on both directions at once (``direction="both"``): each
             # peer receives data, so each is reset.
             self.reset_both()
@@ -296,8 +302,15 @@ class StreamRelay:
             pipe.close_after_flush = True
             if self.connected:
                 self._write(pipe)
-        elif action.kind == "reset":
-            self.reset_receiver(pipe)
+        elif action.kind in ("reset", "reset_both"):
+            if self.connected:
+                self._write(pipe)  # What came before the reset goes out first (as the OS lets).
+                if self.closed or self.draining:
+                    return
+            if action.kind == "reset":
+                self.reset_receiver(pipe)
+            else:
+                self.reset_both()
 
     # -- ending -----------------------------------------------------------------------------------
 

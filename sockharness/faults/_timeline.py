@@ -80,7 +80,7 @@ class Timeline:
 
 #: What a transport does: send data, end one direction, close or reset the connection,
 #: or nothing (a datagram dropped; for counters).
-ActionKind = Literal["data", "eof", "close", "reset", "drop"]
+ActionKind = Literal["data", "eof", "close", "reset", "reset_both", "drop"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,8 @@ class Action:
     ``kind`` is ``"data"`` (send ``data``), ``"eof"`` (end this direction:
     ``shutdown(SHUT_WR)``), ``"close"`` (close the whole connection),
     ``"reset"`` (reset it: the peer on ``direction``'s receiving side sees
-    ``ConnectionResetError``) or ``"drop"`` (nothing to deliver; for counters).
+    ``ConnectionResetError``), ``"reset_both"`` (reset both peers) or
+    ``"drop"`` (nothing to deliver; for counters).
     """
 
     at: float

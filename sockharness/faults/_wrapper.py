@@ -121,6 +121,8 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         now = time.monotonic()
         outgoing = [action.kind for action in self._sh_out.due(now)]
         incoming = [action.kind for action in self._sh_in.due(now)]
+        if "reset_both" in outgoing or "reset_both" in incoming:
+            self._sh_reset(peer=True, here=True)
         if "reset" in outgoing or "reset" in incoming:
             self._sh_reset(peer="reset" in outgoing, here="reset" in incoming)
         if "close" in outgoing or "close" in incoming:
@@ -134,6 +136,8 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         """Carry out an action that ends the connection, from the plan of one direction."""
         if kind == "reset":
             self._sh_reset(peer=not incoming, here=incoming)
+        elif kind == "reset_both":
+            self._sh_reset(peer=True, here=True)
         elif kind == "close":
             self._sh_close()
         else:
@@ -187,7 +191,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
                 break
             if action.kind == "data":
                 socket.socket.sendall(self, action.data)
-            elif action.kind in ("close", "reset"):
+            elif action.kind in ("close", "reset", "reset_both"):
                 self._sh_end(action.kind, incoming=False)
                 self._sh_check()
         return len(view)
@@ -268,7 +272,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
                     self._sh_pending.append((action.at, action.data))
                 elif action.kind == "eof":
                     self._sh_eof_at = action.at
-                elif action.kind in ("close", "reset"):
+                elif action.kind in ("close", "reset", "reset_both"):
                     _sleep_until(action.at)
                     self._sh_end(action.kind, incoming=True)
 
