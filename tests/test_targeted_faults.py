@@ -38,6 +38,7 @@ from sockharness.faults import (
 )
 from sockharness.handlers import EchoHandler, LineEchoHandler, RecordingHandler
 from sockharness.strategies import connection_faults, ordinal_sets, stream_faults
+from tests.helpers import wait_for
 from tests.test_cli_serve import read_line
 
 # -- ordinals -------------------------------------------------------------------------------------
@@ -315,10 +316,10 @@ def test_blackhole_added_while_running_and_by_scope(make_server: Any) -> None:
 def test_accept_delay_takes_the_connection_up_late(make_server: Any) -> None:
     server = make_server(LineEchoHandler)
     with FaultProxy(server.address, "tcp", [AcceptDelay(0.3, connections="0")]) as proxy:
+        started = time.monotonic()  # Before connecting: the proxy accepts after this.
         with connect(proxy.address) as client:
-            started = time.monotonic()
             assert client.request(b"late\n") == b"late\n"
-            assert time.monotonic() - started >= 0.25
+            assert time.monotonic() - started >= 0.3
         with connect(proxy.address) as client:  # Connection 1: not chosen.
             assert client.request(b"now\n") == b"now\n"
     assert [e.effect for e in proxy.timeline.events] == ["took the connection up 0.3 s late"]
@@ -623,5 +624,12 @@ def test_held_connections_are_closed_with_the_proxy() -> None:
         proxy.remove(Blackhole())
         sock = socket.create_connection(proxy.address, timeout=2)
         with sock:
+            # Held once the proxy took it up (a connection still in the listener's
+            # queue when the proxy closes is reset by the kernel instead).
+            wait_for(lambda: len(proxy.timeline.events) == 2, what="the connection held")
             proxy.close()
             assert sock.recv(10) == b""
+        assert [e.effect for e in proxy.timeline.events] == [
+            "blackholed new connections (the listener's backlog is full)",
+            "accepted the connection and never read from it",
+        ]
