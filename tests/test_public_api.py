@@ -132,6 +132,10 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "FRAMERS",
+    "Framing",
+    "LengthPrefix",
+    "framers",
     "AcceptDelay",
     "AcceptThenClose",
     "AcceptThenReset",

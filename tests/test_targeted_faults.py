@@ -145,7 +145,7 @@ def test_connection_faults_are_the_proxys_and_after_bytes_is_for_streams(
     with pytest.raises(UsageError, match="only a FaultProxy applies it"):
         make_server(EchoHandler, "tcp", faults=[Refuse()])
     server = make_server(EchoHandler, "udp")
-    with pytest.raises(UsageError, match="after_bytes counts the bytes of a stream"):
+    with pytest.raises(UsageError, match="after_bytes, framer and messages cut a stream"):
         FaultProxy(server.address, "udp", [Latency(0.1, after_bytes=3)])
 
 

@@ -10,12 +10,14 @@ Datagram faults (UDP, Unix datagram): :class:`Loss`, :class:`Duplicate`,
 and :class:`Bandwidth` too.
 
 Every fault takes ``direction``, ``toxicity`` and ``connections`` (which
-connections, by ordinal: :class:`Ordinals`); stream faults ``after_bytes``.
+connections, by ordinal: :class:`Ordinals`); stream faults ``after_bytes``,
+and ``messages`` or ``after_messages`` with a ``framer`` (:mod:`.framers`).
 :class:`FaultProxy` applies them to traffic relayed to any address.
 """
 
 from sockharness._core import publish
 
+from . import framers
 from ._parse import FAULT_NAMES, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
@@ -47,10 +49,12 @@ from ._specs import (
     Truncate,
 )
 from ._wrapper import FaultyDatagramSocket, FaultyStreamSocket, wrap_socket
+from .framers import FRAMERS, Framing, LengthPrefix
 
 __all__ = [
     "DATAGRAM",
     "FAULT_NAMES",
+    "FRAMERS",
     "STREAM",
     "AcceptDelay",
     "AcceptThenClose",
@@ -67,7 +71,9 @@ __all__ = [
     "FaultsInForce",
     "FaultyDatagramSocket",
     "FaultyStreamSocket",
+    "Framing",
     "Latency",
+    "LengthPrefix",
     "LimitData",
     "Loss",
     "NeverRead",
@@ -84,6 +90,7 @@ __all__ = [
     "Truncate",
     "check_faults",
     "fault_from_mapping",
+    "framers",
     "ordinals",
     "parse_fault",
     "summarize_unfired",

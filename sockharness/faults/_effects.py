@@ -103,7 +103,13 @@ class StreamEffect:
     - :meth:`data`: the pieces that pass (and actions such as a close);
     - :meth:`eof`: when the end of the stream passes on (``None``: held back);
     - :meth:`timer` and :meth:`due`: a time-triggered action (reset, close).
+
+    ``ends_flow``: once it strikes, nothing after passes unharmed (a reset, a
+    stall, a limit), so a fault that strikes by message takes every later
+    message too.
     """
+
+    ends_flow = False
 
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         return items, []
@@ -188,6 +194,8 @@ class _StreamSlowClose(StreamEffect):
 
 
 class _StreamTimeout(StreamEffect):
+    ends_flow = True
+
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         dropped = sum(len(data) for _, data in items)
         plan.record(stage, items[0][0], f"held back {dropped} bytes (data stopped)")
@@ -221,6 +229,8 @@ def _reset_kind(fault: Fault) -> ActionKind:
 
 
 class _StreamResetPeer(StreamEffect):
+    ends_flow = True
+
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         fault = stage.fault
         assert isinstance(fault, ResetPeer)
@@ -237,8 +247,7 @@ class _StreamResetPeer(StreamEffect):
         plan.record(
             stage,
             when,
-            f"reset the connection after {fault.after_bytes} bytes"
-            f" ({withheld} bytes not delivered)",
+            f"reset the connection {fault.trigger} ({withheld} bytes not delivered)",
         )
         return kept, [Action(when, _reset_kind(fault))]
 
@@ -255,14 +264,15 @@ class _StreamResetPeer(StreamEffect):
         fault = stage.fault
         assert isinstance(fault, ResetPeer)
         if fault.triggered:
-            after = f"{fault.after:g} s after {fault.after_bytes} bytes"
-            plan.record(stage, now, f"reset the connection {after}")
+            plan.record(stage, now, f"reset the connection {fault.after:g} s {fault.trigger}")
             return [Action(now, _reset_kind(fault))]
         plan.record(stage, now, "reset the connection")
         return [Action(now, "reset")]
 
 
 class _StreamNoReply(StreamEffect):
+    ends_flow = True
+
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         held = sum(len(data) for _, data in items)
         plan.record(stage, items[0][0], f"held back {held} bytes of reply")
@@ -274,6 +284,8 @@ class _StreamNoReply(StreamEffect):
 
 
 class _StreamLimitData(StreamEffect):
+    ends_flow = True
+
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         fault = stage.fault
         assert isinstance(fault, LimitData)

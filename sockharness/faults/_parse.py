@@ -75,8 +75,8 @@ def _value(text: str) -> Any:
     return text
 
 
-#: Parameters whose values may hold commas themselves (``connections=0,2,5-``).
-_LISTS = ("connections",)
+#: Parameters whose values may hold commas themselves (``connections=0,2,5-``, ``messages=``).
+_LISTS = ("connections", "messages")
 
 
 def _joined(items: list[str]) -> list[str]:

@@ -36,6 +36,7 @@ from sockharness._core import Direction
 from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, Stage, Timed, effect_of
 from ._specs import DATAGRAM, STREAM, Fault
 from ._timeline import Action, ActionKind, Event, Timeline
+from .framers import Framing, resolve_framer
 
 __all__ = [
     "DOWNSTREAM",
@@ -185,8 +186,11 @@ class StreamPlan(_Plan):
         items = [(now, data)]
         extras: list[Action] = []
         for stage in self.stages:
-            if stage.fault.triggered and "armed_at" not in stage.state:
+            fault = stage.fault
+            if fault.after_bytes is not None and "armed_at" not in stage.state:
                 items, extra = self._gated(stage, items)
+            elif fault.framer is not None and not stage.state.get("latched"):
+                items, extra = self._framed(stage, items)
             else:
                 items, extra = self._effect(stage).data(self, stage, items)
             extras += extra
@@ -229,6 +233,54 @@ class StreamPlan(_Plan):
             more, extras = self._effect(stage).data(self, stage, [(at, tail), *items[index + 1 :]])
             return out + more, extras
         return out, extras
+
+    def _framed(self, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        """``items`` through a stage that strikes by message (``messages``, ``after_messages``).
+
+        A framer cuts the direction's bytes into messages; the pieces of the
+        messages the fault strikes go through its effect, the others pass
+        untouched. A fault that ends the flow (a reset, a timeout, a limit)
+        takes everything from its first message on; ``after_messages`` too.
+        """
+        fault = stage.fault
+        effect = self._effect(stage)
+        framing = stage.state.get("framing")
+        if framing is None:
+            framing = stage.state["framing"] = Framing(resolve_framer(fault.framer))
+        chosen = fault.selected_messages
+        out: Timed = []
+        extras: list[Action] = []
+        for at, data in items:
+            for index, piece in framing.split(data):
+                if stage.state.get("latched"):
+                    struck = True
+                elif fault.after_messages is not None:
+                    struck = index >= fault.after_messages
+                else:
+                    struck = chosen is not None and index in chosen
+                if not struck:
+                    out.append((at, piece))
+                    continue
+                if "armed_at" not in stage.state:
+                    stage.state["armed_at"] = at
+                    self.rearm = True  # Its timers (if any) count from now.
+                if fault.after_messages is not None or effect.ends_flow:
+                    stage.state["latched"] = True
+                more, extra = effect.data(self, stage, [(at, piece)])
+                out += more
+                extras += extra
+            if framing.failed is not None and not stage.state.get("framing_reported"):
+                stage.state["framing_reported"] = True
+                self.note(at, fault, f"{framing.failed}; the rest of the stream is one message")
+        return out, extras
+
+    def note(self, at: float, fault: Fault, text: str) -> None:
+        """Put something about ``fault`` on the timeline that is not the fault firing."""
+        if self.timeline is not None:
+            self.timeline.add(
+                Event(at - self.started, self.connection, self.direction, repr(fault), text),
+                fired=False,
+            )
 
     def eof(self, now: float) -> list[Action]:
         """When the end of the stream, written at ``now``, reaches the receiver."""

@@ -69,10 +69,10 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
             )
         if fault.proxy_only and not proxy:
             raise UsageError(f"{fault!r} concerns whole connections: only a FaultProxy applies it")
-        if fault.after_bytes is not None and transport == DATAGRAM:
+        if fault.triggered and transport == DATAGRAM:
             raise UsageError(
-                f"{fault!r}: after_bytes counts the bytes of a stream; {kind.name} carries "
-                f"datagrams (pick peers with connections=)"
+                f"{fault!r}: after_bytes, framer and messages cut a stream; {kind.name} "
+                f"carries datagrams (pick peers with connections=)"
             )
         checked.append(fault)
     return tuple(checked)

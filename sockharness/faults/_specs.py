@@ -22,6 +22,7 @@ from typing import Any, ClassVar, get_args
 from sockharness._core import Direction, UsageError
 
 from ._select import Ordinals, OrdinalsLike, ordinals
+from .framers import FramerLike, framer_name, resolve_framer
 
 __all__ = [
     "DATAGRAM",
@@ -131,6 +132,12 @@ class Fault:
     connections: OrdinalsLike | None = None
     #: Streams: strike only once this many bytes of the direction have passed.
     after_bytes: int | None = None
+    #: Streams: how the bytes are cut into messages (for ``messages``, ``after_messages``).
+    framer: FramerLike | None = None
+    #: Streams, with a framer: strike these messages of the direction, by ordinal.
+    messages: OrdinalsLike | None = None
+    #: Streams, with a framer: strike from the message after the first ``after_messages``.
+    after_messages: int | None = None
 
     #: The transports the fault means something on.
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
@@ -170,7 +177,45 @@ class Fault:
             object.__setattr__(self, "connections", ordinals(self.connections, "connections", name))
         if self.after_bytes is not None:
             _whole(name, "after_bytes", self.after_bytes, 0)
+        self._check_messages(name)
         self._validate()
+
+    def _check_messages(self, name: str) -> None:
+        if self.messages is not None:
+            object.__setattr__(self, "messages", ordinals(self.messages, "messages", name))
+        if self.after_messages is not None:
+            _whole(name, "after_messages", self.after_messages, 0)
+        by_message = self.messages is not None or self.after_messages is not None
+        if self.framer is not None:
+            # A name that is no framer fails here, clearly; a name and the framer it
+            # names make equal faults (the repr prints the name either way).
+            object.__setattr__(self, "framer", resolve_framer(self.framer))
+            if not by_message:
+                raise UsageError(
+                    f"{name}(framer={framer_name(self.framer)!r}): a framer cuts the stream "
+                    f"into messages for messages= or after_messages=; give one of them",
+                    parameter="framer",
+                    value=self.framer,
+                )
+        elif by_message:
+            which = "messages" if self.messages is not None else "after_messages"
+            raise UsageError(
+                f"{name}({which}=...): messages need a framer to tell where they end; add "
+                f"framer='lines' (or 'length-prefix', 'http', 'tls-records', your own)",
+                parameter=which,
+                value=getattr(self, which),
+            )
+        triggers = [
+            key
+            for key in ("after_bytes", "messages", "after_messages")
+            if getattr(self, key) is not None
+        ]
+        if len(triggers) > 1:
+            raise UsageError(
+                f"{name}: {' and '.join(triggers)} both say where it strikes; keep one",
+                parameter=triggers[1],
+                value=getattr(self, triggers[1]),
+            )
 
     @property
     def selected(self) -> Ordinals | None:
@@ -179,8 +224,24 @@ class Fault:
 
     @property
     def triggered(self) -> bool:
-        """Whether it waits for a trigger (``after_bytes``) before it strikes."""
-        return self.after_bytes is not None
+        """Whether it waits for a trigger (``after_bytes``, a message) before it strikes."""
+        return self.after_bytes is not None or self.framer is not None
+
+    @property
+    def trigger(self) -> str:
+        """Where it starts, in words, for the timeline: "after 6 bytes", "at message 2"."""
+        if self.after_bytes is not None:
+            return f"after {self.after_bytes} bytes"
+        if self.after_messages is not None:
+            return f"after {self.after_messages} messages"
+        if self.messages is not None:
+            return f"at message {self.messages}"
+        return "at the start"
+
+    @property
+    def selected_messages(self) -> Ordinals | None:
+        """The messages it strikes, as :class:`Ordinals` (``None``: not by message ordinal)."""
+        return None if self.messages is None else ordinals(self.messages, "messages")
 
     def _validate(self) -> None:
         """Check the fault's own parameters."""
@@ -200,6 +261,8 @@ class Fault:
             value = getattr(self, item.name)
             if item.default is not MISSING and value == item.default:
                 continue  # Read like the call that built it: defaults left out.
+            if item.name == "framer":
+                value = framer_name(value)  # Stable across runs: it seeds the draws.
             parts.append(f"{item.name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
@@ -353,13 +416,14 @@ class ConnectionFault(Fault):
                 parameter="direction",
                 value=self.direction,
             )
-        if self.after_bytes is not None:
-            raise UsageError(
-                f"{name}(after_bytes={self.after_bytes!r}): {name} strikes before any byte "
-                f"flows; leave after_bytes out",
-                parameter="after_bytes",
-                value=self.after_bytes,
-            )
+        for key in ("after_bytes", "framer", "messages", "after_messages"):
+            if getattr(self, key) is not None:
+                raise UsageError(
+                    f"{name}({key}={getattr(self, key)!r}): {name} strikes before any byte "
+                    f"flows; leave {key} out",
+                    parameter=key,
+                    value=getattr(self, key),
+                )
         super().__post_init__()
 
 

@@ -43,9 +43,11 @@ class Timeline:
         with self._lock:
             return set(self._fired)
 
-    def add(self, event: Event) -> None:
+    def add(self, event: Event, *, fired: bool = True) -> None:
+        """Record ``event``; ``fired=False`` for a note that is not the fault doing something."""
         with self._lock:
-            self._fired.add(event.fault)
+            if fired:
+                self._fired.add(event.fault)
             if len(self._events) < self._limit:
                 self._events.append(event)
             else:
