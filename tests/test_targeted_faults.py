@@ -633,3 +633,143 @@ def test_held_connections_are_closed_with_the_proxy() -> None:
             "blackholed new connections (the listener's backlog is full)",
             "accepted the connection and never read from it",
         ]
+
+
+# -- your own fault -------------------------------------------------------------------------------
+
+USER_FAULTS = """
+import dataclasses
+
+from sockharness import UsageError
+from sockharness.faults import DATAGRAM, STREAM, Fault, StreamEffect
+
+
+class _Rot13(StreamEffect):
+    def data(self, plan, stage, items):
+        out = []
+        for at, data in items:
+            plan.record(stage, at, f"rotated {len(data)} bytes")
+            out.append((at, bytes((b - 97 + 13) % 26 + 97 if 97 <= b <= 122 else b for b in data)))
+        return out, []
+
+
+def _drop_odd(plan, stage, at, data, index):
+    if index % 2:
+        plan.record(stage, at, f"dropped datagram {index}")
+        return []
+    return [(at, data)]
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Rot13(Fault):
+    times: int = 1
+    transports = frozenset({STREAM, DATAGRAM})
+    stream_effect = _Rot13()
+    datagram_effect = staticmethod(_drop_odd)
+
+    def validate(self):
+        if self.times != 1:
+            raise UsageError(f"Rot13(times={self.times!r}): only once", parameter="times",
+                             value=self.times)
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class NoEffect(Fault):
+    transports = frozenset({STREAM})
+"""
+
+
+@pytest.fixture
+def user_faults(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A user's module of faults, importable as ``userfaults`` (here and in subprocesses)."""
+    (tmp_path / "userfaults.py").write_text(USER_FAULTS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    return str(tmp_path)
+
+
+def test_a_users_fault_in_process_and_through_the_proxy(make_server: Any, user_faults: str) -> None:
+    from sockharness.faults import fault_class
+
+    rot13 = fault_class("userfaults:Rot13")
+    server = make_server(LineEchoHandler, "tcp", faults=[rot13(direction="downstream")])
+    with server.connect() as client:
+        assert client.request(b"hello\n") == b"uryyb\n"
+    assert [e.effect for e in server.fault_timeline.events] == ["rotated 6 bytes"]
+    plain = make_server(LineEchoHandler, "tcp")
+    fault = rot13(direction="upstream", connections="1")
+    with FaultProxy(plain.address, "tcp", [fault]) as proxy:
+        assert _outcomes(proxy.address, 2) == ["hi", "uv"]
+    with pytest.raises(UsageError, match=r"Rot13\(times=2\): only once"):
+        rot13(times=2)
+
+
+def test_a_users_datagram_effect(make_server: Any, user_faults: str) -> None:
+    from sockharness.faults import fault_class
+
+    server = make_server(EchoHandler, "udp")
+    with FaultProxy(server.address, "udp", [fault_class("userfaults:Rot13")()]) as proxy:
+        with connect(proxy.address, "udp", timeout=0.5) as client:
+            assert client.request(b"zero") == b"zero"
+            client.send(b"one")  # Datagram 1: dropped.
+            with pytest.raises(TimeoutError):
+                client.recv(100)
+
+
+def test_a_users_fault_without_an_effect_is_a_clear_error(
+    make_server: Any, user_faults: str
+) -> None:
+    from sockharness.faults import fault_class
+
+    server = make_server(LineEchoHandler, "tcp")
+    with pytest.raises(UsageError, match="says it works on streams but has no stream_effect"):
+        FaultProxy(server.address, "tcp", [fault_class("userfaults:NoEffect")()])
+    with pytest.raises(UsageError, match="could not be imported: ModuleNotFoundError"):
+        parse_fault("nosuchmodule:Fault")
+    with pytest.raises(UsageError, match="is not a fault class"):
+        parse_fault("userfaults:dataclasses")
+
+
+def test_a_users_fault_on_the_command_line(make_server: Any, user_faults: str) -> None:
+    server: RunningServer = make_server(LineEchoHandler)
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "sockharness", "proxy",
+            "--upstream", f"127.0.0.1:{server.address[1]}",
+            "--fault", "userfaults:Rot13,direction=downstream",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        line = read_line(process)
+        assert "[Rot13(direction='downstream')]" in line, line
+        port = int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
+        assert _outcomes(("127.0.0.1", port), 1) == ["uv"]
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    bad = subprocess.run(
+        [sys.executable, "-m", "sockharness", "proxy", "--upstream", "127.0.0.1:9",
+         "--fault", "userfaults:Rot13,times=3"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith("Rot13(times=3): only once"), bad.stderr
+    assert bad.stderr.count("\n") == 1
+
+
+def test_a_users_fault_in_a_scenario_file(tmp_path: Any, user_faults: str) -> None:
+    from sockharness.chaos import ScenarioError, load_scenario
+
+    path = tmp_path / "own.toml"
+    _scenario_with_fault(path, 'fault = "userfaults:Rot13"\ndirection = "downstream"')
+    (window,) = load_scenario(path).faults
+    assert repr(window.fault) == "Rot13(direction='downstream')"
+    _scenario_with_fault(path, 'fault = "userfaults:Rot13"\ntimes = 5')
+    with pytest.raises(ScenarioError, match=r"faults\[0\].times: Rot13\(times=5\): only once"):
+        load_scenario(path)
+    _scenario_with_fault(path, 'fault = "userfaults:Missing"')
+    with pytest.raises(ScenarioError, match=r"faults\[0\].fault: .*could not be imported"):
+        load_scenario(path)

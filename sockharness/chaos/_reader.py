@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sockharness._core import UsageError
-from sockharness.faults import FAULT_NAMES, Fault
+from sockharness.faults import FAULT_NAMES, Fault, fault_class
 
 from ._schema import (
     STARTED_SERVER_KEYS,
@@ -196,14 +196,20 @@ class _Reader:
         if not isinstance(name, str):
             raise self.fail((*key, "fault"), f"expected a string, found {type_name(name)}")
         normalised = name.strip().lower().replace("-", "_")
-        if normalised not in FAULT_NAMES:
+        if ":" in name:
+            try:
+                cls = fault_class(name)
+            except UsageError as exc:
+                raise self.fail((*key, "fault"), str(exc)) from None
+        elif normalised not in FAULT_NAMES:
             close = difflib.get_close_matches(normalised, FAULT_NAMES, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise self.fail(
                 (*key, "fault"),
                 f"expected a fault name ({', '.join(FAULT_NAMES)}), found {name!r}{hint}",
             )
-        cls = FAULT_NAMES[normalised]
+        else:
+            cls = FAULT_NAMES[normalised]
         parameters = _fields(cls)
         self.keys(table, key, _WINDOW_KEYS | parameters)
         arguments = {k: v for k, v in table.items() if k in parameters}

@@ -18,7 +18,8 @@ and ``messages`` or ``after_messages`` with a ``framer`` (:mod:`.framers`).
 from sockharness._core import publish
 
 from . import framers
-from ._parse import FAULT_NAMES, fault_from_mapping, parse_fault
+from ._effects import DatagramEffect, Recorder, Stage, StreamEffect, Timed
+from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
 from ._select import Ordinals, ordinals
@@ -63,6 +64,7 @@ __all__ = [
     "Blackhole",
     "ConnectionFault",
     "Corrupt",
+    "DatagramEffect",
     "Down",
     "Duplicate",
     "Event",
@@ -80,15 +82,20 @@ __all__ = [
     "NoReply",
     "Ordinals",
     "ProxyStats",
+    "Recorder",
     "Refuse",
     "Reorder",
     "ResetPeer",
     "Slicer",
     "SlowClose",
+    "Stage",
+    "StreamEffect",
+    "Timed",
     "Timeline",
     "Timeout",
     "Truncate",
     "check_faults",
+    "fault_class",
     "fault_from_mapping",
     "framers",
     "ordinals",

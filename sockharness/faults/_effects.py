@@ -41,6 +41,7 @@ from ._timeline import Action, ActionKind
 __all__ = [
     "DATAGRAM_EFFECTS",
     "STREAM_EFFECTS",
+    "DatagramEffect",
     "Recorder",
     "Stage",
     "StreamEffect",
@@ -417,9 +418,15 @@ DATAGRAM_EFFECTS: dict[type[Fault], DatagramEffect] = {
 }
 
 
-def effect_of(table: dict[type[Fault], Any], fault: Fault) -> Any:
-    """The effect in ``table`` for ``fault``'s class, or for the nearest base that has one."""
+def effect_of(table: dict[type[Fault], Any], fault: Fault, own: str = "") -> Any:
+    """The effect in ``table`` for ``fault``'s class, or for the nearest base that has one.
+
+    A fault of a user's own that is in no table brings its effect along, as the
+    class attribute ``own`` (``stream_effect`` or ``datagram_effect``).
+    """
     for cls in type(fault).__mro__:
+        if own and cls.__dict__.get(own) is not None:
+            return cls.__dict__[own]
         if cls in table:
             return table[cls]
     return None

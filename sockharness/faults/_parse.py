@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,7 @@ from sockharness._core import UsageError
 
 from ._specs import FAULTS, Fault
 
-__all__ = ["FAULT_NAMES", "fault_from_mapping", "parse_fault"]
+__all__ = ["FAULT_NAMES", "fault_class", "fault_from_mapping", "parse_fault"]
 
 #: The name of each fault in files and on the command line (the fault registry).
 FAULT_NAMES: dict[str, type[Fault]] = FAULTS
@@ -22,7 +23,35 @@ def _parameters(cls: type[Fault]) -> list[dataclasses.Field[Any]]:
     return sorted(dataclasses.fields(cls), key=lambda f: f.kw_only is True)
 
 
-def _fault_class(name: str) -> type[Fault]:
+def _imported_fault(path: str) -> type[Fault]:
+    module_name, _, attribute = path.strip().partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except Exception as exc:  # Any failure to import it is the user's to fix.
+        raise UsageError(
+            f"fault {path!r} could not be imported: {type(exc).__name__}: {exc}"
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, Fault)):
+        raise UsageError(
+            f"{path!r} is not a fault class (a subclass of sockharness.faults.Fault), "
+            f"it is {found!r}"
+        )
+    return found
+
+
+def fault_class(name: str) -> type[Fault]:
+    """The fault class a name stands for: a built-in's (``"reset_peer"``) or a user's
+    ``"package.module:ClassName"``, imported.
+
+    Example:
+        >>> from sockharness.faults import fault_class
+        >>> fault_class("reset-peer")
+        <class 'sockharness.faults.ResetPeer'>
+    """
+    if ":" in name:
+        return _imported_fault(name)
     key = name.strip().lower().replace("-", "_")
     try:
         return FAULT_NAMES[key]
@@ -30,7 +59,8 @@ def _fault_class(name: str) -> type[Fault]:
         close = difflib.get_close_matches(key, FAULT_NAMES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UsageError(
-            f"{name!r} is not a fault.{hint} Faults: {', '.join(FAULT_NAMES)}."
+            f"{name!r} is not a fault.{hint} Faults: {', '.join(FAULT_NAMES)}; "
+            f"your own: 'package.module:ClassName'."
         ) from None
 
 
@@ -42,7 +72,7 @@ def fault_from_mapping(name: str, parameters: Mapping[str, Any]) -> Fault:
         >>> fault_from_mapping("latency", {"delay": 0.1, "direction": "upstream"})
         Latency(delay=0.1, direction='upstream')
     """
-    cls = _fault_class(name)
+    cls = fault_class(name)
     known = {field.name: field for field in _parameters(cls)}
     for key in parameters:
         if key not in known:
@@ -108,7 +138,7 @@ def parse_fault(text: str) -> Fault:
         raise UsageError("an empty fault; write e.g. latency=0.1 or loss=0.2")
     head, *rest = text.split(",")
     name, has_value, main = head.partition("=")
-    cls = _fault_class(name)
+    cls = fault_class(name)
     parameters: dict[str, Any] = {}
     if has_value:
         own = [field for field in _parameters(cls) if not field.kw_only]

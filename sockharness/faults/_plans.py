@@ -83,6 +83,7 @@ class _Plan:
 
     transport: str
     effects: dict[type[Fault], Any]
+    own_effect: str
 
     def __init__(
         self,
@@ -107,7 +108,7 @@ class _Plan:
         previous = {(stage.position, stage.fault): stage for stage in self.stages}
         stages = []
         for position, fault in enumerate(faults):
-            if fault.proxy_only or effect_of(self.effects, fault) is None:
+            if fault.proxy_only or effect_of(self.effects, fault, self.own_effect) is None:
                 continue  # Not a fault of this transport, or one only the proxy applies.
             if not (
                 fault.applies_upstream()
@@ -126,7 +127,7 @@ class _Plan:
         self.stages = stages
 
     def _effect(self, stage: Stage) -> Any:
-        return effect_of(self.effects, stage.fault)
+        return effect_of(self.effects, stage.fault, self.own_effect)
 
     def record(self, stage: Stage, at: float, effect: str) -> None:
         """What ``stage``'s fault did at ``at``: it fired, and the timeline says so."""
@@ -154,6 +155,7 @@ class StreamPlan(_Plan):
 
     transport = STREAM
     effects = STREAM_EFFECTS
+    own_effect = "stream_effect"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -302,6 +304,7 @@ class DatagramPlan(_Plan):
 
     transport = DATAGRAM
     effects = DATAGRAM_EFFECTS
+    own_effect = "datagram_effect"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -24,6 +24,7 @@ from sockharness._core import (
 )
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
+from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, effect_of
 from ._loop import EventLoop
 from ._plans import (
     DOWNSTREAM,
@@ -66,6 +67,13 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
             kinds = " and ".join(sorted(fault.transports))
             raise UsageError(
                 f"{fault!r} is a {kinds} fault; {kind.name} is a {transport} transport"
+            )
+        own = "stream_effect" if transport == STREAM else "datagram_effect"
+        table = STREAM_EFFECTS if transport == STREAM else DATAGRAM_EFFECTS
+        if not fault.proxy_only and effect_of(table, fault, own) is None:
+            raise UsageError(
+                f"{fault!r} says it works on {transport}s but has no {own}: give its class "
+                f"one (see 'Your own fault' in docs/faults.md)"
             )
         if fault.proxy_only and not proxy:
             raise UsageError(f"{fault!r} concerns whole connections: only a FaultProxy applies it")

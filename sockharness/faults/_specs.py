@@ -147,6 +147,10 @@ class Fault:
     name: ClassVar[str | None] = None
     #: How it is written on the command line, for help texts.
     example: ClassVar[str] = ""
+    #: A fault of your own: what it does to a stream (a ``StreamEffect``), if not built in.
+    stream_effect: ClassVar[Any] = None
+    #: A fault of your own: what it does to one datagram (a ``DatagramEffect``), if not built in.
+    datagram_effect: ClassVar[Any] = None
 
     def __init_subclass__(
         cls, *, name: str | None = None, example: str = "", **kwargs: Any
@@ -154,7 +158,11 @@ class Fault:
         super().__init_subclass__(**kwargs)
         if name is None:
             return
-        if name in FAULTS and FAULTS[name] is not cls:
+        known = FAULTS.get(name)
+        if known is not None and (known.__module__, known.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):  # The same class imported again (a reloaded module) takes its name back.
             raise UsageError(
                 f"a fault named {name!r} exists already ({FAULTS[name].__qualname__}); "
                 f"give {cls.__qualname__} another name"
@@ -178,7 +186,7 @@ class Fault:
         if self.after_bytes is not None:
             _whole(name, "after_bytes", self.after_bytes, 0)
         self._check_messages(name)
-        self._validate()
+        self.validate()
 
     def _check_messages(self, name: str) -> None:
         if self.messages is not None:
@@ -243,7 +251,7 @@ class Fault:
         """The messages it strikes, as :class:`Ordinals` (``None``: not by message ordinal)."""
         return None if self.messages is None else ordinals(self.messages, "messages")
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check the fault's own parameters."""
 
     def applies_upstream(self) -> bool:
@@ -277,7 +285,7 @@ class Latency(Fault, name="latency", example="latency=0.1,jitter=0.01"):
     delay: float
     jitter: float = 0.0
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _at_least("Latency", "delay", self.delay, 0.0, " seconds")
         _at_least("Latency", "jitter", self.jitter, 0.0, " seconds")
 
@@ -288,7 +296,7 @@ class Bandwidth(Fault, name="bandwidth", example="bandwidth=50000"):
 
     rate: float
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _above("Bandwidth", "rate", self.rate, 0.0, " bytes per second")
 
 
@@ -304,7 +312,7 @@ class Slicer(Fault, name="slicer", example="slicer=8,delay=0.01"):
     delay: float = 0.0
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _whole("Slicer", "average_size", self.average_size, 1)
         _whole("Slicer", "size_variation", self.size_variation, 0)
         if self.size_variation >= self.average_size:
@@ -324,7 +332,7 @@ class SlowClose(Fault, name="slow_close", example="slow_close=1"):
     delay: float
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _at_least("SlowClose", "delay", self.delay, 0.0, " seconds")
 
 
@@ -335,7 +343,7 @@ class Timeout(Fault, name="timeout", example="timeout=none"):
     after: float | None = None
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         if self.after is not None:
             _at_least("Timeout", "after", self.after, 0.0, " seconds (or None: never)")
 
@@ -347,7 +355,7 @@ class ResetPeer(Fault, name="reset_peer", example="reset_peer=2"):
     after: float = 0.0
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _at_least("ResetPeer", "after", self.after, 0.0, " seconds")
 
 
@@ -358,7 +366,7 @@ class LimitData(Fault, name="limit_data", example="limit_data=1000"):
     nbytes: int
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _whole("LimitData", "nbytes", self.nbytes, 0)
 
 
@@ -381,7 +389,7 @@ class NoReply(Fault, name="no_reply", example="no_reply"):
     direction: Direction = field(default="downstream", kw_only=True)
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         if self.direction != "downstream":
             raise UsageError(
                 f"NoReply(direction={self.direction!r}): no_reply holds back the server's "
@@ -444,7 +452,7 @@ class AcceptDelay(ConnectionFault, name="accept_delay", example="accept_delay=0.
 
     delay: float
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _at_least("AcceptDelay", "delay", self.delay, 0.0, " seconds")
 
 
@@ -481,7 +489,7 @@ class Blackhole(ConnectionFault, name="blackhole", example="blackhole"):
     retrying its SYN gets through at its next retransmission, after 1, 3, 7 s).
     """
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         if self.connections is not None or self.toxicity != 1.0:
             raise UsageError(
                 "Blackhole concerns the whole proxy (the proxy never sees the connections it "
@@ -506,7 +514,7 @@ class Loss(Fault, name="loss", example="loss=0.2,correlation=0.5"):
     correlation: float = 0.0
     transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _share("Loss", "probability", self.probability)
         _share("Loss", "correlation", self.correlation)
 
@@ -518,7 +526,7 @@ class Duplicate(Fault, name="duplicate", example="duplicate=0.1"):
     probability: float
     transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _share("Duplicate", "probability", self.probability)
 
 
@@ -530,7 +538,7 @@ class Reorder(Fault, name="reorder", example="reorder=0.2,delay=0.05"):
     delay: float
     transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _share("Reorder", "probability", self.probability)
         _above("Reorder", "delay", self.delay, 0.0, " seconds")
 
@@ -542,7 +550,7 @@ class Corrupt(Fault, name="corrupt", example="corrupt=0.01"):
     probability: float
     transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _share("Corrupt", "probability", self.probability)
 
 
@@ -553,5 +561,5 @@ class Truncate(Fault, name="truncate", example="truncate=512"):
     max_size: int
     transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         _whole("Truncate", "max_size", self.max_size, 0)
