@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ._core import UsageError
 from .faults import (
+    SOCKET_ERRORS,
     AcceptDelay,
     AcceptThenClose,
     AcceptThenReset,
@@ -34,14 +35,18 @@ from .faults import (
     Refuse,
     Reorder,
     ResetPeer,
+    ShortSend,
     Slicer,
     SlowClose,
+    SmallRecv,
+    SocketError,
     Timeout,
     Truncate,
     ordinals,
 )
 
 __all__ = [
+    "call_faults",
     "client_schedules",
     "connection_faults",
     "datagram_faults",
@@ -153,6 +158,23 @@ def connection_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
         st.builds(AcceptThenClose, **selectors),
         st.builds(AcceptThenReset, **selectors),
         st.builds(NeverRead, **selectors),
+    )
+
+
+def call_faults() -> st.SearchStrategy[Fault]:
+    """The faults on a socket's own calls (in the process only): short sends, small
+    receives, an error at chosen calls."""
+    common = {"direction": directions(), "connections": st.one_of(st.none(), ordinal_sets())}
+    return st.one_of(
+        st.builds(ShortSend, st.integers(1, 64), **common),
+        st.builds(SmallRecv, st.integers(1, 64), **common),
+        st.builds(
+            SocketError,
+            st.sampled_from(sorted(SOCKET_ERRORS)),
+            method=st.sampled_from(["recv", "send"]),
+            calls=ordinal_sets(4),
+            **common,
+        ),
     )
 
 

@@ -132,6 +132,11 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "SOCKET_ERRORS",
+    "CallFault",
+    "ShortSend",
+    "SmallRecv",
+    "SocketError",
     "DatagramEffect",
     "Recorder",
     "Stage",
@@ -184,6 +189,7 @@ FAULTS_API = [
 ]
 
 STRATEGIES_API = [
+    "call_faults",
     "client_schedules",
     "connection_faults",
     "ordinal_sets",
@@ -324,18 +330,19 @@ def test_every_fault_is_registered_by_name_with_an_effect_for_each_of_its_transp
     """Adding a fault: its spec, its effect, its docs row; everything else follows."""
     from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM
     from sockharness.faults._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, effect_of
-    from sockharness.strategies import datagram_faults, stream_faults
+    from sockharness.strategies import call_faults, datagram_faults, stream_faults
 
     builtin = {n: c for n, c in FAULT_NAMES.items() if c.__module__.startswith("sockharness.")}
     assert list(FAULT_NAMES) == [cls.name for cls in FAULT_NAMES.values()]
     for name, cls in builtin.items():
         fault = cls(**dict.fromkeys(_required(cls), 1))
-        if STREAM in cls.transports and not cls.proxy_only:
+        if STREAM in cls.transports and not (cls.proxy_only or cls.process_only):
             assert effect_of(STREAM_EFFECTS, fault) is not None, f"{name} has no stream effect"
         if DATAGRAM in cls.transports:
             assert effect_of(DATAGRAM_EFFECTS, fault) is not None, f"{name} has no datagram effect"
         assert cls.example.split("=")[0].split(",")[0] == name
-    drawn = {type(f).__name__ for s in (stream_faults(), datagram_faults()) for f in _examples(s)}
+    strategies = (stream_faults(), datagram_faults(), call_faults())
+    drawn = {type(f).__name__ for s in strategies for f in _examples(s)}
     proxy_only = {cls.__name__ for cls in builtin.values() if cls.proxy_only}
     assert {cls.__name__ for cls in builtin.values()} - proxy_only <= drawn, (
         "a fault the strategies never draw"

@@ -214,7 +214,7 @@ class _Reader:
         self.keys(table, key, _WINDOW_KEYS | parameters)
         arguments = {k: v for k, v in table.items() if k in parameters}
         for argument, given in arguments.items():
-            listed = argument in ("connections", "messages")
+            listed = argument in ("connections", "messages", "calls")
             if isinstance(given, dict) or (isinstance(given, list) and not listed):
                 raise self.fail((*key, argument), f"expected a value, found {type_name(given)}")
         try:

@@ -337,6 +337,12 @@ class FaultWindow:
             _as_float(self, "until")
         if isinstance(self.fault, Down) and self.side != "proxy":
             raise SpecError(("side",), "Down takes the proxy down: use side = 'proxy'")
+        if self.fault.process_only and self.side == "proxy":
+            raise SpecError(
+                ("side",),
+                f"{type(self.fault).__name__} strikes a socket's own calls, which no proxy "
+                f"makes: use side = 'server' or 'client'",
+            )
         if self.fault.proxy_only and self.side != "proxy":
             raise SpecError(
                 ("side",),

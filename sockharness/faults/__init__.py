@@ -5,6 +5,8 @@ Stream faults (TCP, Unix stream, TLS): :class:`Latency`, :class:`Bandwidth`,
 :class:`LimitData`, :class:`NoReply`, :class:`Down`. The connection phase (on
 the proxy): :class:`Refuse`, :class:`Blackhole`, :class:`AcceptDelay`,
 :class:`AcceptThenClose`, :class:`AcceptThenReset`, :class:`NeverRead`.
+A faulty socket's own calls (in the process only): :class:`ShortSend`,
+:class:`SmallRecv`, :class:`SocketError`.
 Datagram faults (UDP, Unix datagram): :class:`Loss`, :class:`Duplicate`,
 :class:`Reorder`, :class:`Corrupt`, :class:`Truncate`, and :class:`Latency`
 and :class:`Bandwidth` too.
@@ -25,12 +27,14 @@ from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
 from ._select import Ordinals, ordinals
 from ._specs import (
     DATAGRAM,
+    SOCKET_ERRORS,
     STREAM,
     AcceptDelay,
     AcceptThenClose,
     AcceptThenReset,
     Bandwidth,
     Blackhole,
+    CallFault,
     ConnectionFault,
     Corrupt,
     Down,
@@ -44,8 +48,11 @@ from ._specs import (
     Refuse,
     Reorder,
     ResetPeer,
+    ShortSend,
     Slicer,
     SlowClose,
+    SmallRecv,
+    SocketError,
     Timeout,
     Truncate,
 )
@@ -56,12 +63,14 @@ __all__ = [
     "DATAGRAM",
     "FAULT_NAMES",
     "FRAMERS",
+    "SOCKET_ERRORS",
     "STREAM",
     "AcceptDelay",
     "AcceptThenClose",
     "AcceptThenReset",
     "Bandwidth",
     "Blackhole",
+    "CallFault",
     "ConnectionFault",
     "Corrupt",
     "DatagramEffect",
@@ -86,8 +95,11 @@ __all__ = [
     "Refuse",
     "Reorder",
     "ResetPeer",
+    "ShortSend",
     "Slicer",
     "SlowClose",
+    "SmallRecv",
+    "SocketError",
     "Stage",
     "StreamEffect",
     "Timed",

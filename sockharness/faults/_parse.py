@@ -106,7 +106,7 @@ def _value(text: str) -> Any:
 
 
 #: Parameters whose values may hold commas themselves (``connections=0,2,5-``, ``messages=``).
-_LISTS = ("connections", "messages")
+_LISTS = ("connections", "messages", "calls")
 
 
 def _joined(items: list[str]) -> list[str]:

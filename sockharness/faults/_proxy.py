@@ -70,7 +70,12 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
             )
         own = "stream_effect" if transport == STREAM else "datagram_effect"
         table = STREAM_EFFECTS if transport == STREAM else DATAGRAM_EFFECTS
-        if not fault.proxy_only and effect_of(table, fault, own) is None:
+        if fault.process_only and proxy:
+            raise UsageError(
+                f"{fault!r} strikes a socket's own calls: only a faulty socket in the "
+                f"process applies it (faults= on the server or the client), not a proxy"
+            )
+        if not (fault.proxy_only or fault.process_only) and effect_of(table, fault, own) is None:
             raise UsageError(
                 f"{fault!r} says it works on {transport}s but has no {own}: give its class "
                 f"one (see 'Your own fault' in docs/faults.md)"

@@ -15,7 +15,9 @@ Times are in seconds (floats), sizes in bytes. A bad parameter raises
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, get_args
 
@@ -28,12 +30,14 @@ __all__ = [
     "DATAGRAM",
     "DIRECTIONS",
     "FAULTS",
+    "SOCKET_ERRORS",
     "STREAM",
     "AcceptDelay",
     "AcceptThenClose",
     "AcceptThenReset",
     "Bandwidth",
     "Blackhole",
+    "CallFault",
     "ConnectionFault",
     "Corrupt",
     "Down",
@@ -47,8 +51,11 @@ __all__ = [
     "Refuse",
     "Reorder",
     "ResetPeer",
+    "ShortSend",
     "Slicer",
     "SlowClose",
+    "SmallRecv",
+    "SocketError",
     "Timeout",
     "Truncate",
 ]
@@ -143,6 +150,8 @@ class Fault:
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
     #: Only the proxy can apply it (it concerns connections, not bytes).
     proxy_only: ClassVar[bool] = False
+    #: Only a faulty socket in the process can apply it (it concerns the socket's calls).
+    process_only: ClassVar[bool] = False
     #: Its name in files and on the command line (``None``: not registered).
     name: ClassVar[str | None] = None
     #: How it is written on the command line, for help texts.
@@ -267,7 +276,10 @@ class Fault:
         # The fault's own parameters first, then direction and toxicity.
         for item in sorted(fields(self), key=lambda f: f.kw_only is True):
             value = getattr(self, item.name)
-            if item.default is not MISSING and value == item.default:
+            default = item.default
+            if isinstance(value, Ordinals) and isinstance(default, (str, int)):
+                default = ordinals(default)
+            if default is not MISSING and value == default:
                 continue  # Read like the call that built it: defaults left out.
             if item.name == "framer":
                 value = framer_name(value)  # Stable across runs: it seeds the draws.
@@ -398,6 +410,121 @@ class NoReply(Fault, name="no_reply", example="no_reply"):
                 parameter="direction",
                 value=self.direction,
             )
+
+
+# -- in the process only: what one socket call does -----------------------------------------------
+
+#: The errors :class:`SocketError` raises, each as the ``OSError`` subclass Python raises for it.
+SOCKET_ERRORS: dict[str, tuple[int, type[OSError]]] = {
+    "EINTR": (errno.EINTR, InterruptedError),
+    "EAGAIN": (errno.EAGAIN, BlockingIOError),
+    "ETIMEDOUT": (errno.ETIMEDOUT, TimeoutError),
+    "ECONNRESET": (errno.ECONNRESET, ConnectionResetError),
+    "EPIPE": (errno.EPIPE, BrokenPipeError),
+}
+
+
+@dataclass(frozen=True, repr=False)
+class CallFault(Fault):
+    """Base of the faults on a faulty socket's own calls: no proxy can make them.
+
+    ``direction`` picks the socket: a send fault strikes the sender of that
+    direction (``"upstream"``: the client's ``send()``), a receive fault its
+    receiver (``"upstream"``: the server's ``recv()``).
+    """
+
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+    process_only: ClassVar[bool] = True
+
+    def strikes(self) -> str:
+        """Which calls it strikes: ``"send"`` (``send``, ``sendall``) or ``"recv"``
+        (``recv``, ``recv_into``)."""
+        return "send"
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in ("after_bytes", "framer", "messages", "after_messages"):
+            if getattr(self, key) is not None:
+                raise UsageError(
+                    f"{name}({key}=...): {name} strikes socket calls, not bytes of the "
+                    f"stream; leave {key} out",
+                    parameter=key,
+                    value=getattr(self, key),
+                )
+        super().__post_init__()
+
+
+@dataclass(frozen=True, repr=False)
+class ShortSend(CallFault, name="short_send", example="short_send=1"):
+    """``send()`` takes at most ``max_size`` bytes a call (a seeded size from 1 to it).
+
+    ``sendall()`` still sends everything, so code that ignores what ``send()``
+    returns loses data, and code that loops does not.
+    """
+
+    max_size: int = 1
+
+    def validate(self) -> None:
+        _whole("ShortSend", "max_size", self.max_size, 1)
+
+
+@dataclass(frozen=True, repr=False)
+class SmallRecv(CallFault, name="small_recv", example="small_recv=1"):
+    """``recv()`` returns at most ``max_size`` bytes a call (a seeded size from 1 to it).
+
+    Code that takes one ``recv()`` for one message breaks; code that reads
+    until it has the whole message does not.
+    """
+
+    max_size: int = 1
+
+    def strikes(self) -> str:
+        return "recv"
+
+    def validate(self) -> None:
+        _whole("SmallRecv", "max_size", self.max_size, 1)
+
+
+@dataclass(frozen=True, repr=False)
+class SocketError(CallFault, name="socket_error", example="socket_error=ECONNRESET,calls=2"):
+    """The ``calls``-th call(s) of ``method`` (counting from 0) raise ``error`` instead.
+
+    ``error`` is one of ``EINTR``, ``EAGAIN``, ``ETIMEDOUT``, ``ECONNRESET``,
+    ``EPIPE``, raised as the matching ``OSError`` subclass
+    (``InterruptedError``, ``BlockingIOError``, ``TimeoutError``,
+    ``ConnectionResetError``, ``BrokenPipeError``); ``EAGAIN`` only on a
+    non-blocking socket (``settimeout(0)``), where it can happen. ``method``
+    is ``"recv"`` (``recv``, ``recv_into``) or ``"send"`` (``send``,
+    ``sendall``). The socket itself is unharmed: the next call works.
+    """
+
+    error: str = "ECONNRESET"
+    method: str = "recv"
+    calls: OrdinalsLike = "0"
+
+    def validate(self) -> None:
+        if self.error not in SOCKET_ERRORS:
+            raise UsageError(
+                f"SocketError(error={self.error!r}): use one of {', '.join(SOCKET_ERRORS)}",
+                parameter="error",
+                value=self.error,
+            )
+        if self.method not in ("recv", "send"):
+            raise UsageError(
+                f"SocketError(method={self.method!r}): use 'recv' (recv, recv_into) or "
+                f"'send' (send, sendall)",
+                parameter="method",
+                value=self.method,
+            )
+        object.__setattr__(self, "calls", ordinals(self.calls, "calls", "SocketError"))
+
+    def strikes(self) -> str:
+        return self.method
+
+    def exception(self) -> OSError:
+        """The exception one struck call raises."""
+        code, cls = SOCKET_ERRORS[self.error]
+        return cls(code, f"{os.strerror(code)} (a SocketError fault)")
 
 
 # -- the connection phase (proxy only) ----------------------------------------------------------

@@ -33,8 +33,19 @@ from typing import Any, Literal
 
 from sockharness._core import HeldDatagramsWarning, UsageError, not_attributed
 
-from ._plans import DOWNSTREAM, UPSTREAM, Action, ActionKind, DatagramPlan, StreamPlan, Timeline
-from ._specs import DATAGRAM, STREAM, Fault, ResetPeer, Timeout
+from ._plans import (
+    DOWNSTREAM,
+    UPSTREAM,
+    Action,
+    ActionKind,
+    DatagramPlan,
+    Event,
+    StreamPlan,
+    Timeline,
+    generator,
+    picks,
+)
+from ._specs import DATAGRAM, STREAM, CallFault, Fault, ResetPeer, SocketError, Timeout
 
 __all__ = ["FaultyDatagramSocket", "FaultyStreamSocket", "wrap_socket"]
 
@@ -73,7 +84,9 @@ class _Faulty:
 
     def fault_usage(self) -> list[tuple[str, bool]]:
         """``(fault, fired)`` for every fault planned on this socket."""
-        return self._sh_out.usage() + self._sh_in.usage()
+        calls = getattr(self, "_sh_calls", None)
+        extra = calls.usage() if calls is not None else []
+        return self._sh_out.usage() + self._sh_in.usage() + extra
 
     @property
     def fault_timeline(self) -> Timeline:
@@ -84,6 +97,82 @@ class _Faulty:
     def fault_connection(self) -> int:
         """This connection's number among those of its side (seeds its faults' draws)."""
         return self._sh_connection
+
+
+class _CallFaults:
+    """The faults on one socket's own calls (:class:`CallFault`): short sends, small
+    receives, errors at chosen calls; each decision seeded and on the timeline."""
+
+    def __init__(
+        self,
+        faults: Sequence[Fault],
+        *,
+        seed: int,
+        connection: int,
+        directions: dict[str, str],
+        timeline: Timeline,
+        started: float,
+    ) -> None:
+        self.connection = connection
+        self.directions = directions
+        self.timeline = timeline
+        self.started = started
+        self.fired: dict[Fault, bool] = {}
+        chosen: dict[str, list[CallFault]] = {"send": [], "recv": []}
+        for position, fault in enumerate(faults):
+            if not isinstance(fault, CallFault):
+                continue
+            method = fault.strikes()
+            direction = directions[method]
+            applies = (
+                fault.applies_upstream() if direction == UPSTREAM else fault.applies_downstream()
+            )
+            if applies and picks(seed, connection, position, fault):
+                chosen[method].append(fault)
+                self.fired[fault] = False
+        self.send = chosen["send"]
+        self.recv = chosen["recv"]
+        self.counts = {"send": 0, "recv": 0}
+        self.rng = generator(seed, connection, "calls")
+        #: The other faults leave this way alone: a call goes straight to the socket.
+        self.plain_send = False
+        self.plain_recv = False
+
+    def usage(self) -> list[tuple[str, bool]]:
+        return [(repr(fault), fired) for fault, fired in self.fired.items()]
+
+    def _record(self, fault: Fault, method: str, effect: str) -> None:
+        self.fired[fault] = True
+        self.timeline.add(
+            Event(
+                time.monotonic() - self.started,
+                self.connection,
+                self.directions[method],
+                repr(fault),
+                effect,
+            )
+        )
+
+    def call(self, method: str, size: int | None, nonblocking: bool) -> int:
+        """One call of ``method`` asking for ``size`` bytes: raise, or say how many to take."""
+        index = self.counts[method]
+        self.counts[method] += 1
+        for fault in self.send if method == "send" else self.recv:
+            if isinstance(fault, SocketError):
+                if index not in fault.calls:  # type: ignore[operator]
+                    continue
+                if fault.error == "EAGAIN" and not nonblocking:
+                    continue  # Only a non-blocking socket can say "try again".
+                self._record(fault, method, f"{method}() call {index} raised {fault.error}")
+                raise fault.exception()
+            if size is None or size <= 1:
+                continue
+            taken = min(size, self.rng.randint(1, fault.max_size))  # type: ignore[attr-defined]
+            if taken < size:
+                verb = "took" if method == "send" else "returned at most"
+                self._record(fault, method, f"{method}() {verb} {taken} of {size} bytes")
+                size = taken
+        return size if size is not None else 0
 
 
 class FaultyStreamSocket(socket.socket, _Faulty):
@@ -113,6 +202,14 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         self._sh_eof_at: float | None = None
         self._sh_state: _State = "open"
         self._sh_lock = threading.Lock()
+        self._sh_calls = _CallFaults(
+            faults,
+            seed=seed,
+            connection=connection,
+            directions={"send": outgoing, "recv": incoming},
+            timeline=timeline,
+            started=now,
+        )
         self._sh_decide_fast_paths()
 
     # -- time-triggered faults ---------------------------------------------------------------
@@ -206,8 +303,10 @@ class FaultyStreamSocket(socket.socket, _Faulty):
             for plan in (self._sh_out, self._sh_in)
             for stage in plan.stages
         )
-        self._sh_fast_send = no_timers and not self._sh_out.stages
-        self._sh_fast_recv = no_timers and not self._sh_in.stages
+        self._sh_calls.plain_send = no_timers and not self._sh_out.stages
+        self._sh_calls.plain_recv = no_timers and not self._sh_in.stages
+        self._sh_fast_send = self._sh_calls.plain_send and not self._sh_calls.send
+        self._sh_fast_recv = self._sh_calls.plain_recv and not self._sh_calls.recv
         # Bind the plain methods on the instance: no Python frame between the
         # caller and the system call, so a fault that applies to nothing costs nothing.
         # (Explicit close() ends the reference cycle this makes, as for any socket.)
@@ -221,10 +320,18 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     def send(self, data: Any, flags: int = 0) -> int:
         if self._sh_fast_send:
             return socket.socket.send(self, data, flags)
-        return self._sh_send(data)
+        view = memoryview(data).cast("B")
+        size = self._sh_calls.call("send", len(view), self.gettimeout() == 0)
+        if self._sh_calls.plain_send:
+            return socket.socket.send(self, view[:size], flags)
+        return self._sh_send(view[:size])
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         if self._sh_fast_send:
+            socket.socket.sendall(self, data, flags)
+            return
+        self._sh_calls.call("send", None, self.gettimeout() == 0)  # Errors; never short.
+        if self._sh_calls.plain_send:
             socket.socket.sendall(self, data, flags)
             return
         self._sh_send(data)
@@ -242,6 +349,12 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self._sh_fast_recv:
             return socket.socket.recv(self, bufsize, flags)
+        bufsize = self._sh_calls.call("recv", bufsize, self.gettimeout() == 0)
+        if self._sh_calls.plain_recv:
+            return socket.socket.recv(self, bufsize, flags)
+        return self._sh_recv(bufsize)
+
+    def _sh_recv(self, bufsize: int) -> bytes:
         # One deadline for the whole call, however many raw reads the faults swallow.
         timeout = self.gettimeout()
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -310,8 +423,8 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         if self._sh_fast_recv:
             return socket.socket.recv_into(self, buffer, nbytes, flags)
         view = memoryview(buffer).cast("B")
-        size = nbytes or len(view)
-        data = self.recv(size)
+        size = self._sh_calls.call("recv", nbytes or len(view), self.gettimeout() == 0)
+        data = socket.socket.recv(self, size) if self._sh_calls.plain_recv else self._sh_recv(size)
         view[: len(data)] = data
         return len(data)
 
