@@ -13,10 +13,11 @@ the report header and in every failure); ``--sockharness-leaks=fail|warn|off``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import ssl
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,7 @@ from ._core import LEAK_MODES, PROFILE_NAMES, UNFIRED_MODES, LeakMode, UnfiredMo
 if TYPE_CHECKING:
     import trustme
 
-    from .faults import Fault, FaultProxy
+    from .faults import Fault, FaultProxy, ResolverFaults
     from .harness import Client, Payloads, RunningServer, TLSMaterial
 
 _SEED = pytest.StashKey[int]()
@@ -590,6 +591,30 @@ def fault_proxy(
         proxy.close()
         reports += [f"{proxy!r}: {line}" for line in proxy.unfired()]
     _report_unfired(request, reports)
+
+
+@pytest.fixture
+def dns_faults(request: pytest.FixtureRequest) -> Iterator[Callable[..., ResolverFaults]]:
+    """Resolve chosen names slowly, with a timeout, as NXDOMAIN, or to a chosen address.
+
+    ``dns_faults({"db.test": NXDomain(), "*.slow.test": ResolveDelay(0.5)}) ->
+    ResolverFaults``; in force until the test ends (each call adds a scope). A
+    name no one resolved fails the test at teardown (``--sockharness-unfired``).
+    """
+    __tracebackhide__ = True
+    from .faults import dns_faults as scope
+
+    with contextlib.ExitStack() as stack:
+        scopes: list[ResolverFaults] = []
+
+        def factory(faults: Mapping[str, Any]) -> ResolverFaults:
+            __tracebackhide__ = True
+            made = stack.enter_context(scope(faults))
+            scopes.append(made)
+            return made
+
+        yield factory
+    _report_unfired(request, [line for made in scopes for line in made.unfired()])
 
 
 # -- reporting ------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ HANDLERS_API = [
 
 FIXTURES = [
     "any_server",
+    "dns_faults",
     "fault_proxy",
     "make_client",
     "make_server",
@@ -132,6 +133,13 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "NXDomain",
+    "Resolve",
+    "ResolveDelay",
+    "ResolveTimeout",
+    "ResolverFault",
+    "ResolverFaults",
+    "dns_faults",
     "SOCKET_ERRORS",
     "CallFault",
     "ShortSend",

@@ -24,6 +24,15 @@ from ._effects import DatagramEffect, Recorder, Stage, StreamEffect, Timed
 from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
+from ._resolver import (
+    NXDomain,
+    Resolve,
+    ResolveDelay,
+    ResolverFault,
+    ResolverFaults,
+    ResolveTimeout,
+    dns_faults,
+)
 from ._select import Ordinals, ordinals
 from ._specs import (
     DATAGRAM,
@@ -87,6 +96,7 @@ __all__ = [
     "LengthPrefix",
     "LimitData",
     "Loss",
+    "NXDomain",
     "NeverRead",
     "NoReply",
     "Ordinals",
@@ -95,6 +105,11 @@ __all__ = [
     "Refuse",
     "Reorder",
     "ResetPeer",
+    "Resolve",
+    "ResolveDelay",
+    "ResolveTimeout",
+    "ResolverFault",
+    "ResolverFaults",
     "ShortSend",
     "Slicer",
     "SlowClose",
@@ -107,6 +122,7 @@ __all__ = [
     "Timeout",
     "Truncate",
     "check_faults",
+    "dns_faults",
     "fault_class",
     "fault_from_mapping",
     "framers",
