@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from ._core import UsageError
 from .faults import (
     SOCKET_ERRORS,
+    TLS_POINTS,
     AcceptDelay,
     AcceptThenClose,
     AcceptThenReset,
@@ -40,7 +41,10 @@ from .faults import (
     SlowClose,
     SmallRecv,
     SocketError,
+    Stall,
     Timeout,
+    TLSAbort,
+    TLSStall,
     Truncate,
     ordinals,
 )
@@ -126,6 +130,20 @@ def stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
         st.builds(ResetPeer, _seconds(max_delay), **_stream_common()),
         st.builds(LimitData, st.integers(0, 4096), **_stream_common()),
         st.builds(NoReply, **{**_stream_common(), "direction": st.just("downstream")}),
+        st.builds(Stall, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
+        st.builds(
+            TLSStall,
+            st.sampled_from(TLS_POINTS),
+            delay=st.one_of(st.none(), _seconds(max_delay)),
+            connections=st.one_of(st.none(), ordinal_sets()),
+            toxicity=toxicities(),
+        ),
+        st.builds(
+            TLSAbort,
+            st.sampled_from(TLS_POINTS),
+            connections=st.one_of(st.none(), ordinal_sets()),
+            toxicity=toxicities(),
+        ),
     )
 
 

@@ -22,7 +22,10 @@ from sockharness.faults import (
     Latency,
     LengthPrefix,
     ResetPeer,
+    Stall,
     Timeout,
+    TLSAbort,
+    TLSStall,
     framers,
     parse_fault,
 )
@@ -257,3 +260,71 @@ def test_a_tls_handshake_reset_after_the_server_hello(make_server: Any) -> None:
                 context.wrap_socket(raw, server_hostname="localhost").close()
         (event,) = proxy.timeline.events
         assert event.effect.startswith("reset the connection after 1 messages")
+
+
+# -- TLS handshake faults -----------------------------------------------------------------------
+
+
+def _handshake(context: ssl.SSLContext, address: Any, timeout: float) -> float:
+    started = time.monotonic()
+    with socket.create_connection(address, timeout=timeout) as raw:
+        context.wrap_socket(raw, server_hostname="localhost").close()
+    return time.monotonic() - started
+
+
+def test_tls_stall_after_the_client_hello_for_good(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp", tls=True)
+    server.expect_errors(ssl.SSLError, OSError)
+    with FaultProxy(server.address, "tcp", [TLSStall()]) as proxy:
+        context = server.client_tls_context
+        assert context is not None
+        with pytest.raises(TimeoutError):
+            _handshake(context, proxy.address, timeout=0.5)
+        assert proxy.timeline.events[0].effect.startswith("held back ")
+
+
+def test_tls_stall_after_the_server_hello_for_a_while(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp", tls=True)
+    with FaultProxy(server.address, "tcp", [TLSStall("server_hello", delay=0.3)]) as proxy:
+        context = server.client_tls_context
+        assert context is not None
+        assert _handshake(context, proxy.address, timeout=5) >= 0.3
+        assert _handshake(context, proxy.address, timeout=5) >= 0.3  # Every connection.
+        assert proxy.unfired() == []
+
+
+def test_tls_abort_resets_mid_handshake(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp", tls=True)
+    server.expect_errors(ssl.SSLError, OSError)
+    with FaultProxy(server.address, "tcp", [TLSAbort("server_hello", connections="0")]) as proxy:
+        context = server.client_tls_context
+        assert context is not None
+        with pytest.raises((ConnectionResetError, ssl.SSLError)):
+            _handshake(context, proxy.address, timeout=5)
+        _handshake(context, proxy.address, timeout=5)  # Connection 1: not chosen.
+        (event,) = proxy.timeline.events
+        assert event.effect.startswith("reset the connection after the ServerHello")
+
+
+def test_tls_faults_from_text_and_their_limits() -> None:
+    assert parse_fault("tls_stall=server_hello,delay=1") == TLSStall("server_hello", delay=1)
+    assert repr(TLSAbort()) == "TLSAbort()"
+    with pytest.raises(UsageError, match=r"TLSStall\(after='finished'\): use 'client_hello'"):
+        parse_fault("tls_stall=finished")
+    with pytest.raises(UsageError, match=r"knows where it strikes \(after=\); leave framer out"):
+        TLSAbort(framer="lines")
+    with pytest.raises(UsageError, match="leave direction out"):
+        TLSAbort(direction="upstream")
+
+
+def test_a_stall_for_a_while_then_the_data_flows(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp")
+    fault = Stall(0.3, after_bytes=3, direction="upstream")
+    with FaultProxy(server.address, "tcp", [fault]) as proxy, connect(proxy.address) as client:
+        started = time.monotonic()
+        assert client.request(b"ab\n") == b"ab\n"  # 3 bytes: before the stall.
+        assert client.request(b"cd\n") == b"cd\n"
+        assert time.monotonic() - started >= 0.3
+        started = time.monotonic()
+        assert client.request(b"ef\n") == b"ef\n"
+        assert time.monotonic() - started < 0.3  # Released: the data flows again.

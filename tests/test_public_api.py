@@ -133,6 +133,10 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "TLS_POINTS",
+    "Stall",
+    "TLSAbort",
+    "TLSStall",
     "NXDomain",
     "Resolve",
     "ResolveDelay",

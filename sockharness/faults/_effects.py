@@ -33,7 +33,10 @@ from ._specs import (
     ResetPeer,
     Slicer,
     SlowClose,
+    Stall,
     Timeout,
+    TLSAbort,
+    TLSStall,
     Truncate,
 )
 from ._timeline import Action, ActionKind
@@ -225,22 +228,29 @@ class _StreamTimeout(StreamEffect):
 
 
 def _reset_kind(fault: Fault) -> ActionKind:
-    """A reset triggered by one direction's data resets both peers when the fault says both."""
-    return "reset_both" if fault.direction == "both" else "reset"
+    """A reset triggered by one direction's data resets both peers when the fault says both
+    (a TLS abort always does)."""
+    return "reset_both" if fault.direction == "both" or isinstance(fault, TLSAbort) else "reset"
+
+
+def _reset_delay(fault: Fault) -> float:
+    """How long after its start (or trigger) a resetting fault resets."""
+    return fault.after if isinstance(fault, ResetPeer) else 0.0
 
 
 class _StreamResetPeer(StreamEffect):
+    """``ResetPeer``, and ``TLSAbort`` (a reset at once, at its handshake record)."""
+
     ends_flow = True
 
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         fault = stage.fault
-        assert isinstance(fault, ResetPeer)
         if not fault.triggered:
             return items, []  # Time alone decides (see due()); data flows until then.
         # Armed by its trigger: bytes that come once the reset is due are not
         # delivered; the reset goes in their place ("reset instead of the 3rd request").
         start = stage.state["armed_at"]
-        when = start + fault.after
+        when = start + _reset_delay(fault)
         kept = [(at, data) for at, data in items if at < when]
         if len(kept) == len(items) or stage.fired:
             return kept, []
@@ -253,19 +263,17 @@ class _StreamResetPeer(StreamEffect):
         return kept, [Action(when, _reset_kind(fault))]
 
     def timer(self, plan: Recorder, stage: Stage, started: float) -> float | None:
-        fault = stage.fault
-        assert isinstance(fault, ResetPeer)
         start = origin(stage, started)
-        return None if stage.fired or start is None else start + fault.after
+        return None if stage.fired or start is None else start + _reset_delay(stage.fault)
 
     def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
         when = self.timer(plan, stage, started)
         if when is None or now < when:
             return []
         fault = stage.fault
-        assert isinstance(fault, ResetPeer)
         if fault.triggered:
-            plan.record(stage, now, f"reset the connection {fault.after:g} s {fault.trigger}")
+            delay = _reset_delay(fault)
+            plan.record(stage, now, f"reset the connection {delay:g} s {fault.trigger}")
             return [Action(now, _reset_kind(fault))]
         plan.record(stage, now, "reset the connection")
         return [Action(now, "reset")]
@@ -282,6 +290,36 @@ class _StreamNoReply(StreamEffect):
     def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
         plan.record(stage, at, "held back the server's close")
         return None
+
+
+class _StreamStall(StreamEffect):
+    ends_flow = True
+
+    def _release(self, stage: Stage, at: float) -> float | None:
+        if "release" not in stage.state:
+            delay = stage.fault.delay  # type: ignore[attr-defined]
+            stage.state["release"] = None if delay is None else at + delay
+        release: float | None = stage.state["release"]
+        return release
+
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        release = self._release(stage, items[0][0])
+        if release is None:
+            held = sum(len(data) for _, data in items)
+            plan.record(stage, items[0][0], f"held back {held} bytes (stalled for good)")
+            return [], []
+        out = []
+        for at, data in items:
+            if at < release:
+                plan.record(stage, at, f"stalled {len(data)} bytes until {release - at:.4f} s on")
+                out.append((release, data))
+            else:
+                out.append((at, data))
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        release = self._release(stage, at)
+        return None if release is None else max(at, release)
 
 
 class _StreamLimitData(StreamEffect):
@@ -319,6 +357,9 @@ STREAM_EFFECTS: dict[type[Fault], StreamEffect] = {
     ResetPeer: _StreamResetPeer(),
     LimitData: _StreamLimitData(),
     NoReply: _StreamNoReply(),
+    Stall: _StreamStall(),
+    TLSStall: _StreamStall(),
+    TLSAbort: _StreamResetPeer(),
 }
 
 

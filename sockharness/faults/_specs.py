@@ -156,6 +156,8 @@ class Fault:
     name: ClassVar[str | None] = None
     #: How it is written on the command line, for help texts.
     example: ClassVar[str] = ""
+    #: Fields the fault sets itself from its own parameters, left out of its repr.
+    implied: ClassVar[frozenset[str]] = frozenset()
     #: A fault of your own: what it does to a stream (a ``StreamEffect``), if not built in.
     stream_effect: ClassVar[Any] = None
     #: A fault of your own: what it does to one datagram (a ``DatagramEffect``), if not built in.
@@ -247,6 +249,8 @@ class Fault:
     @property
     def trigger(self) -> str:
         """Where it starts, in words, for the timeline: "after 6 bytes", "at message 2"."""
+        if isinstance(self, _TLSHandshakeFault):
+            return f"after the {'ClientHello' if self.after == 'client_hello' else 'ServerHello'}"
         if self.after_bytes is not None:
             return f"after {self.after_bytes} bytes"
         if self.after_messages is not None:
@@ -276,6 +280,8 @@ class Fault:
         # The fault's own parameters first, then direction and toxicity.
         for item in sorted(fields(self), key=lambda f: f.kw_only is True):
             value = getattr(self, item.name)
+            if item.name in self.implied:
+                continue  # Set by the fault itself: its own parameters say it.
             default = item.default
             if isinstance(value, Ordinals) and isinstance(default, (str, int)):
                 default = ordinals(default)
@@ -410,6 +416,85 @@ class NoReply(Fault, name="no_reply", example="no_reply"):
                 parameter="direction",
                 value=self.direction,
             )
+
+
+@dataclass(frozen=True, repr=False)
+class Stall(Fault, name="stall", example="stall=1"):
+    """Data stops flowing for ``delay`` seconds, then flows again (``None``: for good).
+
+    It stops at the connection's start, or at its trigger (``after_bytes``, a
+    message): what comes before the release is delivered at the release, in
+    order; what comes after passes at once.
+    """
+
+    delay: float | None = None
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+
+    def validate(self) -> None:
+        if self.delay is not None:
+            _at_least("Stall", "delay", self.delay, 0.0, " seconds (or None: for good)")
+
+
+#: Where a TLS handshake fault strikes: after the client's first record, or the server's.
+TLS_POINTS = ("client_hello", "server_hello")
+
+
+@dataclass(frozen=True, repr=False)
+class _TLSHandshakeFault(Fault):
+    """A fault in a TLS handshake, on the server's records (the ``tls-records`` framer):
+    after the ClientHello reached the server (``"client_hello"``: none of the server's
+    records gets through) or after the server's first record, its ServerHello
+    (``"server_hello"``)."""
+
+    after: str = "client_hello"
+    transports: ClassVar[frozenset[str]] = frozenset({STREAM})
+    #: Fields the fault sets itself, left out of its repr.
+    implied: ClassVar[frozenset[str]] = frozenset({"direction", "framer", "after_messages"})
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for key in ("after_bytes", "framer", "messages", "after_messages"):
+            if getattr(self, key) is not None:
+                raise UsageError(
+                    f"{name}({key}=...): {name} knows where it strikes (after=); leave {key} out",
+                    parameter=key,
+                    value=getattr(self, key),
+                )
+        if self.direction != "both":
+            raise UsageError(
+                f"{name}(direction={self.direction!r}): it strikes the server's handshake "
+                f"records; leave direction out",
+                parameter="direction",
+                value=self.direction,
+            )
+        if self.after not in TLS_POINTS:
+            raise UsageError(
+                f"{name}(after={self.after!r}): use 'client_hello' or 'server_hello'",
+                parameter="after",
+                value=self.after,
+            )
+        object.__setattr__(self, "direction", "downstream")
+        object.__setattr__(self, "framer", "tls-records")
+        object.__setattr__(self, "after_messages", TLS_POINTS.index(self.after))
+        super().__post_init__()
+
+
+@dataclass(frozen=True, repr=False)
+class TLSStall(_TLSHandshakeFault, name="tls_stall", example="tls_stall=server_hello,delay=1"):
+    """The TLS handshake stops ``after`` the ClientHello or the ServerHello, for ``delay``
+    seconds (``None``: for good); the client waits (its handshake times out)."""
+
+    delay: float | None = None
+
+    def validate(self) -> None:
+        if self.delay is not None:
+            _at_least("TLSStall", "delay", self.delay, 0.0, " seconds (or None: for good)")
+
+
+@dataclass(frozen=True, repr=False)
+class TLSAbort(_TLSHandshakeFault, name="tls_abort", example="tls_abort=server_hello"):
+    """The connection is reset mid-handshake, ``after`` the ClientHello or the ServerHello:
+    both peers see a reset (the client's handshake fails)."""
 
 
 # -- in the process only: what one socket call does -----------------------------------------------
