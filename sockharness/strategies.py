@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from ._core import UsageError
 from .faults import (
+    DISTRIBUTIONS,
     SOCKET_ERRORS,
     TLS_POINTS,
     AcceptDelay,
@@ -27,9 +28,11 @@ from .faults import (
     Corrupt,
     Duplicate,
     Fault,
+    GilbertElliott,
     Latency,
     LimitData,
     Loss,
+    MarkovLoss,
     NeverRead,
     NoReply,
     Ordinals,
@@ -38,6 +41,7 @@ from .faults import (
     ResetPeer,
     ShortSend,
     Slicer,
+    Slot,
     SlowClose,
     SmallRecv,
     SocketError,
@@ -107,7 +111,8 @@ def _stream_common() -> dict[str, Any]:
 def harmless_stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     """Stream faults that delay or reshape but never lose, cut or reset: data must get through."""
     return st.one_of(
-        st.builds(Latency, _seconds(max_delay), jitter=_seconds(max_delay / 2), **_stream_common()),
+        _latencies(max_delay, _stream_common()),
+        _slots(max_delay / 10, _stream_common()),
         st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_stream_common()),
         st.integers(1, 64).flatmap(
             lambda size: st.builds(
@@ -147,10 +152,65 @@ def stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     )
 
 
+def _latencies(max_delay: float, common: dict[str, Any]) -> st.SearchStrategy[Fault]:
+    return st.builds(
+        Latency,
+        _seconds(max_delay),
+        jitter=_seconds(max_delay / 2),
+        distribution=st.sampled_from(DISTRIBUTIONS),
+        correlation=st.floats(0.0, 0.95),
+        **common,
+    )
+
+
+def _slots(max_delay: float, common: dict[str, Any]) -> st.SearchStrategy[Fault]:
+    return st.builds(
+        Slot,
+        st.floats(0.001, max(0.001, max_delay)),
+        max_packets=st.one_of(st.none(), st.integers(1, 8)),
+        **common,
+    )
+
+
+def _markov_losses(common: dict[str, Any]) -> st.SearchStrategy[Fault]:
+    def build(values: dict[str, Any], p: dict[str, float]) -> Fault:
+        # Keep the probabilities out of each state at most 1.
+        return MarkovLoss(
+            p["p13"],
+            p["p31"],
+            min(p["p32"], 1 - p["p31"]),
+            p["p23"],
+            min(p["p14"], 1 - p["p13"]),
+            **values,
+        )
+
+    chances = st.fixed_dictionaries(
+        {
+            "p13": st.floats(0.0, 0.5),
+            "p14": st.floats(0.0, 0.5),
+            "p31": st.floats(0.05, 1.0),
+            "p32": st.floats(0.0, 1.0),
+            "p23": st.floats(0.0, 1.0),
+        }
+    )
+    return st.builds(build, st.fixed_dictionaries(common), chances)
+
+
 def datagram_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     """Any datagram fault, with short times."""
     probability = st.floats(0.0, 1.0)
     return st.one_of(
+        st.builds(
+            GilbertElliott,
+            st.floats(0.001, 1.0),
+            r=st.floats(0.001, 1.0),
+            loss_bad=probability,
+            loss_good=probability,
+            **_common(),
+        ),
+        _markov_losses(_common()),
+        _slots(max_delay, _common()),
+        _latencies(max_delay, _common()),
         st.builds(Loss, probability, correlation=st.floats(0.0, 1.0), **_common()),
         st.builds(Duplicate, probability, **_common()),
         st.builds(
@@ -161,7 +221,6 @@ def datagram_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
         ),
         st.builds(Corrupt, probability, **_common()),
         st.builds(Truncate, st.integers(0, 2048), **_common()),
-        st.builds(Latency, _seconds(max_delay), jitter=_seconds(max_delay / 2), **_common()),
         st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_common()),
     )
 

@@ -133,6 +133,13 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "NETWORK_PROFILES",
+    "NetworkProfile",
+    "network_profile",
+    "DISTRIBUTIONS",
+    "GilbertElliott",
+    "MarkovLoss",
+    "Slot",
     "TLS_POINTS",
     "Stall",
     "TLSAbort",

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sockharness._core import UsageError
-from sockharness.faults import FAULT_NAMES, Fault, fault_class
+from sockharness.faults import FAULT_NAMES, Fault, fault_class, network_profile
 
 from ._schema import (
     STARTED_SERVER_KEYS,
@@ -128,7 +128,7 @@ class _Reader:
             raise self.fail(("scenario",), "the key 'duration' (seconds the load runs) is required")
         server = self.server(self.table(document, ("server",), required=False))
         clients = self.clients(document.get("clients"))
-        faults = self.faults(document.get("faults"))
+        faults = self.faults(document.get("faults"), server.kind)
         expect = self.expect(self.table(document, ("expect",), required=False))
         return self.build(
             (),
@@ -178,15 +178,31 @@ class _Reader:
             groups.append(self.build(key, ClientSpec, **table))
         return tuple(groups)
 
-    def faults(self, value: Any) -> tuple[FaultWindow, ...]:
+    def faults(self, value: Any, kind: str) -> tuple[FaultWindow, ...]:
         if value is None:
             return ()
         windows = []
         for index, table in enumerate(self.tables(value, ("faults",))):
             key: Key = ("faults", index)
+            if "profile" in table:
+                windows += self.profile(dict(table), key, kind)
+                continue
             fault, rest = self.fault(dict(table), key)
             windows.append(self.build(key, FaultWindow, fault=fault, **rest))
         return tuple(windows)
+
+    def profile(self, table: dict[str, Any], key: Key, kind: str) -> list[FaultWindow]:
+        """A [[faults]] table with ``profile = "3g"``: one window per fault of the profile."""
+        self.keys(table, key, (_WINDOW_KEYS - {"fault"}) | {"profile"})
+        name = table["profile"]
+        if not isinstance(name, str):
+            raise self.fail((*key, "profile"), f"expected a string, found {type_name(name)}")
+        try:
+            faults = network_profile(name, kind)
+        except UsageError as exc:
+            raise self.fail((*key, "profile"), str(exc)) from None
+        window = {k: v for k, v in table.items() if k in _WINDOW_KEYS - {"fault"}}
+        return [self.build(key, FaultWindow, fault=fault, **window) for fault in faults]
 
     def fault(self, table: dict[str, Any], key: Key) -> tuple[Fault, dict[str, Any]]:
         """The fault a [[faults]] table names, and the table's window keys."""

@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--fault", action="append", default=[], metavar="FAULT", help="a fault; repeat for more"
     )
     proxy.add_argument(
+        "--network-profile",
+        metavar="NAME",
+        help="make the link behave like a named one (3g, edge, lte, wifi, lossy-wifi, "
+        "satellite), before the --fault ones",
+    )
+    proxy.add_argument(
         "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
     )
 
@@ -205,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 kind_name=args.kind,
                 fault_texts=args.fault,
                 seed=args.seed,
+                network_profile=args.network_profile,
             )
         if args.command == "conform":
             from ._conform import run_conform

@@ -20,13 +20,16 @@ def run_proxy(
     kind_name: str,
     fault_texts: list[str],
     seed: int,
+    network_profile: str | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
     """Relay until SIGINT or SIGTERM; return the exit status."""
     from sockharness.faults import FaultProxy, parse_fault
+    from sockharness.faults import network_profile as profile_faults
 
     kind = parse_kind(kind_name)
-    faults = [parse_fault(text) for text in fault_texts]
+    faults = [] if network_profile is None else list(profile_faults(network_profile, kind))
+    faults += [parse_fault(text) for text in fault_texts]
     upstream_address = parse_address(upstream, kind, "--upstream", connect=True)
     listen_address = None if listen is None else parse_address(listen, kind, "--listen")
     stop = threading.Event()

@@ -23,6 +23,7 @@ from . import framers
 from ._effects import DatagramEffect, Recorder, Stage, StreamEffect, Timed
 from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
+from ._profiles import NETWORK_PROFILES, NetworkProfile, network_profile
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
 from ._resolver import (
     NXDomain,
@@ -36,6 +37,7 @@ from ._resolver import (
 from ._select import Ordinals, ordinals
 from ._specs import (
     DATAGRAM,
+    DISTRIBUTIONS,
     SOCKET_ERRORS,
     STREAM,
     TLS_POINTS,
@@ -50,9 +52,11 @@ from ._specs import (
     Down,
     Duplicate,
     Fault,
+    GilbertElliott,
     Latency,
     LimitData,
     Loss,
+    MarkovLoss,
     NeverRead,
     NoReply,
     Refuse,
@@ -60,6 +64,7 @@ from ._specs import (
     ResetPeer,
     ShortSend,
     Slicer,
+    Slot,
     SlowClose,
     SmallRecv,
     SocketError,
@@ -74,8 +79,10 @@ from .framers import FRAMERS, Framing, LengthPrefix
 
 __all__ = [
     "DATAGRAM",
+    "DISTRIBUTIONS",
     "FAULT_NAMES",
     "FRAMERS",
+    "NETWORK_PROFILES",
     "SOCKET_ERRORS",
     "STREAM",
     "TLS_POINTS",
@@ -97,11 +104,14 @@ __all__ = [
     "FaultyDatagramSocket",
     "FaultyStreamSocket",
     "Framing",
+    "GilbertElliott",
     "Latency",
     "LengthPrefix",
     "LimitData",
     "Loss",
+    "MarkovLoss",
     "NXDomain",
+    "NetworkProfile",
     "NeverRead",
     "NoReply",
     "Ordinals",
@@ -117,6 +127,7 @@ __all__ = [
     "ResolverFaults",
     "ShortSend",
     "Slicer",
+    "Slot",
     "SlowClose",
     "SmallRecv",
     "SocketError",
@@ -134,6 +145,7 @@ __all__ = [
     "fault_class",
     "fault_from_mapping",
     "framers",
+    "network_profile",
     "ordinals",
     "parse_fault",
     "summarize_unfired",

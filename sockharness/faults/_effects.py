@@ -14,6 +14,7 @@ the unfired-fault report). Times are seconds on the plan's clock.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,13 +26,16 @@ from ._specs import (
     Down,
     Duplicate,
     Fault,
+    GilbertElliott,
     Latency,
     LimitData,
     Loss,
+    MarkovLoss,
     NoReply,
     Reorder,
     ResetPeer,
     Slicer,
+    Slot,
     SlowClose,
     Stall,
     Timeout,
@@ -72,7 +76,12 @@ class Stage:
 
 
 class Recorder(Protocol):
-    """What an effect reports to: the plan, which marks the stage fired and logs it."""
+    """What an effect reports to: the plan, which marks the stage fired and logs it.
+
+    ``started`` is when the connection (or flow) started, on the plan's clock.
+    """
+
+    started: float
 
     def record(self, stage: Stage, at: float, effect: str) -> None: ...
 
@@ -93,9 +102,57 @@ def _ordered_delay(stage: Stage, at: float, delay: float) -> float:
     return out
 
 
+_PARETO_SHAPE = 5.0
+_PARETO_MEAN = _PARETO_SHAPE / (_PARETO_SHAPE - 1)  # 1.25
+_PARETO_STD = math.sqrt(_PARETO_SHAPE / ((_PARETO_SHAPE - 1) ** 2 * (_PARETO_SHAPE - 2)))
+
+
+def _noise(rng: random.Random, distribution: str) -> float:
+    """One draw of standardized noise (mean 0, standard deviation 1)."""
+    if distribution == "uniform":
+        return rng.uniform(-1.0, 1.0) * math.sqrt(3.0)
+    if distribution == "normal":
+        return rng.gauss(0.0, 1.0)
+    pareto = (rng.paretovariate(_PARETO_SHAPE) - _PARETO_MEAN) / _PARETO_STD
+    if distribution == "pareto":
+        return pareto
+    # paretonormal: a quarter of the variance normal, three quarters Pareto.
+    return 0.5 * rng.gauss(0.0, 1.0) + math.sqrt(0.75) * pareto
+
+
+def _jitter(stage: Stage, fault: Latency) -> float:
+    """The offset from ``delay`` for one piece: seeded, distributed, maybe correlated."""
+    if not fault.jitter:
+        return 0.0
+    if fault.distribution == "uniform" and not fault.correlation:
+        return stage.rng.uniform(-fault.jitter, fault.jitter)  # The draws it always made.
+    fresh = _noise(stage.rng, fault.distribution)
+    if fault.correlation:
+        # AR(1): each offset leans on the one before, and the spread stays the same.
+        before = stage.state.get("noise", fresh)
+        fresh = fault.correlation * before + math.sqrt(1 - fault.correlation**2) * fresh
+        stage.state["noise"] = fresh
+    scale = 1 / math.sqrt(3.0) if fault.distribution == "uniform" else 1.0
+    return fault.jitter * scale * fresh
+
+
 def _latency(stage: Stage, fault: Latency, at: float) -> float:
-    jitter = stage.rng.uniform(-fault.jitter, fault.jitter) if fault.jitter else 0.0
-    return _ordered_delay(stage, at, max(0.0, fault.delay + jitter))
+    return _ordered_delay(stage, at, max(0.0, fault.delay + _jitter(stage, fault)))
+
+
+def _slot_time(plan: Recorder, stage: Stage, fault: Slot, at: float) -> float:
+    """When a piece sent at ``at`` goes: at the next slot boundary with room, in order."""
+    index = max(math.ceil((at - plan.started) / fault.interval - 1e-9), stage.state.get("slot", 0))
+    if index == stage.state.get("slot"):
+        used = stage.state.get("used", 0)
+        if fault.max_packets is not None and used >= fault.max_packets:
+            index += 1
+            used = 0
+    else:
+        used = 0
+    stage.state["slot"] = index
+    stage.state["used"] = used + 1
+    return plan.started + index * fault.interval
 
 
 # -- streams ------------------------------------------------------------------------------------
@@ -279,6 +336,24 @@ class _StreamResetPeer(StreamEffect):
         return [Action(now, "reset")]
 
 
+class _StreamSlot(StreamEffect):
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        fault = stage.fault
+        assert isinstance(fault, Slot)
+        out = []
+        for at, data in items:
+            when = _slot_time(plan, stage, fault, at)
+            if when > at:
+                plan.record(stage, at, f"held {len(data)} bytes for the slot {when - at:.4f} s on")
+            out.append((when, data))
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        fault = stage.fault
+        assert isinstance(fault, Slot)
+        return max(at, plan.started + stage.state.get("slot", 0) * fault.interval)
+
+
 class _StreamNoReply(StreamEffect):
     ends_flow = True
 
@@ -358,6 +433,7 @@ STREAM_EFFECTS: dict[type[Fault], StreamEffect] = {
     LimitData: _StreamLimitData(),
     NoReply: _StreamNoReply(),
     Stall: _StreamStall(),
+    Slot: _StreamSlot(),
     TLSStall: _StreamStall(),
     TLSAbort: _StreamResetPeer(),
 }
@@ -384,6 +460,49 @@ def _lose(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> T
         plan.record(stage, at, f"lost datagram {index} ({len(data)} bytes)")
         return []
     return [(at, data)]
+
+
+def _gilbert_elliott(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, GilbertElliott)
+    bad = stage.state.get("bad", False)
+    lost = stage.rng.random() < (fault.loss_bad if bad else fault.loss_good)
+    stage.state["bad"] = (stage.rng.random() >= fault.r) if bad else (stage.rng.random() < fault.p)
+    if lost:
+        state = "bad" if bad else "good"
+        plan.record(stage, at, f"lost datagram {index} ({state} state, {len(data)} bytes)")
+        return []
+    return [(at, data)]
+
+
+def _markov_loss(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, MarkovLoss)
+    state = stage.state.get("state", 1)
+    draw = stage.rng.random()
+    if state == 1:
+        state = 3 if draw < fault.p13 else 4 if draw < fault.p13 + fault.p14 else 1
+    elif state == 3:
+        state = 1 if draw < fault.p31 else 2 if draw < fault.p31 + fault.p32 else 3
+    elif state == 2:
+        state = 3 if draw < fault.p23 else 1
+    else:
+        state = 1
+    stage.state["state"] = state
+    if state in (3, 4):
+        kind = "burst" if state == 3 else "isolated"
+        plan.record(stage, at, f"lost datagram {index} ({kind} loss)")
+        return []
+    return [(at, data)]
+
+
+def _slot(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    fault = stage.fault
+    assert isinstance(fault, Slot)
+    when = _slot_time(plan, stage, fault, at)
+    if when > at:
+        plan.record(stage, at, f"held datagram {index} for the slot {when - at:.4f} s on")
+    return [(when, data)]
 
 
 def _duplicate(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
@@ -449,6 +568,9 @@ def _drop(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> T
 #: What each datagram fault does to one datagram.
 DATAGRAM_EFFECTS: dict[type[Fault], DatagramEffect] = {
     Loss: _lose,
+    GilbertElliott: _gilbert_elliott,
+    MarkovLoss: _markov_loss,
+    Slot: _slot,
     Duplicate: _duplicate,
     Reorder: _reorder,
     Corrupt: _corrupt,

@@ -29,9 +29,11 @@ from .framers import FramerLike, framer_name, resolve_framer
 __all__ = [
     "DATAGRAM",
     "DIRECTIONS",
+    "DISTRIBUTIONS",
     "FAULTS",
     "SOCKET_ERRORS",
     "STREAM",
+    "TLS_POINTS",
     "AcceptDelay",
     "AcceptThenClose",
     "AcceptThenReset",
@@ -43,9 +45,11 @@ __all__ = [
     "Down",
     "Duplicate",
     "Fault",
+    "GilbertElliott",
     "Latency",
     "LimitData",
     "Loss",
+    "MarkovLoss",
     "NeverRead",
     "NoReply",
     "Refuse",
@@ -53,9 +57,13 @@ __all__ = [
     "ResetPeer",
     "ShortSend",
     "Slicer",
+    "Slot",
     "SlowClose",
     "SmallRecv",
     "SocketError",
+    "Stall",
+    "TLSAbort",
+    "TLSStall",
     "Timeout",
     "Truncate",
 ]
@@ -298,14 +306,44 @@ class Fault:
 
 @dataclass(frozen=True, repr=False)
 class Latency(Fault, name="latency", example="latency=0.1,jitter=0.01"):
-    """Every chunk (or datagram) is delayed by ``delay`` ± ``jitter`` seconds; order is kept."""
+    """Every chunk (or datagram) is delayed by ``delay`` ± ``jitter`` seconds; order is kept.
+
+    ``distribution`` shapes the jitter: ``"uniform"`` (within ± ``jitter``),
+    ``"normal"`` (``jitter`` is the standard deviation), ``"pareto"`` (a
+    heavy right tail) or ``"paretonormal"`` (a quarter of the variance
+    normal, three quarters Pareto); every one has a mean offset of 0, and all
+    but uniform a standard deviation of ``jitter``. ``correlation`` (0 to 1)
+    makes each delay lean on the one before (the offsets form an AR(1) series
+    that keeps the spread), as netem's jitter correlation does.
+    """
 
     delay: float
     jitter: float = 0.0
+    distribution: str = "uniform"
+    correlation: float = 0.0
 
     def validate(self) -> None:
         _at_least("Latency", "delay", self.delay, 0.0, " seconds")
         _at_least("Latency", "jitter", self.jitter, 0.0, " seconds")
+        if self.distribution not in DISTRIBUTIONS:
+            raise UsageError(
+                f"Latency(distribution={self.distribution!r}): use one of "
+                f"{', '.join(DISTRIBUTIONS)}",
+                parameter="distribution",
+                value=self.distribution,
+            )
+        _share("Latency", "correlation", self.correlation)
+        if self.correlation >= 1.0:
+            raise UsageError(
+                f"Latency(correlation={self.correlation!r}): below 1, or every delay would "
+                f"be the first one's",
+                parameter="correlation",
+                value=self.correlation,
+            )
+
+
+#: How a Latency's jitter is distributed.
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 
 
 @dataclass(frozen=True, repr=False)
@@ -729,6 +767,111 @@ class Loss(Fault, name="loss", example="loss=0.2,correlation=0.5"):
     def validate(self) -> None:
         _share("Loss", "probability", self.probability)
         _share("Loss", "correlation", self.correlation)
+
+
+@dataclass(frozen=True, repr=False)
+class GilbertElliott(Fault, name="gilbert_elliott", example="gilbert_elliott=0.01,r=0.3"):
+    """Losses in bursts: a good and a bad state, as netem's ``loss gemodel``.
+
+    Each datagram moves the flow from good to bad with probability ``p`` and
+    from bad to good with ``r``; in the bad state a datagram is lost with
+    ``loss_bad`` (default 1), in the good state with ``loss_good`` (default
+    0). The long-run loss rate is ``(p * loss_bad + r * loss_good) / (p + r)``
+    and bursts last ``1 / r`` datagrams on average.
+    """
+
+    p: float
+    r: float = 1.0
+    loss_bad: float = 1.0
+    loss_good: float = 0.0
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def validate(self) -> None:
+        for key in ("p", "r", "loss_bad", "loss_good"):
+            _share("GilbertElliott", key, getattr(self, key))
+        if self.p + self.r == 0:
+            raise UsageError(
+                "GilbertElliott(p=0, r=0): the flow never changes state; give p or r",
+                parameter="p",
+                value=self.p,
+            )
+
+    @property
+    def rate(self) -> float:
+        """The long-run share of datagrams lost."""
+        return (self.p * self.loss_bad + self.r * self.loss_good) / (self.p + self.r)
+
+
+@dataclass(frozen=True, repr=False)
+class MarkovLoss(Fault, name="markov_loss", example="markov_loss=0.05,p31=0.3"):
+    """Losses from netem's 4-state Markov model (``loss state p13 p31 p32 p23 p14``).
+
+    States: 1 good reception, 2 a good reception within a burst, 3 burst
+    loss, 4 isolated loss. From 1 the flow goes to 3 with ``p13`` or to 4
+    with ``p14`` (else it stays in 1); from 3 to 1 with ``p31`` or to 2 with
+    ``p32`` (else it stays in 3); from 2 back to 3 with ``p23``, else to 1;
+    from 4 always back to 1. Each datagram makes one transition, and the
+    datagrams that land in 3 or 4 are lost. :attr:`rate` is the long-run
+    loss rate of this chain.
+    """
+
+    p13: float
+    p31: float = 1.0
+    p32: float = 0.0
+    p23: float = 0.0
+    p14: float = 0.0
+    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+
+    def validate(self) -> None:
+        for key in ("p13", "p31", "p32", "p23", "p14"):
+            _share("MarkovLoss", key, getattr(self, key))
+        if self.p13 + self.p14 > 1 or self.p31 + self.p32 > 1:
+            raise UsageError(
+                "MarkovLoss: the probabilities out of one state add up to more than 1 "
+                "(p13 + p14, p31 + p32)",
+                parameter="p13" if self.p13 + self.p14 > 1 else "p31",
+                value=self.p13 if self.p13 + self.p14 > 1 else self.p31,
+            )
+        if self.p13 > 0 and self.p31 == 0 and self.p32 == 0:
+            raise UsageError(
+                "MarkovLoss(p31=0, p32=0): a burst that starts never ends; give p31 or p32",
+                parameter="p31",
+                value=self.p31,
+            )
+
+    @property
+    def rate(self) -> float:
+        """The long-run share of datagrams lost (states 3 and 4)."""
+        # Stationary distribution of the chain, solved by power iteration: the
+        # matrix is small and every state is reached from 1.
+        state = [1.0, 0.0, 0.0, 0.0]
+        for _ in range(20_000):
+            one, two, three, four = state
+            state = [
+                one * (1 - self.p13 - self.p14) + two * (1 - self.p23) + three * self.p31 + four,
+                three * self.p32,
+                one * self.p13 + two * self.p23 + three * (1 - self.p31 - self.p32),
+                one * self.p14,
+            ]
+        return state[2] + state[3]
+
+
+@dataclass(frozen=True, repr=False)
+class Slot(Fault, name="slot", example="slot=0.02,max_packets=4"):
+    """Traffic is released in bursts, at slot boundaries ``interval`` apart (netem's ``slot``).
+
+    Each datagram (or piece of a stream) waits for the next boundary; at most
+    ``max_packets`` go in one slot (``None``: no limit), the rest wait for the
+    next ones. Order is kept.
+    """
+
+    interval: float
+    max_packets: int | None = None
+
+    def validate(self) -> None:
+        _above("Slot", "interval", self.interval, 0.0, " seconds")
+        if self.max_packets is not None:
+            _whole("Slot", "max_packets", self.max_packets, 1)
 
 
 @dataclass(frozen=True, repr=False)
