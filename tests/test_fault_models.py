@@ -22,6 +22,7 @@ from sockharness.faults import (
     parse_fault,
 )
 from sockharness.faults._plans import DatagramPlan, StreamPlan
+from sockharness.handlers import EchoHandler
 
 N = 100_000
 SPACING = 10.0  # Seconds between datagrams: far apart, so nothing waits for order.
@@ -256,3 +257,71 @@ def test_a_scenario_takes_a_network_profile(tmp_path: Any) -> None:
     path.write_text(head + '[[clients]]\ncount = 1\n[[faults]]\nprofile = "5g"\n')
     with pytest.raises(ScenarioError, match=r"faults\[0\].profile: '5g' is not a network"):
         load_scenario(path)
+
+
+# -- a shared bandwidth ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("shared", "last"), [(False, 0.25), (True, 0.5)])
+def test_a_shared_bandwidth_is_one_budget_for_every_connection(shared: bool, last: float) -> None:
+    from sockharness.faults import Bandwidth, SharedState
+
+    fault = Bandwidth(200_000, shared=shared)
+    state = SharedState()
+    plans = [
+        StreamPlan([fault], seed=0, connection=n, direction="upstream", started=0.0, shared=state)
+        for n in range(2)
+    ]
+    ends = [max(action.at for action in plan.data(0.0, b"x" * 50_000)) for plan in plans]
+    # 50 000 bytes each at 200 kB/s: 0.25 s on links of their own; one after the other
+    # (0.5 s for the second) on one shared link.
+    assert max(ends) == pytest.approx(last)
+
+
+def test_a_shared_bandwidth_through_the_proxy(make_server: Any) -> None:
+    import threading
+    import time
+
+    from sockharness import connect
+    from sockharness.faults import Bandwidth, FaultProxy
+    from sockharness.handlers import DiscardHandler
+
+    server = make_server(DiscardHandler)
+    fault = Bandwidth(200_000, shared=True, direction="upstream")
+    size = 50_000
+    with FaultProxy(server.address, "tcp", [fault]) as proxy:
+        barrier = threading.Barrier(3)
+
+        def send() -> None:
+            with connect(proxy.address) as client:
+                barrier.wait(5)
+                client.send(b"x" * size)
+                client.shutdown_write()
+                client.recv_all()
+
+        threads = [threading.Thread(target=send) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        barrier.wait(5)
+        started = time.monotonic()
+        for thread in threads:
+            thread.join(10)
+        took = time.monotonic() - started
+    assert took >= 0.5  # 100 000 bytes through one 200 kB/s link.
+    assert proxy.stats.upstream_bytes == 2 * size
+
+
+def test_a_shared_bandwidth_in_process(make_server: Any) -> None:
+    from sockharness.faults import Bandwidth
+
+    fault = Bandwidth(100_000, shared=True, direction="downstream")
+    server = make_server(EchoHandler, "tcp", faults=[fault])
+    first, second = server.connect(), server.connect()
+    with first, second:
+        first.send(b"a" * 20_000)
+        second.send(b"b" * 20_000)
+        assert first.recv_exactly(20_000) == b"a" * 20_000
+        assert second.recv_exactly(20_000) == b"b" * 20_000
+    effects = [e.effect for e in server.fault_timeline.events]
+    assert effects
+    assert all(effect.endswith("(shared)") for effect in effects)

@@ -133,6 +133,7 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "SharedState",
     "NETWORK_PROFILES",
     "NetworkProfile",
     "network_profile",

@@ -20,7 +20,7 @@ and ``messages`` or ``after_messages`` with a ``framer`` (:mod:`.framers`).
 from sockharness._core import publish
 
 from . import framers
-from ._effects import DatagramEffect, Recorder, Stage, StreamEffect, Timed
+from ._effects import DatagramEffect, Recorder, SharedState, Stage, StreamEffect, Timed
 from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
 from ._plans import Event, Timeline, summarize_unfired
 from ._profiles import NETWORK_PROFILES, NetworkProfile, network_profile
@@ -125,6 +125,7 @@ __all__ = [
     "ResolveTimeout",
     "ResolverFault",
     "ResolverFaults",
+    "SharedState",
     "ShortSend",
     "Slicer",
     "Slot",

@@ -14,8 +14,10 @@ the unfired-fault report). Times are seconds on the plan's clock.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -50,6 +52,7 @@ __all__ = [
     "STREAM_EFFECTS",
     "DatagramEffect",
     "Recorder",
+    "SharedState",
     "Stage",
     "StreamEffect",
     "Timed",
@@ -75,13 +78,29 @@ class Stage:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class SharedState:
+    """State the plans of one proxy (or of one server's faults) share, under one lock."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._states: dict[Any, dict[str, Any]] = {}
+
+    def of(self, stage: Stage, direction: str) -> dict[str, Any]:
+        """The state ``stage``'s fault shares with the same fault on the other connections."""
+        return self._states.setdefault((stage.position, stage.fault, direction), {})
+
+
 class Recorder(Protocol):
     """What an effect reports to: the plan, which marks the stage fired and logs it.
 
-    ``started`` is when the connection (or flow) started, on the plan's clock.
+    ``started`` is when the connection (or flow) started, on the plan's clock;
+    ``shared`` what the plans of its proxy (or server) share; ``direction``
+    the plan's direction.
     """
 
     started: float
+    shared: SharedState
+    direction: str
 
     def record(self, stage: Stage, at: float, effect: str) -> None: ...
 
@@ -198,25 +217,37 @@ class _StreamLatency(StreamEffect):
         return max(at, stage.state.get("last", 0.0))
 
 
+def _budget(plan: Recorder, stage: Stage) -> tuple[dict[str, Any], Any]:
+    """Where a bandwidth keeps its clock: the stage's own, or the one all connections share."""
+    fault = stage.fault
+    if isinstance(fault, Bandwidth) and fault.shared:
+        return plan.shared.of(stage, plan.direction), plan.shared.lock
+    return stage.state, contextlib.nullcontext()
+
+
 class _StreamBandwidth(StreamEffect):
     def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         fault = stage.fault
         assert isinstance(fault, Bandwidth)
         out = []
         quantum = max(1, int(fault.rate * _BANDWIDTH_QUANTUM))
-        for at, data in items:
-            for offset in range(0, len(data), quantum):
-                piece = data[offset : offset + quantum]
-                start = max(at, stage.state.get("free", 0.0))
-                stage.state["free"] = start + len(piece) / fault.rate
-                out.append((stage.state["free"], piece))
+        state, lock = _budget(plan, stage)
+        with lock:
+            for at, data in items:
+                for offset in range(0, len(data), quantum):
+                    piece = data[offset : offset + quantum]
+                    start = max(at, state.get("free", 0.0), stage.state.get("last", 0.0))
+                    state["free"] = start + len(piece) / fault.rate
+                    stage.state["last"] = state["free"]  # This connection's order.
+                    out.append((state["free"], piece))
         if out:
             paced = sum(len(d) for _, d in items)
-            plan.record(stage, items[0][0], f"paced {paced} bytes at {fault.rate:g} B/s")
+            shared = " (shared)" if fault.shared else ""
+            plan.record(stage, items[0][0], f"paced {paced} bytes at {fault.rate:g} B/s{shared}")
         return out, []
 
     def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
-        return max(at, stage.state.get("free", 0.0))
+        return max(at, stage.state.get("last", 0.0))
 
 
 class _StreamSlicer(StreamEffect):
@@ -554,8 +585,10 @@ def _delay(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> 
 def _pace(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
     fault = stage.fault
     assert isinstance(fault, Bandwidth)
-    start = max(at, stage.state.get("free", 0.0))
-    stage.state["free"] = free = start + len(data) / fault.rate
+    state, lock = _budget(plan, stage)
+    with lock:
+        start = max(at, state.get("free", 0.0))
+        state["free"] = free = start + len(data) / fault.rate
     if free > at:
         plan.record(stage, at, f"paced datagram {index} to {free - at:.4f} s")
     return [(free, data)]

@@ -33,7 +33,7 @@ from typing import Any
 
 from sockharness._core import Direction
 
-from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, Stage, Timed, effect_of
+from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, SharedState, Stage, Timed, effect_of
 from ._specs import DATAGRAM, STREAM, Fault
 from ._timeline import Action, ActionKind, Event, Timeline
 from .framers import Framing, resolve_framer
@@ -45,6 +45,7 @@ __all__ = [
     "ActionKind",
     "DatagramPlan",
     "Event",
+    "SharedState",
     "StreamPlan",
     "Timeline",
     "generator",
@@ -94,12 +95,15 @@ class _Plan:
         direction: Direction,
         started: float,
         timeline: Timeline | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         self.seed = seed
         self.connection = connection
         self.direction = direction
         self.started = started
         self.timeline = timeline
+        #: State the plans of one proxy (or one server's faults) share: a shared bandwidth.
+        self.shared = shared if shared is not None else SharedState()
         self.stages: list[Stage] = []
         self.update(faults)
 

@@ -31,6 +31,7 @@ from ._plans import (
     UPSTREAM,
     DatagramPlan,
     Event,
+    SharedState,
     StreamPlan,
     Timeline,
     picks,
@@ -167,6 +168,7 @@ class FaultProxy:
         self._enabled = True
         self._lock = threading.Lock()
         self.timeline = Timeline()
+        self._shared = SharedState()  # A shared bandwidth's budget, for every connection.
         self._born = time.monotonic()
         self._relays: list[Any] = []
         self._flows: dict[Any, DatagramFlow] = {}
@@ -180,11 +182,7 @@ class FaultProxy:
             "dropped_datagrams": 0,
         }
         self._closed = False
-        #: Accepted connections no relay carries (yet): held by a connection-phase fault.
-        self._held: dict[socket.socket, None] = {}
-        #: While a Blackhole is in force: the connection of our own that fills the backlog.
-        self._filler: socket.socket | None = None
-        self._filler_name: Any = None
+        self._init_connection_phase()
         self._private_dir: str | None = None
         if self.kind.unix:
             self._private_dir = private_directory("shp-")
@@ -224,6 +222,13 @@ class FaultProxy:
             except BaseException:
                 self.close()
                 raise
+
+    def _init_connection_phase(self) -> None:
+        #: Accepted connections no relay carries (yet): held by a connection-phase fault.
+        self._held: dict[socket.socket, None] = {}
+        #: While a Blackhole is in force: the connection of our own that fills the backlog.
+        self._filler: socket.socket | None = None
+        self._filler_name: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -384,6 +389,7 @@ class FaultProxy:
                 direction=direction,
                 started=now,
                 timeline=self.timeline,
+                shared=self._shared,
             )
             for direction in (UPSTREAM, DOWNSTREAM)
         )

@@ -348,12 +348,24 @@ DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")
 
 @dataclass(frozen=True, repr=False)
 class Bandwidth(Fault, name="bandwidth", example="bandwidth=50000"):
-    """At most ``rate`` bytes per second get through."""
+    """At most ``rate`` bytes per second get through, per connection and direction.
+
+    ``shared=True``: one budget for all the connections (datagrams: peers) of
+    the proxy, or of the server's in-process faults, per direction, as one
+    link shared by everyone (Toxiproxy's bandwidth is per connection).
+    """
 
     rate: float
+    shared: bool = False
 
     def validate(self) -> None:
         _above("Bandwidth", "rate", self.rate, 0.0, " bytes per second")
+        if not isinstance(self.shared, bool):
+            raise UsageError(
+                f"Bandwidth(shared={self.shared!r}): true or false",
+                parameter="shared",
+                value=self.shared,
+            )
 
 
 # -- stream -----------------------------------------------------------------------------------

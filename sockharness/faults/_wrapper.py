@@ -40,6 +40,7 @@ from ._plans import (
     ActionKind,
     DatagramPlan,
     Event,
+    SharedState,
     StreamPlan,
     Timeline,
     generator,
@@ -188,14 +189,27 @@ class FaultyStreamSocket(socket.socket, _Faulty):
     """
 
     def _sh_setup(
-        self, faults: Sequence[Fault], *, seed: int, connection: int, side: str, timeline: Timeline
+        self,
+        faults: Sequence[Fault],
+        *,
+        seed: int,
+        connection: int,
+        side: str,
+        timeline: Timeline,
+        shared: SharedState | None = None,
     ) -> None:
         now = time.monotonic()
         outgoing, incoming = _directions(side)
         self._sh_faults = tuple(faults)
         self._sh_timeline = timeline
         self._sh_connection = connection
-        common = {"seed": seed, "connection": connection, "started": now, "timeline": timeline}
+        common = {
+            "seed": seed,
+            "connection": connection,
+            "started": now,
+            "timeline": timeline,
+            "shared": shared,
+        }
         self._sh_out = StreamPlan(faults, direction=outgoing, **common)
         self._sh_in = StreamPlan(faults, direction=incoming, **common)
         self._sh_pending: list[tuple[float, bytes]] = []  # Received, not yet due.
@@ -486,7 +500,14 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
     """A datagram socket whose sends (and receives) go through fault plans, per peer."""
 
     def _sh_setup(
-        self, faults: Sequence[Fault], *, seed: int, connection: int, side: str, timeline: Timeline
+        self,
+        faults: Sequence[Fault],
+        *,
+        seed: int,
+        connection: int,
+        side: str,
+        timeline: Timeline,
+        shared: SharedState | None = None,
     ) -> None:
         self._sh_faults = tuple(faults)
         self._sh_seed = seed
@@ -494,6 +515,7 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
         self._sh_connection = connection
         self._sh_side = side
         self._sh_timeline = timeline
+        self._sh_shared = shared
         self._sh_plans: dict[Any, tuple[DatagramPlan, DatagramPlan]] = {}
         self._sh_plan_lock = threading.Lock()
         self._sh_in_flight = 0
@@ -509,6 +531,7 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
                     "connection": self._sh_base + len(self._sh_plans),
                     "started": time.monotonic(),
                     "timeline": self._sh_timeline,
+                    "shared": self._sh_shared,
                 }
                 plans = (
                     DatagramPlan(self._sh_faults, direction=outgoing, **common),
@@ -613,12 +636,14 @@ def wrap_socket(
     seed: int = 0,
     connection: int = 0,
     timeline: Timeline | None = None,
+    shared: SharedState | None = None,
 ) -> socket.socket:
     """Turn ``sock`` into a faulty socket (taking over its descriptor; ``sock`` is detached).
 
     ``side`` is ``"client"`` (sends go upstream) or ``"server"`` (sends go
     downstream). Faults that need a proxy (``Down``) or mean nothing on the
-    socket's transport are refused.
+    socket's transport are refused. Sockets given the same ``shared`` share a
+    ``Bandwidth(shared=True)``'s budget.
     """
     transport = STREAM if sock.type == socket.SOCK_STREAM else DATAGRAM
     for fault in faults:
@@ -636,5 +661,6 @@ def wrap_socket(
         connection=connection,
         side=side,
         timeline=timeline if timeline is not None else Timeline(),
+        shared=shared,
     )
     return wrapped

@@ -25,7 +25,7 @@ from typing import Any
 
 from sockharness import server as _server
 from sockharness._core import handler_running
-from sockharness.faults import Fault, Timeline, wrap_socket
+from sockharness.faults import Fault, SharedState, Timeline, wrap_socket
 
 from ._events import ServerEvents
 
@@ -49,6 +49,7 @@ class ServerFaults:
         self.seed = seed
         self.select = select
         self.timeline = Timeline()
+        self.shared = SharedState()  # What a Bandwidth(shared=True) shares: this server's link.
         self._count = itertools.count()
         self.wrapped = 0
 
@@ -61,7 +62,7 @@ class ServerFaults:
         self.wrapped += 1
         return wrap_socket(
             sock, faults, side="server", seed=self.seed, connection=connection,
-            timeline=self.timeline,
+            timeline=self.timeline, shared=self.shared,
         )  # fmt: skip
 
 
