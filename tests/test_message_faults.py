@@ -328,3 +328,78 @@ def test_a_stall_for_a_while_then_the_data_flows(make_server: Any) -> None:
         started = time.monotonic()
         assert client.request(b"ef\n") == b"ef\n"
         assert time.monotonic() - started < 0.3  # Released: the data flows again.
+
+
+# -- scanners: the built-in framers in linear time ------------------------------------------------
+
+
+def _by_function(framer: Any, *chunks: bytes) -> list[bytes]:
+    """What the framer function alone finds (Framing uses its scanner)."""
+
+    def plain(message: bytes) -> int | None:
+        return framer(message)
+
+    return _messages(plain, *chunks)
+
+
+_HTTP_MESSAGES = st.sampled_from(
+    [
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /p HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\n\r\n1;x=y\r\nz\r\n0\r\nT: 1\r\n\r\n",
+        b"PUT /q HTTP/1.1\nContent-Length: 2\n\nok",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    framer=st.sampled_from(["lines", "http", "tls-records", "length-prefix"]),
+    http_messages=st.lists(_HTTP_MESSAGES, max_size=5),
+    bodies=st.lists(st.binary(max_size=40), max_size=5),
+    cuts=st.lists(st.integers(0, 400), max_size=8),
+)
+def test_a_scanner_finds_what_its_framer_function_finds(
+    framer: str, http_messages: list[bytes], bodies: list[bytes], cuts: list[int]
+) -> None:
+    if framer == "http":
+        stream = b"".join(http_messages)
+    elif framer == "lines":
+        stream = b"".join(body.replace(b"\n", b"") + b"\n" for body in bodies)
+    elif framer == "tls-records":
+        stream = b"".join(b"\x17\x03\x03" + len(b).to_bytes(2, "big") + b for b in bodies)
+    else:
+        stream = b"".join(len(b).to_bytes(4, "big") + b for b in bodies)
+    points = sorted({cut for cut in cuts if cut < len(stream)} | {0, len(stream)})
+    chunks = [stream[a:b] for a, b in itertools.pairwise(points)]
+    function = framers.FRAMERS[framer]
+    assert _messages(function, *chunks) == _by_function(function, *chunks)
+
+
+def test_a_long_message_is_framed_in_linear_time() -> None:
+    # 16 MB without a newline, 64 kB at a time: each byte is looked at once
+    # (a framer shown the whole message each time would take hours here).
+    framing = Framing(framers.lines)
+    piece = b"x" * 65536
+    for _ in range(256):
+        assert framing.split(piece) == [(0, piece)]
+    assert framing.split(b"end\nnext") == [(0, b"end\n"), (1, b"next")]
+
+
+def test_a_framer_function_that_never_answers_stops_at_max_head() -> None:
+    framing = Framing(lambda message: None)
+    piece = b"y" * 65536
+    for _ in range(framers.MAX_HEAD // len(piece) + 2):
+        framing.split(piece)
+    assert framing.failed == f"the framer found no end within the first {framers.MAX_HEAD} bytes"
+
+
+def test_an_http_head_that_never_ends_stops_the_framing() -> None:
+    framing = Framing(framers.http)
+    framing.split(b"GET / HTTP/1.1\r\n")
+    framing.split(b"X: " + b"y" * framers.MAX_HTTP_HEAD)
+    assert framing.failed is not None
+    assert "no end of an HTTP head" in framing.failed

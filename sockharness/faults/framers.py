@@ -30,6 +30,8 @@ from sockharness._core import UsageError
 
 __all__ = [
     "FRAMERS",
+    "MAX_HEAD",
+    "MAX_HTTP_HEAD",
     "Framer",
     "FramerLike",
     "Framing",
@@ -95,6 +97,15 @@ class LengthPrefix:
         text = f"length-prefix:{self.size}:{self.byteorder}"
         return text + (":inclusive" if self.includes_header else "")
 
+    def scanner(self) -> Any:
+        """An incremental scanner of these messages (see :class:`Framing`)."""
+
+        def body(header: bytes) -> int:
+            length = int.from_bytes(header, self.byteorder)
+            return max(length, self.size) - self.size if self.includes_header else length
+
+        return _CountScanner(self.size, body)
+
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _NO_BODY_STATUS = re.compile(rb"^HTTP/\d\.\d (1\d\d|204|304)\b")
@@ -155,6 +166,150 @@ def http(message: bytes) -> int | None:
     if response:
         return None  # No length: the body runs until the connection ends.
     return body_start  # A request with neither has no body.
+
+
+# -- incremental scanners: the built-in framers in linear time ---------------------------------
+#
+# A framer function sees a message's bytes from its start each time more come,
+# which is quadratic on a long message. The built-in framers also offer a
+# ``scanner()``: an object whose ``feed(data)`` says how many bytes of ``data``
+# finish the current message (``None``: all of them belong to it), looking at
+# each byte once. Framing uses it when a framer has one.
+
+
+class _LineScanner:
+    def feed(self, data: bytes) -> int | None:
+        end = data.find(b"\n")
+        return None if end < 0 else end + 1
+
+
+class _CountScanner:
+    """A header of ``size`` bytes that gives the length, then that many bytes."""
+
+    def __init__(self, size: int, length_of: Callable[[bytes], int]) -> None:
+        self._size = size
+        self._length_of = length_of
+        self._header = b""
+        self._left: int | None = None
+
+    def feed(self, data: bytes) -> int | None:
+        used = 0
+        if self._left is None:
+            need = self._size - len(self._header)
+            self._header += data[:need]
+            used = min(need, len(data))
+            if len(self._header) < self._size:
+                return None
+            self._left = self._length_of(self._header)
+        if len(data) - used < self._left:
+            self._left -= len(data) - used
+            return None
+        return used + self._left
+
+
+#: Longest HTTP head (start line and headers) the http framer reads before it gives up.
+MAX_HTTP_HEAD = 1 << 16
+
+
+class _HTTPScanner:
+    """HTTP/1.x, one message: the head, then the body its headers say, in linear time."""
+
+    def __init__(self) -> None:
+        self._phase = "head"
+        self._line = bytearray()  # The head so far, or the chunk-size / trailer line.
+        self._line_start = 0  # Where the head's current line starts in ``_line``.
+        self._left = 0
+
+    def feed(self, data: bytes) -> int | None:
+        position = 0
+        while position < len(data):
+            if self._phase in ("body", "chunk"):
+                take = min(self._left, len(data) - position)
+                self._left -= take
+                position += take
+                if self._left == 0:
+                    if self._phase == "body":
+                        return position
+                    self._phase = "crlf"
+                continue
+            if self._phase == "until close":
+                return None  # The rest of the connection.
+            end = data.find(b"\n", position)
+            if end < 0:
+                self._line += data[position:]
+                if self._phase == "head" and len(self._line) > MAX_HTTP_HEAD:
+                    raise ValueError(f"no end of an HTTP head within {MAX_HTTP_HEAD} bytes")
+                return None
+            self._line += data[position : end + 1]
+            position = end + 1
+            if self._line_done():
+                return position
+        return None
+
+    def _line_done(self) -> bool:
+        """A line was read whole: move on; whether the message ended with it."""
+        line = bytes(self._line[self._line_start :])
+        if self._phase == "head":
+            if line.strip() or self._line_start == 0:
+                # A header line (or the start line, or a stray empty line before it).
+                self._line_start = len(self._line) if line.strip() else 0
+                if not line.strip():
+                    self._line.clear()
+                return False
+            head = bytes(self._line)
+            self._line.clear()
+            self._line_start = 0
+            return self._body(head)
+        self._line.clear()
+        if self._phase == "size":
+            return self._chunk_size(line)
+        if self._phase == "crlf":
+            self._phase = "size"
+            return False
+        return not line.strip()  # "trailer": an empty line ends the message.
+
+    def _chunk_size(self, line: bytes) -> bool:
+        try:
+            size = int(line.split(b";")[0].strip(), 16)
+        except ValueError:
+            return True  # Not chunked after all: end the message here.
+        if size == 0:
+            self._phase = "trailer"
+        else:
+            self._phase, self._left = "chunk", size
+        return False
+
+    def _body(self, head: bytes) -> bool:
+        response = head.startswith(b"HTTP/")
+        if response and _NO_BODY_STATUS.match(head):
+            return True
+        encoding = _header(head, b"transfer-encoding")
+        if encoding is not None and b"chunked" in encoding.lower():
+            self._phase = "size"
+            return False
+        length = _header(head, b"content-length")
+        if length is not None and length.isdigit():
+            if int(length) == 0:
+                return True
+            self._phase, self._left = "body", int(length)
+            return False
+        if response:
+            self._phase = "until close"
+            return False
+        return True  # A request with neither has no body.
+
+
+def _tls_scanner() -> _CountScanner:
+    return _CountScanner(5, lambda header: int.from_bytes(header[3:5], "big"))
+
+
+def _with_scanner(framer: Callable[[bytes], int | None], scanner: Callable[[], Any]) -> None:
+    framer.scanner = scanner  # type: ignore[attr-defined]
+
+
+_with_scanner(lines, _LineScanner)
+_with_scanner(tls_records, _tls_scanner)
+_with_scanner(http, _HTTPScanner)
 
 
 #: The built-in framers by name.
@@ -249,11 +404,22 @@ def framer_name(value: Any) -> str:
     return repr(value)
 
 
+#: Longest message head a framer function is shown before framing gives up on it.
+MAX_HEAD = 1 << 20
+
+
 class Framing:
-    """One direction's stream, cut into messages by a framer, as it passes."""
+    """One direction's stream, cut into messages by a framer, as it passes.
+
+    A framer with a ``scanner()`` (the built-in ones) is fed each byte once; a
+    framer function is shown the current message from its start until it
+    answers, for at most :data:`MAX_HEAD` bytes.
+    """
 
     def __init__(self, framer: Callable[[bytes], Any]) -> None:
         self.framer = framer
+        self._make_scanner = getattr(framer, "scanner", None)
+        self._scanner = self._make_scanner() if self._make_scanner is not None else None
         self.index = 0  # The message the next byte belongs to.
         self._head = bytearray()  # The current message while its length is unknown.
         self._length: int | None = None
@@ -263,6 +429,8 @@ class Framing:
 
     def split(self, data: bytes) -> list[tuple[int, bytes]]:
         """``data`` as ``(message index, piece)`` pairs, in order."""
+        if self._scanner is not None:
+            return self._scan(data)
         out: list[tuple[int, bytes]] = []
         view = memoryview(data)
         while view:
@@ -289,7 +457,34 @@ class Framing:
                 self._head.clear()
         return out
 
+    def _scan(self, data: bytes) -> list[tuple[int, bytes]]:
+        out: list[tuple[int, bytes]] = []
+        while data:
+            if self.failed is not None or self._scanner is None:
+                out.append((self.index, data))
+                break
+            try:
+                end = self._scanner.feed(data)
+            except Exception as exc:  # A malformed stream: report it, never break the relay.
+                self.failed = f"the framer gave up: {exc}"
+                end = None
+            if end is None:
+                self._position += len(data)
+                out.append((self.index, data))
+                break
+            end = max(end, 0 if self._position else 1)  # A message has at least a byte.
+            if end:
+                out.append((self.index, data[:end]))
+            data = data[end:]
+            self.index += 1
+            self._position = 0
+            self._scanner = self._make_scanner() if self._make_scanner is not None else None
+        return out
+
     def _measure(self) -> int | None:
+        if len(self._head) > MAX_HEAD:
+            self.failed = f"the framer found no end within the first {MAX_HEAD} bytes"
+            return None
         try:
             length = self.framer(bytes(self._head))
         except Exception as exc:  # A user's framer: report it, never break the relay.
