@@ -15,8 +15,20 @@ Debian's packages) and ``sockharness proxy``. The clients run here.
 5. In-process wrapper overhead: echo round trips per second through a client
    whose faults apply to no connection (``toxicity=0``), against a plain
    client, side by side.
+6. Targeting on the relay: bulk throughput through the proxy with no fault,
+   with a fault whose ``connections=`` selects no connection, and with one
+   whose ``framer=lines`` scans every byte but whose message never comes;
+   target: both within 10 % of no fault.
+7. Connection-phase accuracy: ``accept_delay=0.1`` (the extra time to the
+   first reply; target 100 ms ± 5 ms at the median) and ``blackhole`` (how
+   long a ``create_connection(timeout=0.2)`` takes to fail; target 200 ms
+   ± 10 ms).
+8. Message-triggered delay: ``Latency(0.05, framer="lines", messages="every
+   2")``: the extra round trip of the struck lines (target 50 ± 2 ms) and of
+   the others (target under 1 ms).
 
-Usage: ``python benchmarks/bench_faults.py [--quick] [--json FILE]``.
+Usage: ``python benchmarks/bench_faults.py [--quick] [--json FILE]
+[--only-targeting | --skip-targeting]``.
 """
 
 from __future__ import annotations
@@ -166,11 +178,125 @@ def wrapper_rates(echo_port: int, rounds: int, duration: float) -> dict[str, flo
     return {name: statistics.median(values) for name, values in rates.items()}
 
 
+def line_round_trips(port: int, count: int) -> list[float]:
+    """Round-trip times of short lines over one connection to a line echo server."""
+    times = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(count):
+            started = time.perf_counter()
+            sock.sendall(b"x\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                got += sock.recv(16)
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def first_reply(port: int, count: int) -> list[float]:
+    """Times from connecting to the first echoed byte, a new connection each."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"x")
+            sock.recv(16)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def blackhole_waits(port: int, count: int, timeout: float) -> list[float]:
+    """How long ``create_connection(timeout=...)`` to a blackholed proxy takes to fail."""
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=timeout).close()
+        except TimeoutError:
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def targeting(results: dict[str, Any], discard: int, echo: int, line_echo: int, args: Any) -> None:
+    """Rows 6 to 8: what selectors, framers and the connection phase cost and how exact."""
+    total = (64 if args.quick else 256) << 20
+    variants = {
+        "no fault": (),
+        "selector, no connection chosen": ("latency=0.05,connections=1000-",),
+        "framer=lines, message never comes": ("latency=0.05,framer=lines,messages=1000000",),
+    }
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    rounds = 1 if args.quick else 3
+    for n in range(rounds):
+        for name in variants if n % 2 == 0 else reversed(list(variants)):
+            with relay("proxy", discard, *variants[name]) as port:
+                time.sleep(0.3)
+                rates[name].append(throughput(port, total))
+    results["targeting_throughput_mb_s"] = {
+        name: statistics.median(values) / 1e6 for name, values in rates.items()
+    }
+    count = 20 if args.quick else 100
+    with relay("proxy", echo) as plain, relay("proxy", echo, "accept_delay=0.1") as late:
+        base = statistics.median(first_reply(plain, count))
+        extra = [t - base for t in first_reply(late, count)]
+    results["accept_delay_0.1_extra_ms"] = statistics.median(extra) * 1e3
+    with relay("proxy", echo, "blackhole") as hole:
+        waits = blackhole_waits(hole, 5 if args.quick else 20, 0.2)
+    results["blackhole_0.2_wait_ms"] = statistics.median(waits) * 1e3
+    with (
+        relay("proxy", line_echo) as plain,
+        relay("proxy", line_echo, "latency=0.05,framer=lines,messages=every 2") as some,
+    ):
+        base = statistics.median(line_round_trips(plain, 50))
+        times = line_round_trips(some, 40 if args.quick else 200)
+    struck = [t - base for i, t in enumerate(times) if (i + 1) % 2 == 0]
+    spared = [t - base for i, t in enumerate(times) if (i + 1) % 2 != 0]
+    results["message_latency_extra_ms"] = {
+        "struck": statistics.median(struck) * 1e3,
+        "spared": statistics.median(spared) * 1e3,
+    }
+
+
+def print_targeting(results: dict[str, Any]) -> None:
+    rates = results["targeting_throughput_mb_s"]
+    base = rates["no fault"]
+    print("targeting on the relay, bulk throughput MB/s (target: within 10 % of no fault):")
+    for name, rate in rates.items():
+        print(f"  {name:36} {rate:10.1f}   ({rate / base:.2f}x)")
+    print(f"accept_delay=0.1: extra time to the first reply, median "
+          f"{results['accept_delay_0.1_extra_ms']:.1f} ms (target 100 ± 5 ms)")  # fmt: skip
+    print(f"blackhole: create_connection(timeout=0.2) fails after, median "
+          f"{results['blackhole_0.2_wait_ms']:.1f} ms (target 200 ± 10 ms)")  # fmt: skip
+    message = results["message_latency_extra_ms"]
+    print(f"Latency(0.05) on every 2nd line: extra round trip {message['struck']:.2f} ms "
+          f"struck, {message['spared']:.2f} ms spared (targets 50 ± 2, under 1)")  # fmt: skip
+
+
+def only_targeting(args: Any) -> int:
+    results: dict[str, Any] = {"python": platform.python_version(), "cpus": os.cpu_count()}
+    with (
+        serve("discard") as discard_line,
+        serve("echo") as echo_line,
+        serve("line-echo") as line_line,
+    ):
+        targeting(results, port_of(discard_line), port_of(echo_line), port_of(line_line), args)
+    print(f"fault targeting — Python {results['python']}, {results['cpus']} CPUs")
+    print_targeting(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json")
+    parser.add_argument("--only-targeting", action="store_true", help="rows 6 to 8 only")
+    parser.add_argument("--skip-targeting", action="store_true", help="rows 1 to 5 only")
     args = parser.parse_args(argv)
+    if args.only_targeting:
+        return only_targeting(args)
     if shutil.which("socat") is None:
         print("socat is not installed (apt-get install socat); it is the baseline here")
         return 1
@@ -182,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
         "bulk_mb": total >> 20,
     }
     paths = ["direct", "socat", "proxy"]
-    with serve("discard") as discard_line, serve("echo") as echo_line:
+    with (
+        serve("discard") as discard_line,
+        serve("echo") as echo_line,
+        serve("line-echo") as line_line,
+    ):
         discard, echo = port_of(discard_line), port_of(echo_line)
         rates: dict[str, list[float]] = {path: [] for path in paths}
         rtts: dict[str, list[float]] = {path: [] for path in paths}
@@ -217,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         results["wrapper_round_trips_s"] = wrapper_rates(
             echo, rounds * 2, 0.5 if args.quick else 1.0
         )
+        if not args.skip_targeting:
+            targeting(results, discard, echo, port_of(line_line), args)
 
     t = results["throughput_mb_s"]
     r = results["rtt_us_median"]
@@ -239,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in-process wrapper, no fault applying: {wrapped:.0f} vs {w['plain']:.0f} round "
           f"trips/s plain ({overhead:+.1f} % overhead, target at most 5 %)")  # fmt: skip
     results["wrapper_overhead_pct"] = overhead
+    if not args.skip_targeting:
+        print_targeting(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

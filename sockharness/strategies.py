@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from ._core import UsageError
 from .faults import (
     DISTRIBUTIONS,
+    FRAMERS,
     SOCKET_ERRORS,
     TLS_POINTS,
     AcceptDelay,
@@ -62,6 +64,7 @@ __all__ = [
     "fault_lists",
     "handler_behaviours",
     "harmless_stream_faults",
+    "message_triggers",
     "ordinal_sets",
     "payloads",
     "stream_faults",
@@ -127,13 +130,37 @@ def harmless_stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     )
 
 
+def message_triggers() -> st.SearchStrategy[dict[str, Any]]:
+    """Where a stream fault strikes by message: ``{"framer": ..., "messages": ...}`` or
+    ``{"framer": ..., "after_messages": N}``, with a built-in framer. Shrinks towards
+    the first message."""
+    framer = st.sampled_from(sorted(FRAMERS))
+    return st.one_of(
+        st.fixed_dictionaries({"framer": framer, "messages": ordinal_sets(6)}),
+        st.fixed_dictionaries({"framer": framer, "after_messages": st.integers(0, 6)}),
+    )
+
+
+def _by_message(faults: st.SearchStrategy[Fault]) -> st.SearchStrategy[Fault]:
+    """``faults``, some of them striking by message instead of by byte offset."""
+
+    def strike(fault: Fault, trigger: dict[str, Any]) -> Fault:
+        return dataclasses.replace(fault, after_bytes=None, **trigger)
+
+    return st.one_of(faults, st.builds(strike, faults, message_triggers()))
+
+
 def stream_faults(max_delay: float = 0.05) -> st.SearchStrategy[Fault]:
     """Any stream fault a socket or proxy can apply (``Down`` aside), with short times."""
     return st.one_of(
-        harmless_stream_faults(max_delay),
-        st.builds(Timeout, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
-        st.builds(ResetPeer, _seconds(max_delay), **_stream_common()),
-        st.builds(LimitData, st.integers(0, 4096), **_stream_common()),
+        _by_message(harmless_stream_faults(max_delay)),
+        _by_message(
+            st.one_of(
+                st.builds(Timeout, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
+                st.builds(ResetPeer, _seconds(max_delay), **_stream_common()),
+                st.builds(LimitData, st.integers(0, 4096), **_stream_common()),
+            )
+        ),
         st.builds(NoReply, **{**_stream_common(), "direction": st.just("downstream")}),
         st.builds(Stall, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
         st.builds(

@@ -209,6 +209,7 @@ FAULTS_API = [
 ]
 
 STRATEGIES_API = [
+    "message_triggers",
     "call_faults",
     "client_schedules",
     "connection_faults",

@@ -36,6 +36,7 @@ from sockharness.faults import (
     ordinals,
     parse_fault,
 )
+from sockharness.faults.framers import framer_name
 from sockharness.handlers import EchoHandler, LineEchoHandler, RecordingHandler
 from sockharness.strategies import connection_faults, ordinal_sets, stream_faults
 from tests.helpers import wait_for
@@ -599,8 +600,10 @@ def _as_text(fault: Any) -> str:
     parts = [type(fault).name]
     for field in dataclasses.fields(fault):
         value = getattr(fault, field.name)
-        if value == field.default:
-            continue
+        if value == field.default or field.name in fault.implied:
+            continue  # Defaults, and what the fault sets itself, go unsaid.
+        if field.name == "framer":
+            value = framer_name(value)
         parts.append(f"{field.name}={'none' if value is None else value}")
     return ",".join(parts)
 
