@@ -245,7 +245,9 @@ def targeting(results: dict[str, Any], discard: int, echo: int, line_echo: int, 
     results["blackhole_0.2_wait_ms"] = statistics.median(waits) * 1e3
     with (
         relay("proxy", line_echo) as plain,
-        relay("proxy", line_echo, "latency=0.05,framer=lines,messages=every 2") as some,
+        relay(
+            "proxy", line_echo, "latency=0.05,framer=lines,messages=every 2,direction=upstream"
+        ) as some,
     ):
         base = statistics.median(line_round_trips(plain, 50))
         times = line_round_trips(some, 40 if args.quick else 200)

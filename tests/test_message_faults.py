@@ -21,6 +21,7 @@ from sockharness.faults import (
     Framing,
     Latency,
     LengthPrefix,
+    LimitData,
     ResetPeer,
     Stall,
     Timeout,
@@ -403,3 +404,34 @@ def test_an_http_head_that_never_ends_stops_the_framing() -> None:
     framing.split(b"X: " + b"y" * framers.MAX_HTTP_HEAD)
     assert framing.failed is not None
     assert "no end of an HTTP head" in framing.failed
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    trigger=st.one_of(
+        st.fixed_dictionaries(
+            {"framer": st.just("lines"), "messages": st.sampled_from(["1", "3-"])}
+        ),
+        st.fixed_dictionaries({"framer": st.just("lines"), "after_messages": st.integers(0, 4)}),
+        st.fixed_dictionaries({"after_bytes": st.integers(0, 30)}),
+    ),
+    writes=st.lists(st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"") + b"\n"),
+                    max_size=8),
+)  # fmt: skip
+def test_the_relays_fast_path_decides_as_the_plan_does(
+    trigger: dict[str, Any], writes: list[bytes]
+) -> None:
+    from sockharness.faults._plans import StreamPlan
+
+    fault = LimitData(5, **trigger)
+    slow = StreamPlan([fault], seed=0, connection=0, direction="upstream", started=0.0)
+    fast = StreamPlan([fault], seed=0, connection=0, direction="upstream", started=0.0)
+    through_slow, through_fast = b"", b""
+    for n, data in enumerate(writes):
+        through_slow += b"".join(a.data for a in slow.data(float(n), data) if a.kind == "data")
+        if fast.passes(data):
+            through_fast += data
+        else:
+            through_fast += b"".join(a.data for a in fast.data(float(n), data) if a.kind == "data")
+    assert through_fast == through_slow
+    assert fast.usage() == slow.usage()

@@ -240,6 +240,55 @@ class StreamPlan(_Plan):
             return out + more, extras
         return out, extras
 
+    def passes(self, data: bytes) -> bool:
+        """Whether ``data`` passes every stage untouched, no trigger reached (then its bytes
+        are counted, and the transport may send it on as it is).
+
+        The fast way for faults that wait for a byte offset or a message that has
+        not come: the transport skips the plan's timed machinery. When it says no,
+        :meth:`data` takes the same bytes and finds the framing already done.
+        """
+        framed = []
+        for stage in self.stages:
+            fault = stage.fault
+            if fault.after_bytes is not None and "armed_at" not in stage.state:
+                if stage.state.get("seen", 0) + len(data) > fault.after_bytes:
+                    return False
+            elif fault.framer is not None and not stage.state.get("latched"):
+                framed.append(stage)
+            else:
+                return False  # A fault that acts on every byte.
+        for stage in framed:
+            pieces = self._split(stage, data)
+            stage.state["presplit"] = (data, pieces)
+            if any(self._struck(stage, index) for index, _ in pieces):
+                return False
+        for stage in self.stages:
+            stage.state.pop("presplit", None)
+            if stage.fault.after_bytes is not None:
+                stage.state["seen"] = stage.state.get("seen", 0) + len(data)
+        self.passed += len(data)
+        return True
+
+    def _split(self, stage: Stage, data: bytes) -> list[tuple[int, bytes]]:
+        framing = stage.state.get("framing")
+        if framing is None:
+            framing = stage.state["framing"] = Framing(resolve_framer(stage.fault.framer))
+        presplit = stage.state.pop("presplit", None)
+        if presplit is not None and presplit[0] is data:
+            pieces: list[tuple[int, bytes]] = presplit[1]
+            return pieces  # Split already, by passes().
+        return framing.split(data)
+
+    def _struck(self, stage: Stage, index: int) -> bool:
+        fault = stage.fault
+        if stage.state.get("latched"):
+            return True
+        if fault.after_messages is not None:
+            return index >= fault.after_messages
+        chosen = fault.selected_messages
+        return chosen is not None and index in chosen
+
     def _framed(self, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
         """``items`` through a stage that strikes by message (``messages``, ``after_messages``).
 
@@ -250,21 +299,11 @@ class StreamPlan(_Plan):
         """
         fault = stage.fault
         effect = self._effect(stage)
-        framing = stage.state.get("framing")
-        if framing is None:
-            framing = stage.state["framing"] = Framing(resolve_framer(fault.framer))
-        chosen = fault.selected_messages
         out: Timed = []
         extras: list[Action] = []
         for at, data in items:
-            for index, piece in framing.split(data):
-                if stage.state.get("latched"):
-                    struck = True
-                elif fault.after_messages is not None:
-                    struck = index >= fault.after_messages
-                else:
-                    struck = chosen is not None and index in chosen
-                if not struck:
+            for index, piece in self._split(stage, data):
+                if not self._struck(stage, index):
                     out.append((at, piece))
                     continue
                 if "armed_at" not in stage.state:
@@ -275,6 +314,7 @@ class StreamPlan(_Plan):
                 more, extra = effect.data(self, stage, [(at, piece)])
                 out += more
                 extras += extra
+            framing = stage.state["framing"]
             if framing.failed is not None and not stage.state.get("framing_reported"):
                 stage.state["framing_reported"] = True
                 self.note(at, fault, f"{framing.failed}; the rest of the stream is one message")

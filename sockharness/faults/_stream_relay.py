@@ -200,17 +200,7 @@ class StreamRelay:
             return
         if data:
             self.on_bytes(pipe.direction, len(data))
-        if not pipe.plan.stages and not pipe.heap and self.connected:
-            # No fault on this direction: straight through, no plan, no timers.
-            pipe.plan.passed += len(data)
-            if data:
-                pipe.out += data
-                self._write(pipe)
-            else:
-                pipe.read_done = True
-                pipe.plan.ended = True
-                pipe.eof_due = True
-                self._after_flush(pipe)
+        if self._straight_through(pipe, data):
             return
         now = self.loop.now()
         if data:
@@ -220,6 +210,25 @@ class StreamRelay:
             pipe.push(pipe.plan.eof(now))
         self._rearm(pipe)
         self.run_due()
+
+    def _straight_through(self, pipe: _Pipe, data: bytes) -> bool:
+        """No fault on this direction (or none that strikes yet): send ``data`` on as it
+        is, no timed actions. Whether it did."""
+        if pipe.heap or not self.connected:
+            return False
+        if pipe.plan.stages and not (data and pipe.plan.passes(data)):
+            return False
+        if not pipe.plan.stages:
+            pipe.plan.passed += len(data)
+        if data:
+            pipe.out += data
+            self._write(pipe)
+        else:
+            pipe.read_done = True
+            pipe.plan.ended = True
+            pipe.eof_due = True
+            self._after_flush(pipe)
+        return True
 
     def _rearm(self, pipe: _Pipe) -> None:
         if pipe.plan.rearm:  # A trigger armed a timed fault: wake for it.
