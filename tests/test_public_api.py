@@ -311,6 +311,7 @@ def test_chaos_exports() -> None:
 
 
 HARNESS_API = [
+    "ServerStats",
     "LOOPBACK_IDENTITIES",
     "Client",
     "HandlerError",

@@ -776,3 +776,27 @@ def test_a_users_fault_in_a_scenario_file(tmp_path: Any, user_faults: str) -> No
     _scenario_with_fault(path, 'fault = "userfaults:Missing"')
     with pytest.raises(ScenarioError, match=r"faults\[0\].fault: .*could not be imported"):
         load_scenario(path)
+
+
+# -- a running server's counters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", ["sync", "threading", "forking"])
+def test_a_server_counts_the_connections_it_accepted(make_server: Any, concurrency: str) -> None:
+    server = make_server(LineEchoHandler, "tcp", concurrency=concurrency)
+    with FaultProxy(server.address, "tcp", [Refuse(connections="1")]) as proxy:
+        assert _outcomes(proxy.address, 3) == ["hi", "reset", "hi"]
+    assert _outcomes(server.address, 2) == ["hi", "hi"]
+    # The proxy refused connection 1 itself: the server accepted the other four.
+    assert server.stats.connections == 4
+    assert (server.stats.datagrams, server.stats.datagram_bytes) == (0, 0)
+
+
+def test_a_datagram_server_counts_datagrams_and_bytes(make_server: Any) -> None:
+    server = make_server(EchoHandler, "udp")
+    with server.connect() as client:
+        for payload in (b"one", b"three"):
+            assert client.request(payload) == payload
+    assert server.stats.datagrams == 2
+    assert server.stats.datagram_bytes == len(b"one") + len(b"three")
+    assert server.stats.connections == 0

@@ -11,7 +11,13 @@ from ._clients import Client, connect, describe_address
 from ._events import HandlerError, Received, describe_client
 from ._leaks import Leaks
 from ._payloads import Payloads
-from ._running import RunningServer, format_handler_errors, has_ipv6_loopback, start_server
+from ._running import (
+    RunningServer,
+    ServerStats,
+    format_handler_errors,
+    has_ipv6_loopback,
+    start_server,
+)
 from ._teardown import Teardown, stop_servers
 from ._tls import LOOPBACK_IDENTITIES, TLSMaterial
 
@@ -23,6 +29,7 @@ __all__ = [
     "Payloads",
     "Received",
     "RunningServer",
+    "ServerStats",
     "TLSMaterial",
     "Teardown",
     "connect",

@@ -150,8 +150,25 @@ class ServerEvents:
         self.creations = Creations()
         self._fault_usage: list[tuple[str, bool]] = []
         self._fault_events: list[Any] = []
+        self._accepted = 0
+        self._datagrams = 0
+        self._datagram_bytes = 0
 
     # -- reporting (any thread or process) --------------------------------------------
+
+    def note_request(self, request: Any) -> None:
+        """The server took a request: an accepted connection, or a datagram and its socket."""
+        with self._lock:
+            if isinstance(request, tuple):
+                self._datagrams += 1
+                self._datagram_bytes += len(request[0])
+            else:
+                self._accepted += 1
+
+    def counts(self) -> tuple[int, int, int]:
+        """``(connections accepted, datagrams received, bytes in those datagrams)``."""
+        with self._lock:
+            return self._accepted, self._datagrams, self._datagram_bytes
 
     def add_error(self, exc: BaseException, client_address: Any, where: str | None = None) -> None:
         """Report ``exc``, once, however many layers see it go by."""

@@ -81,6 +81,11 @@ class _Reporting:
     _sh_events: ServerEvents
     _sh_own_handle_error: bool
 
+    def get_request(self) -> Any:
+        request, client_address = super().get_request()  # type: ignore[misc]
+        self._sh_events.note_request(request)
+        return request, client_address
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         if self._sh_own_handle_error:
             super().handle_error(request, client_address)  # type: ignore[misc]

@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, final
 
@@ -54,7 +55,13 @@ from ._events import HandlerError, Received, ServerEvents
 from ._harnessed import FaultSelector, ServerFaults, harnessed_class
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
 
-__all__ = ["RunningServer", "format_handler_errors", "has_ipv6_loopback", "start_server"]
+__all__ = [
+    "RunningServer",
+    "ServerStats",
+    "format_handler_errors",
+    "has_ipv6_loopback",
+    "start_server",
+]
 
 #: ``serve_forever()``'s poll interval. Ours wakes at once on shutdown(); a
 #: class that does not (the stdlib's) then stops within this many seconds.
@@ -300,6 +307,21 @@ def _serve_tls(server: Any, kind: Kind, context: ssl.SSLContext) -> None:
     )
 
 
+@dataclass(frozen=True)
+class ServerStats:
+    """Counters of a running server, to assert on.
+
+    ``connections``: stream connections it accepted (a refused one counts: it
+    was accepted, then closed); ``datagrams``: datagrams it received, and
+    ``datagram_bytes`` the bytes in them. Counted as ``get_request()`` returns,
+    in the server's own process (a forking server's children add nothing).
+    """
+
+    connections: int
+    datagrams: int
+    datagram_bytes: int
+
+
 class ServerLike(Protocol):
     """What the harness needs of a server object: the socketserver API's lifecycle."""
 
@@ -392,6 +414,12 @@ class RunningServer:
             self.server.serve_forever(poll_interval=POLL_INTERVAL)
         except BaseException as exc:  # The loop died: report it as the handler's doing.
             self._events.add_error(exc, None, where="the serving thread (serve_forever died)")
+
+    @property
+    def stats(self) -> ServerStats:
+        """What the server took so far: connections accepted, or datagrams and their bytes."""
+        connections, datagrams, datagram_bytes = self._events.counts()
+        return ServerStats(connections, datagrams, datagram_bytes)
 
     @property
     def client_tls_context(self) -> ssl.SSLContext | None:
