@@ -133,6 +133,7 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "connection_fate",
     "SharedState",
     "NETWORK_PROFILES",
     "NetworkProfile",
@@ -350,7 +351,7 @@ def test_the_command_and_the_server_support_seams() -> None:
 
 def test_every_fault_is_registered_by_name_with_an_effect_for_each_of_its_transports() -> None:
     """Adding a fault: its spec, its effect, its docs row; everything else follows."""
-    from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM
+    from sockharness.faults import DATAGRAM, FAULT_NAMES, STREAM, ConnectionFault
     from sockharness.faults._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, effect_of
     from sockharness.strategies import call_faults, datagram_faults, stream_faults
 
@@ -358,14 +359,19 @@ def test_every_fault_is_registered_by_name_with_an_effect_for_each_of_its_transp
     assert list(FAULT_NAMES) == [cls.name for cls in FAULT_NAMES.values()]
     for name, cls in builtin.items():
         fault = cls(**dict.fromkeys(_required(cls), 1))
-        if STREAM in cls.transports and not (cls.proxy_only or cls.process_only):
+        phase = issubclass(cls, ConnectionFault)  # Decided as connections are made.
+        if STREAM in cls.transports and not (cls.proxy_only or cls.process_only or phase):
             assert effect_of(STREAM_EFFECTS, fault) is not None, f"{name} has no stream effect"
         if DATAGRAM in cls.transports:
             assert effect_of(DATAGRAM_EFFECTS, fault) is not None, f"{name} has no datagram effect"
         assert cls.example.split("=")[0].split(",")[0] == name
     strategies = (stream_faults(), datagram_faults(), call_faults())
     drawn = {type(f).__name__ for s in strategies for f in _examples(s)}
-    proxy_only = {cls.__name__ for cls in builtin.values() if cls.proxy_only}
+    proxy_only = {
+        cls.__name__
+        for cls in builtin.values()
+        if cls.proxy_only or issubclass(cls, ConnectionFault)  # connection_faults() draws these.
+    }
     assert {cls.__name__ for cls in builtin.values()} - proxy_only <= drawn, (
         "a fault the strategies never draw"
     )

@@ -140,11 +140,11 @@ def test_bad_targeted_faults_are_clear(text: str, message: str) -> None:
         parse_fault(text)
 
 
-def test_connection_faults_are_the_proxys_and_after_bytes_is_for_streams(
+def test_connection_faults_go_where_they_mean_something_and_after_bytes_is_for_streams(
     make_server: Any,
 ) -> None:
-    with pytest.raises(UsageError, match="only a FaultProxy applies it"):
-        make_server(EchoHandler, "tcp", faults=[Refuse()])
+    with pytest.raises(UsageError, match=r"Blackhole\(\) cannot strike a server's accepted"):
+        make_server(EchoHandler, "tcp", faults=[Blackhole()])
     server = make_server(EchoHandler, "udp")
     with pytest.raises(UsageError, match="after_bytes, framer and messages cut a stream"):
         FaultProxy(server.address, "udp", [Latency(0.1, after_bytes=3)])
@@ -567,8 +567,12 @@ def test_a_scenario_puts_connection_faults_on_the_proxy(tmp_path: Any) -> None:
     from sockharness.chaos import ScenarioError, load_scenario
 
     path = tmp_path / "bad.toml"
-    _scenario_with_fault(path, 'fault = "never_read"\nside = "server"')
-    with pytest.raises(ScenarioError, match=r"bad.toml:10: faults\[0\].side: NeverRead strikes"):
+    _scenario_with_fault(path, 'fault = "blackhole"\nside = "server"')
+    with pytest.raises(
+        ScenarioError,
+        match=r"bad.toml:10: faults\[0\].side: Blackhole cannot strike on side = 'server': "
+        r"use side = 'client' or 'proxy'",
+    ):
         load_scenario(path)
     _scenario_with_fault(path, 'fault = "refuse"\nconnections = "first"')
     with pytest.raises(
@@ -800,3 +804,64 @@ def test_a_datagram_server_counts_datagrams_and_bytes(make_server: Any) -> None:
     assert server.stats.datagrams == 2
     assert server.stats.datagram_bytes == len(b"one") + len(b"three")
     assert server.stats.connections == 0
+
+
+# -- the connection phase in the process ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("concurrency", ["sync", "threading", "forking"])
+def test_a_server_refuses_its_first_two_connections(make_server: Any, concurrency: str) -> None:
+    server = make_server(
+        LineEchoHandler, "tcp", concurrency=concurrency, faults=[Refuse(connections="0-1")]
+    )
+    assert _outcomes(server.address, 4) == ["reset", "reset", "hi", "hi"]
+    assert [e.effect for e in server.fault_timeline.events] == [
+        "refused the connection as it was accepted"
+    ] * 2
+    assert server.unfired_faults() == []
+
+
+def test_a_server_closes_holds_and_takes_up_late(make_server: Any) -> None:
+    faults = [
+        AcceptThenClose(connections="0"),
+        NeverRead(connections="1"),
+        AcceptDelay(0.3, connections="2"),
+    ]
+    server = make_server(LineEchoHandler, "tcp", concurrency="threading", faults=faults)
+    assert _outcomes(server.address, 1) == ["closed"]
+    with socket.create_connection(server.address, timeout=0.3) as held:
+        held.sendall(b"hello\n")
+        with pytest.raises(TimeoutError):
+            held.recv(10)
+    started = time.monotonic()
+    assert _outcomes(server.address, 1) == ["hi"]
+    assert time.monotonic() - started >= 0.3
+    assert _outcomes(server.address, 1) == ["hi"]  # Connection 3: untouched.
+
+
+def test_a_client_is_refused_blackholed_or_late(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp")
+    with pytest.raises(ConnectionRefusedError):
+        server.connect(faults=[Refuse(connections="0")])
+    with server.connect(faults=[Refuse(connections="0")]) as client:  # Its connection 1.
+        assert client.request(b"ok\n") == b"ok\n"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        server.connect(timeout=0.3, faults=[Blackhole()])
+    assert time.monotonic() - started >= 0.3
+    started = time.monotonic()
+    with server.connect(faults=[AcceptDelay(0.2)]) as client:
+        assert time.monotonic() - started >= 0.2
+        assert client.request(b"late\n") == b"late\n"
+    effects = [e.effect for e in server.fault_timeline.events]
+    assert effects == [
+        "refused the connect()",
+        "the connect() never completed (blackhole)",
+        "the connect() completed 0.2 s late",
+    ]
+
+
+def test_a_client_cannot_have_what_only_a_server_does(make_server: Any) -> None:
+    server = make_server(LineEchoHandler, "tcp")
+    with pytest.raises(UsageError, match=r"NeverRead\(\) cannot strike a client's own connection"):
+        server.connect(faults=[NeverRead()])

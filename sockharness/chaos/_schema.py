@@ -343,11 +343,12 @@ class FaultWindow:
                 f"{type(self.fault).__name__} strikes a socket's own calls, which no proxy "
                 f"makes: use side = 'server' or 'client'",
             )
-        if self.fault.proxy_only and self.side != "proxy":
+        if self.side not in self.fault.sides:
+            allowed = " or ".join(repr(side) for side in sorted(self.fault.sides))
             raise SpecError(
                 ("side",),
-                f"{type(self.fault).__name__} strikes connections as the proxy accepts them: "
-                f"use side = 'proxy'",
+                f"{type(self.fault).__name__} cannot strike on side = {self.side!r}: "
+                f"use side = {allowed}",
             )
 
     @property

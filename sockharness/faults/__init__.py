@@ -22,6 +22,7 @@ from sockharness._core import publish
 from . import framers
 from ._effects import DatagramEffect, Recorder, SharedState, Stage, StreamEffect, Timed
 from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
+from ._phase import connection_fate
 from ._plans import Event, Timeline, summarize_unfired
 from ._profiles import NETWORK_PROFILES, NetworkProfile, network_profile
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
@@ -142,6 +143,7 @@ __all__ = [
     "Timeout",
     "Truncate",
     "check_faults",
+    "connection_fate",
     "dns_faults",
     "fault_class",
     "fault_from_mapping",

@@ -26,6 +26,7 @@ from sockharness._core import (
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
 from ._effects import DATAGRAM_EFFECTS, STREAM_EFFECTS, effect_of
 from ._loop import EventLoop
+from ._phase import PROXY_FATES, connection_fate
 from ._plans import (
     DOWNSTREAM,
     UPSTREAM,
@@ -55,8 +56,29 @@ from ._stream_relay import DRAIN_TIMEOUT, StreamRelay, reset
 __all__ = ["FaultProxy", "FaultsInForce", "ProxyStats", "check_faults"]
 
 
-def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fault, ...]:
-    """Validate ``faults`` for ``kind``; a fault that means nothing there is a clear error."""
+#: Where each side's faults strike, and how a user puts a fault there.
+_SIDE_PLACES = {
+    "proxy": "through a proxy",
+    "server": "a server's accepted connections in the process",
+    "client": "a client's own connection in the process",
+}
+_SIDE_USES = {
+    "proxy": "on a FaultProxy",
+    "server": "in a server's faults= (make_server, start_server)",
+    "client": "in a client's faults= (connect, server.connect)",
+}
+
+
+def check_faults(
+    faults: Iterable[Any], kind: Kind, *, proxy: bool, side: str = "server"
+) -> tuple[Fault, ...]:
+    """Validate ``faults`` for ``kind``; a fault that means nothing there is a clear error.
+
+    ``proxy``: a :class:`FaultProxy` applies them; else a faulty socket on
+    ``side`` (``"server"``: the server's accepted connections; ``"client"``: a
+    client's own connection).
+    """
+    where = "proxy" if proxy else side
     checked = []
     transport = STREAM if kind.stream else DATAGRAM
     for fault in faults:
@@ -76,13 +98,18 @@ def check_faults(faults: Iterable[Any], kind: Kind, *, proxy: bool) -> tuple[Fau
                 f"{fault!r} strikes a socket's own calls: only a faulty socket in the "
                 f"process applies it (faults= on the server or the client), not a proxy"
             )
-        if not (fault.proxy_only or fault.process_only) and effect_of(table, fault, own) is None:
+        phase = isinstance(fault, ConnectionFault)
+        bytes_fault = not (fault.proxy_only or fault.process_only or phase)
+        if bytes_fault and effect_of(table, fault, own) is None:
             raise UsageError(
                 f"{fault!r} says it works on {transport}s but has no {own}: give its class "
                 f"one (see 'Your own fault' in docs/faults.md)"
             )
         if fault.proxy_only and not proxy:
             raise UsageError(f"{fault!r} concerns whole connections: only a FaultProxy applies it")
+        if where not in fault.sides:
+            others = " or ".join(_SIDE_USES[other] for other in sorted(fault.sides))
+            raise UsageError(f"{fault!r} cannot strike {_SIDE_PLACES[where]}: use it {others}")
         if fault.triggered and transport == DATAGRAM:
             raise UsageError(
                 f"{fault!r}: after_bytes, framer and messages cut a stream; {kind.name} "
@@ -396,13 +423,7 @@ class FaultProxy:
 
     def _fate(self, index: int) -> Fault | None:
         """The connection-phase fault (or ``Down``) that decides connection ``index``, if any."""
-        for position, fault in enumerate(self.faults):
-            deciding = isinstance(fault, (Down, ConnectionFault)) and not isinstance(
-                fault, Blackhole
-            )
-            if deciding and picks(self.seed, index, position, fault):
-                return fault
-        return None
+        return connection_fate(self.faults, self.seed, index, kinds=PROXY_FATES, skip=(Blackhole,))
 
     def _record(self, fault: Fault, connection: int, effect: str) -> None:
         """Put what a fault of the proxy itself did on the timeline (-1: no one connection)."""

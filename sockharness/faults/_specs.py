@@ -160,6 +160,9 @@ class Fault:
     proxy_only: ClassVar[bool] = False
     #: Only a faulty socket in the process can apply it (it concerns the socket's calls).
     process_only: ClassVar[bool] = False
+    #: Where it can strike: through a proxy, on a server's accepted connections (in
+    #: the process), on a client's own connection (in the process).
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server", "client"})
     #: Its name in files and on the command line (``None``: not registered).
     name: ClassVar[str | None] = None
     #: How it is written on the command line, for help texts.
@@ -444,6 +447,7 @@ class Down(Fault, name="down", example="down"):
 
     transports: ClassVar[frozenset[str]] = frozenset({STREAM, DATAGRAM})
     proxy_only: ClassVar[bool] = True
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -669,13 +673,13 @@ class SocketError(CallFault, name="socket_error", example="socket_error=ECONNRES
 class ConnectionFault(Fault):
     """Base of the faults of the connection phase: what happens to a connection as it is made.
 
-    The proxy decides each connection's fate when it accepts it, from the
-    connection's ordinal (``connections``) and ``toxicity``; the first of these
-    faults that applies decides. ``direction`` and ``after_bytes`` do not apply.
+    The proxy (or, in the process, a server as it accepts, a client as it
+    connects) decides each connection's fate from its ordinal
+    (``connections``) and ``toxicity``; the first of these faults that
+    applies decides. ``direction`` and ``after_bytes`` do not apply.
     """
 
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
-    proxy_only: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -707,10 +711,14 @@ class Refuse(ConnectionFault, name="refuse", example="refuse,connections=0-1"):
     the end of the stream or a ``BrokenPipeError``).
     """
 
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server", "client"})
+
 
 @dataclass(frozen=True, repr=False)
 class AcceptDelay(ConnectionFault, name="accept_delay", example="accept_delay=0.5"):
     """The connection is taken up ``delay`` seconds late: nothing is read or relayed until then."""
+
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server", "client"})
 
     delay: float
 
@@ -722,10 +730,14 @@ class AcceptDelay(ConnectionFault, name="accept_delay", example="accept_delay=0.
 class AcceptThenClose(ConnectionFault, name="accept_then_close", example="accept_then_close"):
     """The connection is accepted and closed (FIN) before any byte: the client reads the end."""
 
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server"})
+
 
 @dataclass(frozen=True, repr=False)
 class AcceptThenReset(ConnectionFault, name="accept_then_reset", example="accept_then_reset"):
     """The connection is accepted and reset (RST) before any byte is read or sent."""
+
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -736,6 +748,8 @@ class NeverRead(ConnectionFault, name="never_read", example="never_read"):
     blocks; it reads nothing, until its own timeout. The proxy closes such
     connections when it closes.
     """
+
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "server"})
 
 
 @dataclass(frozen=True, repr=False)
@@ -750,6 +764,8 @@ class Blackhole(ConnectionFault, name="blackhole", example="blackhole"):
     When the fault is removed, connecting works again (a client still
     retrying its SYN gets through at its next retransmission, after 1, 3, 7 s).
     """
+
+    sides: ClassVar[frozenset[str]] = frozenset({"proxy", "client"})
 
     def validate(self) -> None:
         if self.connections is not None or self.toxicity != 1.0:

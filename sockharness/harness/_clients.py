@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
@@ -56,6 +58,56 @@ def _connect_stream(sock: socket.socket, address: Any, deadline: float, what: st
             raise ReceiveTimeout(f"could not connect to {what} within the timeout") from None
 
 
+def _client_faults(
+    faults: Sequence[Fault], kind: Kind, tls: ssl.SSLContext | None
+) -> Sequence[Fault]:
+    from sockharness.faults import check_faults
+
+    checked = check_faults(faults, kind, proxy=False, side="client")
+    if tls is not None:
+        raise UsageError(
+            "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
+            "socket itself); put a FaultProxy between the TLS client and the server instead."
+        )
+    return checked
+
+
+def _connect_with_fate(
+    faults: Sequence[Fault],
+    *,
+    seed: int,
+    what: str,
+    deadline: float,
+    connection: int,
+    timeline: Timeline | None,
+) -> None:
+    """What a connection-phase fault does to a client's connect(), if one applies: refuse
+    it, never let it complete (until the client's timeout), or make it late."""
+    from sockharness.faults import AcceptDelay, Blackhole, Event, Refuse, connection_fate
+
+    fault = connection_fate(faults, seed, connection)
+    if fault is None:
+        return
+    started = time.monotonic()
+
+    def record(effect: str) -> None:
+        if timeline is not None:
+            timeline.add(Event(time.monotonic() - started, connection, "both", repr(fault), effect))
+
+    if isinstance(fault, Refuse):
+        record("refused the connect()")
+        raise ConnectionRefusedError(errno.ECONNREFUSED, f"{what} refused (a Refuse fault)")
+    if isinstance(fault, Blackhole):
+        threading.Event().wait(max(0.0, deadline - time.monotonic()))
+        record("the connect() never completed (blackhole)")
+        raise ReceiveTimeout(f"could not connect to {what} within the timeout (a Blackhole fault)")
+    if isinstance(fault, AcceptDelay):
+        threading.Event().wait(min(fault.delay, max(0.0, deadline - time.monotonic())))
+        record(f"the connect() completed {fault.delay:g} s late")
+        if time.monotonic() >= deadline:
+            raise ReceiveTimeout(f"could not connect to {what} within the timeout")
+
+
 def connect(
     address: Any,
     kind: str | Kind = "tcp",
@@ -100,14 +152,7 @@ def connect(
     if tls is not None and not isinstance(tls, ssl.SSLContext):
         raise UsageError(f"tls must be an ssl.SSLContext, got {type(tls).__name__}")
     if faults:
-        from sockharness.faults import check_faults
-
-        faults = check_faults(faults, kind, proxy=False)
-        if tls is not None:
-            raise UsageError(
-                "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
-                "socket itself); put a FaultProxy between the TLS client and the server instead."
-            )
+        faults = _client_faults(faults, kind, tls)
     what = describe_address(kind, address)
     sock = socket.socket(kind.family, kind.socket_type)
     private_dir: str | None = None
@@ -115,6 +160,15 @@ def connect(
         sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
         if kind.stream:
+            if faults:
+                _connect_with_fate(
+                    faults,
+                    seed=seed,
+                    what=what,
+                    deadline=deadline,
+                    connection=connection,
+                    timeline=timeline,
+                )
             _connect_stream(sock, address if kind.unix else tuple(address[:2]), deadline, what)
             if tls is not None:
                 host = server_hostname or ("localhost" if kind.unix else str(address[0]))

@@ -16,16 +16,31 @@ wraps the class's own method and passes the call on:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
+import struct
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockharness import server as _server
 from sockharness._core import handler_running
-from sockharness.faults import Fault, SharedState, Timeline, wrap_socket
+from sockharness.faults import (
+    AcceptDelay,
+    AcceptThenClose,
+    AcceptThenReset,
+    Event,
+    Fault,
+    NeverRead,
+    Refuse,
+    SharedState,
+    Timeline,
+    connection_fate,
+    wrap_socket,
+)
 
 from ._events import ServerEvents
 
@@ -35,7 +50,57 @@ __all__ = ["FaultSelector", "ServerFaults", "harnessed_class"]
 FaultSelector = Callable[[], Sequence[Fault]]
 
 
-class ServerFaults:
+def _record(timeline: Timeline, fault: Fault, connection: int, effect: str) -> None:
+    timeline.add(Event(time.monotonic() - _BORN, connection, "both", repr(fault), effect))
+
+
+_BORN = time.monotonic()
+
+
+class _ConnectionPhase:
+    """What a connection-phase fault does as a server accepts (in the process)."""
+
+    timeline: Timeline
+    held: list[socket.socket]
+
+    def _accept_with(self, fault: Fault, sock: socket.socket, connection: int) -> bool:
+        """Carry out ``fault`` on an accepted ``sock``; whether the server still gets it."""
+        if isinstance(fault, AcceptDelay):
+            _record(
+                self.timeline, fault, connection, f"accepted the connection {fault.delay:g} s late"
+            )
+            time.sleep(fault.delay)  # The server's accept loop is late, as a busy server is.
+            return True
+        if isinstance(fault, (Refuse, AcceptThenReset)):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+            effect = "refused" if isinstance(fault, Refuse) else "reset"
+            _record(self.timeline, fault, connection, f"{effect} the connection as it was accepted")
+            return False
+        if isinstance(fault, AcceptThenClose):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            self.held.append(sock)  # Closed with the server (closing now could send an RST).
+            _record(self.timeline, fault, connection, "closed the connection as it was accepted")
+            return False
+        if isinstance(fault, NeverRead):
+            self.held.append(sock)
+            _record(
+                self.timeline, fault, connection, "accepted the connection and never read from it"
+            )
+            return False
+        raise AssertionError(f"not a fault of a server's accept: {fault!r}")
+
+    def let_go(self) -> None:
+        """Close the connections the faults held."""
+        for sock in self.held:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.held.clear()
+
+
+class ServerFaults(_ConnectionPhase):
     """The in-process faults of one server: what, seeded how, and a counter of connections.
 
     ``select`` (the chaos runner's time windows) chooses which faults each
@@ -50,15 +115,20 @@ class ServerFaults:
         self.select = select
         self.timeline = Timeline()
         self.shared = SharedState()  # What a Bandwidth(shared=True) shares: this server's link.
+        self.held: list[socket.socket] = []
         self._count = itertools.count()
         self.wrapped = 0
 
-    def wrap(self, sock: socket.socket) -> socket.socket:
-        """``sock`` as a faulty socket (or as it is, when no fault applies to it)."""
+    def wrap(self, sock: socket.socket) -> socket.socket | None:
+        """``sock`` as a faulty socket (or as it is, when no fault applies to it); ``None``
+        when a connection-phase fault took it (refused, closed, held)."""
         faults = self.faults if self.select is None else tuple(self.select())
         connection = next(self._count)
         if not faults:
             return sock
+        fate = connection_fate(faults, self.seed, connection)
+        if fate is not None and not self._accept_with(fate, sock, connection):
+            return None
         self.wrapped += 1
         return wrap_socket(
             sock, faults, side="server", seed=self.seed, connection=connection,
@@ -141,6 +211,9 @@ class _FaultyConnections:
         request, client_address = super().get_request()  # type: ignore[misc]
         if isinstance(request, socket.socket):
             request = self._sh_faults.wrap(request)
+            if request is None:
+                # Taken by a connection-phase fault: no request (the loop goes on).
+                raise ConnectionAbortedError("the connection was taken by a fault")
         return request, client_address
 
     def shutdown_request(self, request: Any) -> None:

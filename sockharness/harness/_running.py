@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import os
 import shutil
 import socket
@@ -187,7 +188,7 @@ def start_server(
     _check_attributes(cls, server_attrs)
     server_faults = None
     if faults:
-        checked = check_faults(faults, kind_obj, proxy=False)
+        checked = check_faults(faults, kind_obj, proxy=False, side="server")
         if server_context is not None:
             raise UsageError(
                 "faults in the process cannot reach the bytes under TLS (OpenSSL reads the "
@@ -379,6 +380,7 @@ class RunningServer:
         address = server.server_address
         self.address = address if kind.unix else (address[0], address[1])
         self._socket_file = os.fsdecode(address) if kind.unix else None
+        self._client_ordinals = itertools.count()
         self._clients: list[Client] = []
         self._client_faults: tuple[Fault, ...] = ()
         self._expected: list[type[BaseException]] = []
@@ -459,7 +461,7 @@ class RunningServer:
             timeout=timeout,
             faults=faults,
             seed=self._faults.seed,
-            connection=len(self._clients),
+            connection=next(self._client_ordinals),  # Attempts count, refused ones too.
             timeline=self._faults.timeline,
         )
         self._clients.append(client)
@@ -602,6 +604,8 @@ class RunningServer:
         if failure:
             self._events.add_error(failure[0], None, where="shutdown() or server_close()")
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._faults is not None:
+            self._faults.let_go()  # Connections a fault held (NeverRead) end with the server.
         self.leaks = find_leaks(
             deadline=deadline,
             handler_threads=self._events.handler_threads,
