@@ -27,6 +27,9 @@ from sockharness._core import (
     PATTERNS,
     PAYLOAD_KINDS,
     REPLIES,
+    Pattern,
+    PayloadKind,
+    Reply,
     Side,
     SockharnessError,
     UsageError,
@@ -286,12 +289,12 @@ class ClientSpec:
     """
 
     count: int = 1
-    pattern: str | None = None
+    pattern: Pattern | None = None
     rate: float = 20.0
     size: int = 64
-    payload: str = "random"
+    payload: PayloadKind = "random"
     timeout: float = 2.0
-    reply: str | None = None
+    reply: Reply | None = None
     start: float = 0.0
 
     def __post_init__(self) -> None:

@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sockharness._core import ConnectionClosed, ReceiveTimeout
+from sockharness._core import ConnectionClosed, Outcome, ReceiveTimeout
 from sockharness.faults import Fault, Timeline
 from sockharness.harness import Client, Payloads, connect
 
@@ -49,7 +49,7 @@ class Message(NamedTuple):
     seq: int
     sent: float
     done: float
-    outcome: str
+    outcome: Outcome
     detail: str = ""
 
     @property
@@ -228,11 +228,12 @@ class _Worker(threading.Thread):
 
     # -- one message -----------------------------------------------------------------------
 
-    def exchange(self, seq: int, sent: float) -> str:
+    def exchange(self, seq: int, sent: float) -> Outcome:
         """Send message ``seq`` (at ``sent``), judge the reply, record it; returns the outcome."""
         header = b"%d:%d:" % (self.client_id, seq)
         body = self.bodies[seq % len(self.bodies)]
         message = header + body[: max(0, self.spec.size - len(header) - 1)] + b"\n"
+        outcome: Outcome
         try:
             if self.spec.pattern == "connect-per-request":
                 outcome, detail = self.one_connection(message)
@@ -301,7 +302,7 @@ class _Worker(threading.Thread):
         return message.upper() if reply == "upper" else None
 
     @staticmethod
-    def judge(reply: bytes, expected: bytes | None) -> tuple[str, str]:
+    def judge(reply: bytes, expected: bytes | None) -> tuple[Outcome, str]:
         """``ok``, ``corrupt`` (wrong bytes) or ``error`` (the stream ended before the reply)."""
         if expected is None or reply == expected:
             return "ok", ""
@@ -311,7 +312,7 @@ class _Worker(threading.Thread):
             )
         return "corrupt", f"expected {expected[:60]!r}..., got {reply[:60]!r}..."
 
-    def one_request(self, message: bytes) -> tuple[str, str]:
+    def one_request(self, message: bytes) -> tuple[Outcome, str]:
         client = self.connection()
         client.send(message)
         if self.spec.reply == "none":
@@ -350,7 +351,7 @@ class _Worker(threading.Thread):
             raise ConnectionClosed(f"the server closed the connection after {got} of {size} bytes")
         return b"".join(pieces)
 
-    def one_connection(self, message: bytes) -> tuple[str, str]:
+    def one_connection(self, message: bytes) -> tuple[Outcome, str]:
         with self.connect() as client:
             self._client = client
             client.send(message)
@@ -363,7 +364,7 @@ class _Worker(threading.Thread):
             return ("ok", "") if reply else ("error", "the connection ended with no reply")
         return self.judge(reply, self.expected(message))
 
-    def one_datagram(self, message: bytes, seq: int) -> tuple[str, str]:
+    def one_datagram(self, message: bytes, seq: int) -> tuple[Outcome, str]:
         client = self.connection()
         client.send(message)
         if self.spec.reply == "none":
