@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -232,7 +233,8 @@ def test_faults_exports() -> None:
     assert sorted(faults.__all__) == sorted(FAULTS_API)
     for name in FAULTS_API:
         value = getattr(faults, name)
-        if isinstance(value, type):
+        # Classes only: a type alias (Timed) passes for a type on Python 3.10.
+        if isinstance(value, type) and not isinstance(value, types.GenericAlias):
             assert value.__module__ == "sockharness.faults"
 
 

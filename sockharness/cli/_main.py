@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import NoReturn
 
 from sockharness._core import CONCURRENCIES, KINDS, PROFILE_NAMES, UsageError
@@ -213,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
                 seed=args.seed,
                 network_profile=args.network_profile,
             )
+        if (
+            args.command in ("conform", "run")
+            and threading.current_thread() is threading.main_thread()
+        ):
+            # Ctrl-C (SIGINT) ends these with the results so far, even when the shell
+            # that started them ignored SIGINT (a background job does).
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if args.command == "conform":
             from ._conform import run_conform
 
