@@ -325,3 +325,30 @@ def test_a_shared_bandwidth_in_process(make_server: Any) -> None:
     effects = [e.effect for e in server.fault_timeline.events]
     assert effects
     assert all(effect.endswith("(shared)") for effect in effects)
+
+
+def test_a_loss_model_on_a_stream_stalls_instead() -> None:
+    fault = GilbertElliott(0.2, r=0.5, stall=0.2)
+    plan = StreamPlan([fault], seed=3, connection=0, direction="upstream", started=0.0)
+    delivered = []
+    for n in range(2000):
+        for action in plan.data(n * SPACING, b"%d," % n):
+            delivered.append((action.at - n * SPACING, action.data))
+    assert b"".join(data for _, data in delivered) == b"".join(b"%d," % n for n in range(2000))
+    stalled = sum(1 for delay, _ in delivered if delay == pytest.approx(0.2))
+    assert _within(stalled / 2000, fault.rate, 0.15)  # About 29 % of the pieces: 2000 is few.
+    assert all(delay in (0.0, pytest.approx(0.2)) for delay, _ in delivered)
+
+
+def test_markov_loss_on_a_stream_through_the_proxy(make_server: Any) -> None:
+    from sockharness import connect
+    from sockharness.faults import FaultProxy
+    from sockharness.handlers import LineEchoHandler
+
+    server = make_server(LineEchoHandler)
+    fault = MarkovLoss(0.3, p31=0.5, stall=0.05, direction="upstream")
+    with FaultProxy(server.address, "tcp", [fault], seed=2) as proxy:
+        with connect(proxy.address) as client:
+            for n in range(30):  # Enough that a 30 % loss model strikes whatever the seed.
+                assert client.request(b"%d\n" % n) == b"%d\n" % n  # Late, never lost.
+        assert proxy.unfired() == []

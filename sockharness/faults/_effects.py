@@ -493,20 +493,18 @@ def _lose(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> T
     return [(at, data)]
 
 
-def _gilbert_elliott(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+def _gilbert_elliott_loses(stage: Stage) -> str | None:
+    """One step of the Gilbert-Elliott chain: why the piece is lost, or ``None``."""
     fault = stage.fault
     assert isinstance(fault, GilbertElliott)
     bad = stage.state.get("bad", False)
     lost = stage.rng.random() < (fault.loss_bad if bad else fault.loss_good)
     stage.state["bad"] = (stage.rng.random() >= fault.r) if bad else (stage.rng.random() < fault.p)
-    if lost:
-        state = "bad" if bad else "good"
-        plan.record(stage, at, f"lost datagram {index} ({state} state, {len(data)} bytes)")
-        return []
-    return [(at, data)]
+    return ("bad state" if bad else "good state") if lost else None
 
 
-def _markov_loss(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+def _markov_loses(stage: Stage) -> str | None:
+    """One step of the 4-state chain: why the piece is lost, or ``None``."""
     fault = stage.fault
     assert isinstance(fault, MarkovLoss)
     state = stage.state.get("state", 1)
@@ -521,10 +519,45 @@ def _markov_loss(plan: Recorder, stage: Stage, at: float, data: bytes, index: in
         state = 1
     stage.state["state"] = state
     if state in (3, 4):
-        kind = "burst" if state == 3 else "isolated"
-        plan.record(stage, at, f"lost datagram {index} ({kind} loss)")
+        return "burst loss" if state == 3 else "isolated loss"
+    return None
+
+
+def _gilbert_elliott(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    why = _gilbert_elliott_loses(stage)
+    if why is not None:
+        plan.record(stage, at, f"lost datagram {index} ({why}, {len(data)} bytes)")
         return []
     return [(at, data)]
+
+
+def _markov_loss(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
+    why = _markov_loses(stage)
+    if why is not None:
+        plan.record(stage, at, f"lost datagram {index} ({why})")
+        return []
+    return [(at, data)]
+
+
+class _StreamLossStall(StreamEffect):
+    """A loss model on a stream: each piece it would lose is held back ``stall`` seconds."""
+
+    def __init__(self, loses: Callable[[Stage], str | None]) -> None:
+        self.loses = loses
+
+    def data(self, plan: Recorder, stage: Stage, items: Timed) -> tuple[Timed, list[Action]]:
+        stall = stage.fault.stall  # type: ignore[attr-defined]
+        out = []
+        for at, data in items:
+            why = self.loses(stage)
+            delay = stall if why is not None else 0.0
+            if why is not None:
+                plan.record(stage, at, f"stalled {len(data)} bytes {stall:g} s ({why})")
+            out.append((_ordered_delay(stage, at, delay), data))
+        return out, []
+
+    def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
+        return max(at, stage.state.get("last", 0.0))
 
 
 def _slot(plan: Recorder, stage: Stage, at: float, data: bytes, index: int) -> Timed:
@@ -612,6 +645,11 @@ DATAGRAM_EFFECTS: dict[type[Fault], DatagramEffect] = {
     Bandwidth: _pace,
     Down: _drop,
 }
+
+
+# The loss models on a stream: stalls where a datagram would be lost (defined with them).
+STREAM_EFFECTS[GilbertElliott] = _StreamLossStall(_gilbert_elliott_loses)
+STREAM_EFFECTS[MarkovLoss] = _StreamLossStall(_markov_loses)
 
 
 def effect_of(table: dict[type[Fault], Any], fault: Fault, own: str = "") -> Any:

@@ -806,15 +806,20 @@ class GilbertElliott(Fault, name="gilbert_elliott", example="gilbert_elliott=0.0
     ``loss_bad`` (default 1), in the good state with ``loss_good`` (default
     0). The long-run loss rate is ``(p * loss_bad + r * loss_good) / (p + r)``
     and bursts last ``1 / r`` datagrams on average.
+
+    On a stream, which loses no bytes, a piece the model would lose is held
+    back ``stall`` seconds instead (default 0.2 s, Linux's shortest
+    retransmission timeout), as TCP resending it would: bursts of stalls.
     """
 
     p: float
     r: float = 1.0
     loss_bad: float = 1.0
     loss_good: float = 0.0
-    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+    stall: float = 0.2
 
     def validate(self) -> None:
+        _at_least("GilbertElliott", "stall", self.stall, 0.0, " seconds")
         for key in ("p", "r", "loss_bad", "loss_good"):
             _share("GilbertElliott", key, getattr(self, key))
         if self.p + self.r == 0:
@@ -840,7 +845,8 @@ class MarkovLoss(Fault, name="markov_loss", example="markov_loss=0.05,p31=0.3"):
     ``p32`` (else it stays in 3); from 2 back to 3 with ``p23``, else to 1;
     from 4 always back to 1. Each datagram makes one transition, and the
     datagrams that land in 3 or 4 are lost. :attr:`rate` is the long-run
-    loss rate of this chain.
+    loss rate of this chain. On a stream, a piece it would lose is held back
+    ``stall`` seconds instead, as for :class:`GilbertElliott`.
     """
 
     p13: float
@@ -848,9 +854,10 @@ class MarkovLoss(Fault, name="markov_loss", example="markov_loss=0.05,p31=0.3"):
     p32: float = 0.0
     p23: float = 0.0
     p14: float = 0.0
-    transports: ClassVar[frozenset[str]] = frozenset({DATAGRAM})
+    stall: float = 0.2
 
     def validate(self) -> None:
+        _at_least("MarkovLoss", "stall", self.stall, 0.0, " seconds")
         for key in ("p13", "p31", "p32", "p23", "p14"):
             _share("MarkovLoss", key, getattr(self, key))
         if self.p13 + self.p14 > 1 or self.p31 + self.p32 > 1:
