@@ -865,3 +865,15 @@ def test_a_client_cannot_have_what_only_a_server_does(make_server: Any) -> None:
     server = make_server(LineEchoHandler, "tcp")
     with pytest.raises(UsageError, match=r"NeverRead\(\) cannot strike a client's own connection"):
         server.connect(faults=[NeverRead()])
+
+
+def test_the_faults_in_force_copy_and_pickle_as_a_plain_tuple(make_server: Any) -> None:
+    import copy
+    import pickle
+
+    server = make_server(LineEchoHandler)
+    with FaultProxy(server.address, "tcp", [Latency(0.01)]) as proxy:
+        faults = proxy.faults
+        for again in (copy.copy(faults), copy.deepcopy(faults), pickle.loads(pickle.dumps(faults))):
+            assert again == (Latency(0.01),)
+            assert type(again) is tuple

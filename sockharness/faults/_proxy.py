@@ -130,14 +130,21 @@ class FaultsInForce(tuple[Fault, ...]):
     adds the faults on entry and removes them on exit, even when the block fails.
     """
 
-    _proxy: FaultProxy
+    _proxy: FaultProxy | None
 
-    def __new__(cls, faults: Iterable[Fault], proxy: FaultProxy) -> FaultsInForce:
+    def __new__(
+        cls, faults: Iterable[Fault] = (), proxy: FaultProxy | None = None
+    ) -> FaultsInForce:
         made = super().__new__(cls, faults)
         made._proxy = proxy
         return made
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (tuple, (tuple(self),))  # Copied or pickled: the faults, not the proxy.
+
     def __call__(self, *faults: Fault) -> contextlib.AbstractContextManager[tuple[Fault, ...]]:
+        if self._proxy is None:
+            raise UsageError("these faults belong to no proxy: call proxy.faults(...) on one")
         return self._proxy.applying(*faults)
 
 
