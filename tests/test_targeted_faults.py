@@ -877,3 +877,17 @@ def test_the_faults_in_force_copy_and_pickle_as_a_plain_tuple(make_server: Any) 
         for again in (copy.copy(faults), copy.deepcopy(faults), pickle.loads(pickle.dumps(faults))):
             assert again == (Latency(0.01),)
             assert type(again) is tuple
+
+
+def test_a_blackhole_removed_and_added_again_at_once_holds(make_server: Any) -> None:
+    server = make_server(LineEchoHandler)
+    with FaultProxy(server.address, "tcp") as proxy:
+        for _ in range(3):
+            proxy.add(Blackhole())
+            proxy.clear()
+        proxy.add(Blackhole())
+        with pytest.raises(TimeoutError):
+            socket.create_connection(proxy.address, timeout=0.3)
+        proxy.clear()
+        assert _outcomes(proxy.address, 2) == ["hi", "hi"]
+        assert proxy.stats.connections == 2

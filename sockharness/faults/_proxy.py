@@ -262,6 +262,7 @@ class FaultProxy:
         self._held: dict[socket.socket, None] = {}
         #: While a Blackhole is in force: the connection of our own that fills the backlog.
         self._filler: socket.socket | None = None
+        self._blackholed = False
         self._filler_name: Any = None
 
     def __repr__(self) -> str:
@@ -460,9 +461,9 @@ class FaultProxy:
                 self._record(fault, -1, f"cut {len(cut)} live connection(s)")
         if self.kind.stream:
             blackhole = next((f for f in faults if isinstance(f, Blackhole)), None)
-            if blackhole is not None and self._filler is None:
+            if blackhole is not None and not self._blackholed:
                 self._start_blackhole(blackhole)
-            elif blackhole is None and self._filler is not None:
+            elif blackhole is None and self._blackholed:
                 self._end_blackhole()
 
     # -- the connection phase -------------------------------------------------------------------
@@ -471,6 +472,11 @@ class FaultProxy:
         """Fill the listener's backlog so the kernel drops every new SYN (no root needed)."""
         self._loop.forget(self._listener)
         self._listener.listen(0)
+        self._blackholed = True
+        if self._filler is not None:
+            # The last blackhole's filler was not taken out yet: it fills the queue again.
+            self._record(fault, -1, "blackholed new connections (the listener's backlog is full)")
+            return
         filler = keep_out_of_children(socket.socket(self.kind.family, socket.SOCK_STREAM))
         try:
             if self.kind.unix:
@@ -484,6 +490,7 @@ class FaultProxy:
             self._filler_name = filler.getsockname()
         except OSError:
             filler.close()
+            self._blackholed = False
             self._listener.listen(128)
             self._loop.watch(self._listener, selectors.EVENT_READ, self._on_listener)
             raise
@@ -491,6 +498,7 @@ class FaultProxy:
         self._record(fault, -1, "blackholed new connections (the listener's backlog is full)")
 
     def _end_blackhole(self) -> None:
+        self._blackholed = False
         self._listener.listen(128)
         self._loop.watch(self._listener, selectors.EVENT_READ, self._on_listener)
         # The filler's connection is accepted (and recognized) like any other, then dropped.
