@@ -574,6 +574,7 @@ class CallFault(Fault):
 
     transports: ClassVar[frozenset[str]] = frozenset({STREAM})
     process_only: ClassVar[bool] = True
+    sides: ClassVar[frozenset[str]] = frozenset({"server", "client"})
 
     def strikes(self) -> str:
         """Which calls it strikes: ``"send"`` (``send``, ``sendall``) or ``"recv"``
