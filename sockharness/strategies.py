@@ -13,11 +13,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from hypothesis import strategies as st
 
-from ._core import UsageError
+from ._core import UsageError, parse_kind
 from .faults import (
     DISTRIBUTIONS,
     FRAMERS,
@@ -52,6 +53,7 @@ from .faults import (
     TLSAbort,
     TLSStall,
     Truncate,
+    fault_class,
     ordinals,
 )
 
@@ -62,6 +64,7 @@ __all__ = [
     "datagram_faults",
     "directions",
     "fault_lists",
+    "fault_plans",
     "handler_behaviours",
     "harmless_stream_faults",
     "message_triggers",
@@ -280,6 +283,103 @@ def call_faults() -> st.SearchStrategy[Fault]:
             **common,
         ),
     )
+
+
+def _stream_builders(max_delay: float) -> dict[type[Fault], st.SearchStrategy[Fault]]:
+    """Each stream fault's own strategy, simplest first (plans shrink towards the first)."""
+    return {
+        ResetPeer: _by_message(st.builds(ResetPeer, _seconds(max_delay), **_stream_common())),
+        LimitData: _by_message(st.builds(LimitData, st.integers(0, 4096), **_stream_common())),
+        Timeout: _by_message(
+            st.builds(Timeout, st.one_of(st.none(), _seconds(max_delay)), **_stream_common())
+        ),
+        Latency: _by_message(_latencies(max_delay, _stream_common())),
+        Slicer: _by_message(
+            st.integers(1, 64).flatmap(
+                lambda size: st.builds(
+                    Slicer,
+                    st.just(size),
+                    size_variation=st.integers(0, size - 1),
+                    delay=_seconds(max_delay / 10),
+                    **_stream_common(),
+                )
+            )
+        ),
+        Bandwidth: st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_stream_common()),
+        SlowClose: st.builds(SlowClose, _seconds(max_delay), **_stream_common()),
+        Slot: _slots(max_delay / 10, _stream_common()),
+        Stall: st.builds(Stall, st.one_of(st.none(), _seconds(max_delay)), **_stream_common()),
+        NoReply: st.builds(NoReply, **{**_stream_common(), "direction": st.just("downstream")}),
+    }
+
+
+def _datagram_builders(max_delay: float) -> dict[type[Fault], st.SearchStrategy[Fault]]:
+    probability = st.floats(0.0, 1.0)
+    return {
+        Loss: st.builds(Loss, probability, correlation=st.floats(0.0, 1.0), **_common()),
+        Latency: _latencies(max_delay, _common()),
+        Duplicate: st.builds(Duplicate, probability, **_common()),
+        Reorder: st.builds(
+            Reorder, probability, delay=st.floats(0.001, max(0.001, max_delay)), **_common()
+        ),
+        Corrupt: st.builds(Corrupt, probability, **_common()),
+        Truncate: st.builds(Truncate, st.integers(0, 2048), **_common()),
+        Bandwidth: st.builds(Bandwidth, st.floats(50_000.0, 10_000_000.0), **_common()),
+        Slot: _slots(max_delay, _common()),
+    }
+
+
+def fault_plans(
+    kind: str = "tcp",
+    *,
+    faults: Sequence[type[Fault] | str] | None = None,
+    max_faults: int = 5,
+    max_delay: float = 0.05,
+) -> st.SearchStrategy[list[Fault]]:
+    """Plans of up to ``max_faults`` faults for ``kind``, with parameters, selectors and
+    triggers, that shrink to the smallest plan that still fails.
+
+    ``faults`` limits the plan to those fault classes (or names: ``"reset_peer"``).
+    Shrinking removes faults first, then makes each one simpler: a fault of the
+    first class listed, smaller delays and sizes, no selector or the first
+    connection (``connections`` towards ``'0'``), no trigger, ``toxicity`` 1,
+    ``direction`` ``"upstream"`` before ``"downstream"`` before ``"both"``.
+
+    Example:
+        >>> from hypothesis import given, settings
+        >>> from sockharness.strategies import fault_plans
+        >>> @settings(max_examples=5)
+        ... @given(fault_plans("udp", faults=["loss", "latency"], max_faults=3))
+        ... def test_plans(plan):
+        ...     assert len(plan) <= 3
+        >>> test_plans()
+    """
+    kind_obj = parse_kind(kind)
+    builders = _stream_builders(max_delay) if kind_obj.stream else _datagram_builders(max_delay)
+    if isinstance(max_faults, bool) or not isinstance(max_faults, int) or max_faults < 0:
+        raise UsageError(
+            f"max_faults={max_faults!r}: a whole number from 0",
+            parameter="max_faults",
+            value=max_faults,
+        )
+    if faults is None:
+        chosen = list(builders.values())
+    else:
+        chosen = []
+        for wanted in faults:
+            cls = fault_class(wanted) if isinstance(wanted, str) else wanted
+            if cls not in builders:
+                raise UsageError(
+                    f"fault_plans(faults=...): {getattr(cls, '__name__', cls)!r} is not a "
+                    f"{'stream' if kind_obj.stream else 'datagram'} fault fault_plans draws; "
+                    f"it draws {', '.join(c.__name__ for c in builders)}",
+                    parameter="faults",
+                    value=wanted,
+                )
+            chosen.append(builders[cls])
+        if not chosen:
+            raise UsageError("fault_plans(faults=[]): give at least one fault class")
+    return st.lists(st.one_of(chosen), max_size=max_faults)
 
 
 def fault_lists(

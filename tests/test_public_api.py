@@ -211,6 +211,7 @@ FAULTS_API = [
 ]
 
 STRATEGIES_API = [
+    "fault_plans",
     "message_triggers",
     "call_faults",
     "client_schedules",
