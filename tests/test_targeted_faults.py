@@ -483,13 +483,13 @@ def test_the_fault_proxy_fixture_scopes_faults(pytester: pytest.Pytester) -> Non
 # -- the command line and scenario files ----------------------------------------------------------
 
 
-def test_the_proxy_command_takes_selectors_and_connection_faults(make_server: Any) -> None:
-    server: RunningServer = make_server(LineEchoHandler)
+@contextlib.contextmanager
+def _proxy_command(server: RunningServer, fault: str) -> Iterator[tuple[str, int]]:
+    """``sockharness proxy --fault FAULT`` in front of ``server``: its first line, its port."""
     process = subprocess.Popen(
         [
             sys.executable, "-m", "sockharness", "proxy",
-            "--upstream", f"127.0.0.1:{server.address[1]}",
-            "--fault", "refuse,connections=0,2",
+            "--upstream", f"127.0.0.1:{server.address[1]}", "--fault", fault,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -497,12 +497,17 @@ def test_the_proxy_command_takes_selectors_and_connection_faults(make_server: An
     )  # fmt: skip
     try:
         line = read_line(process)
-        assert "[Refuse(connections='0,2')]" in line, line
-        port = int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
-        assert _outcomes(("127.0.0.1", port), 4) == ["reset", "hi", "reset", "hi"]
+        yield line, int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+def test_the_proxy_command_takes_selectors_and_connection_faults(make_server: Any) -> None:
+    server: RunningServer = make_server(LineEchoHandler)
+    with _proxy_command(server, "refuse,connections=0,2") as (line, port):
+        assert "[Refuse(connections='0,2')]" in line, line
+        assert _outcomes(("127.0.0.1", port), 4) == ["reset", "hi", "reset", "hi"]
 
 
 def test_the_proxy_command_rejects_a_bad_selector_in_one_line() -> None:
@@ -739,24 +744,9 @@ def test_a_users_fault_without_an_effect_is_a_clear_error(
 
 def test_a_users_fault_on_the_command_line(make_server: Any, user_faults: str) -> None:
     server: RunningServer = make_server(LineEchoHandler)
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "sockharness", "proxy",
-            "--upstream", f"127.0.0.1:{server.address[1]}",
-            "--fault", "userfaults:Rot13,direction=downstream",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )  # fmt: skip
-    try:
-        line = read_line(process)
+    with _proxy_command(server, "userfaults:Rot13,direction=downstream") as (line, port):
         assert "[Rot13(direction='downstream')]" in line, line
-        port = int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
         assert _outcomes(("127.0.0.1", port), 1) == ["uv"]
-    finally:
-        process.terminate()
-        process.communicate(timeout=10)
     bad = subprocess.run(
         [sys.executable, "-m", "sockharness", "proxy", "--upstream", "127.0.0.1:9",
          "--fault", "userfaults:Rot13,times=3"],

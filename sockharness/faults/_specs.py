@@ -210,6 +210,17 @@ class Fault:
         self._check_messages(name)
         self.validate()
 
+    def _no_triggers(self, why: str) -> None:
+        """Refuse every trigger (``after_bytes``, a framer, messages): ``why`` it takes none."""
+        name = type(self).__name__
+        for key in ("after_bytes", "framer", "messages", "after_messages"):
+            if getattr(self, key) is not None:
+                raise UsageError(
+                    f"{name}({key}=...): {name} {why}; leave {key} out",
+                    parameter=key,
+                    value=getattr(self, key),
+                )
+
     def _check_messages(self, name: str) -> None:
         if self.messages is not None:
             object.__setattr__(self, "messages", ordinals(self.messages, "messages", name))
@@ -507,13 +518,7 @@ class _TLSHandshakeFault(Fault):
 
     def __post_init__(self) -> None:
         name = type(self).__name__
-        for key in ("after_bytes", "framer", "messages", "after_messages"):
-            if getattr(self, key) is not None:
-                raise UsageError(
-                    f"{name}({key}=...): {name} knows where it strikes (after=); leave {key} out",
-                    parameter=key,
-                    value=getattr(self, key),
-                )
+        self._no_triggers("knows where it strikes (after=)")
         if self.direction != "both":
             raise UsageError(
                 f"{name}(direction={self.direction!r}): it strikes the server's handshake "
@@ -582,15 +587,7 @@ class CallFault(Fault):
         return "send"
 
     def __post_init__(self) -> None:
-        name = type(self).__name__
-        for key in ("after_bytes", "framer", "messages", "after_messages"):
-            if getattr(self, key) is not None:
-                raise UsageError(
-                    f"{name}({key}=...): {name} strikes socket calls, not bytes of the "
-                    f"stream; leave {key} out",
-                    parameter=key,
-                    value=getattr(self, key),
-                )
+        self._no_triggers("strikes socket calls, not bytes of the stream")
         super().__post_init__()
 
 
@@ -691,14 +688,7 @@ class ConnectionFault(Fault):
                 parameter="direction",
                 value=self.direction,
             )
-        for key in ("after_bytes", "framer", "messages", "after_messages"):
-            if getattr(self, key) is not None:
-                raise UsageError(
-                    f"{name}({key}={getattr(self, key)!r}): {name} strikes before any byte "
-                    f"flows; leave {key} out",
-                    parameter=key,
-                    value=getattr(self, key),
-                )
+        self._no_triggers("strikes before any byte flows")
         super().__post_init__()
 
 
