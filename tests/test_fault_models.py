@@ -229,20 +229,6 @@ def test_a_satellite_link_through_the_proxy(make_server: Any) -> None:
             assert time.monotonic() - started >= 0.6  # The round trip the link adds.
 
 
-def test_the_proxy_command_takes_a_network_profile() -> None:
-    import subprocess
-    import sys
-
-    bad = subprocess.run(
-        [sys.executable, "-m", "sockharness", "proxy", "--upstream", "127.0.0.1:9",
-         "--network-profile", "dialup"],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    assert bad.returncode == 2
-    assert bad.stderr.count("\n") == 1
-    assert "'dialup' is not a network profile" in bad.stderr
-
-
 def test_a_scenario_takes_a_network_profile(tmp_path: Any) -> None:
     from sockharness.chaos import ScenarioError, load_scenario
 

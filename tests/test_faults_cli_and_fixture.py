@@ -145,6 +145,18 @@ def test_the_proxy_command_on_unix_datagrams(make_server: Any, sock_dir: str) ->
             ["--kind", "unix", "--upstream", "/tmp/x.sock", "--listen", "/tmp/" + "l" * 200],
             "--listen '/tmp/lll",
         ),
+        (
+            ["--upstream", "127.0.0.1:9", "--fault", "refuse,connections=two"],
+            "'two' is not an ordinal or a range",
+        ),
+        (
+            ["--upstream", "127.0.0.1:9", "--fault", "small_recv=1"],
+            "only a faulty socket in the process applies it",
+        ),
+        (
+            ["--upstream", "127.0.0.1:9", "--network-profile", "dialup"],
+            "'dialup' is not a network profile",
+        ),
     ],
 )
 def test_bad_proxy_arguments(args: list[str], message: str) -> None:
