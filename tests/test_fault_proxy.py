@@ -6,7 +6,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import pytest
@@ -372,12 +372,21 @@ def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.002)
 
 
-def send_numbered(proxy: FaultProxy, kind: str, count: int) -> None:
+def send_numbered(
+    proxy: FaultProxy,
+    kind: str,
+    count: int,
+    server: RunningServer | None = None,
+    lost: Collection[int] = (),
+) -> None:
+    """Send ``count`` numbered datagrams; with ``server`` (a recording one), 50 at a time,
+    each burst once the server has the last one's (all but the ``lost``), so that no
+    kernel buffer drops a datagram on its own while a loaded machine lags."""
     with connect(proxy.address, kind) as client:
         for n in range(count):
             client.send(b"%04d" % n)
-            if n % 50 == 49:
-                time.sleep(0.005)  # Pace, so no kernel buffer drops a datagram on its own.
+            if server is not None and n % 50 == 49:
+                server.wait_received(sum(1 for m in range(n + 1) if m not in lost))
 
 
 def expected_losses(fault: Loss, seed: int, count: int) -> set[int]:
@@ -396,7 +405,7 @@ def test_loss_drops_the_same_datagrams_for_the_same_seed(
     for _ in range(2):  # Twice: the same datagrams every run.
         server = make_server(RecordingHandler, kind, concurrency="sync")
         proxy = proxies(server.address, kind, [fault], seed=5)
-        send_numbered(proxy, kind, 300)
+        send_numbered(proxy, kind, 300, server, lost)
         received = server.wait_received(300 - len(lost))
         assert {int(data) for data in received} == set(range(300)) - lost
         assert proxy.stats.dropped_datagrams == len(lost)
