@@ -766,7 +766,7 @@ def test_a_server_counts_the_connections_it_accepted(make_server: Any, concurren
     assert _outcomes(server.address, 2) == ["hi", "hi"]
     # The proxy refused connection 1 itself: the server accepted the other four.
     assert server.stats.connections == 4
-    assert (server.stats.datagrams, server.stats.datagram_bytes) == (0, 0)
+    assert (server.stats.datagrams, server.stats.datagram_bytes_received) == (0, 0)
 
 
 def test_a_datagram_server_counts_datagrams_and_bytes(make_server: Any) -> None:
@@ -775,7 +775,7 @@ def test_a_datagram_server_counts_datagrams_and_bytes(make_server: Any) -> None:
         for payload in (b"one", b"three"):
             assert client.request(payload) == payload
     assert server.stats.datagrams == 2
-    assert server.stats.datagram_bytes == len(b"one") + len(b"three")
+    assert server.stats.datagram_bytes_received == len(b"one") + len(b"three")
     assert server.stats.connections == 0
 
 

@@ -1,4 +1,4 @@
-"""The core below the fault layer: errors, transports, paths, process facts, fork safety, text.
+"""The core below the fault layer: errors, transports, paths, processes, sockets, text.
 
 Private to sockharness: every other layer imports what it needs from here
 (``from sockharness._core import UsageError, parse_kind``), never from the
@@ -6,6 +6,7 @@ modules inside. It depends on :mod:`sockharness.server` only.
 """
 
 from .attribution import Creations, handler_running, install, not_attributed
+from .counting import ByteCounter, CountingSocket, count_bytes, counter_of
 from .errors import (
     ConnectionClosed,
     HandlerErrors,
@@ -73,9 +74,11 @@ __all__ = [
     "REPLIES",
     "UNFIRED_MODES",
     "Address",
+    "ByteCounter",
     "ChildState",
     "Concurrency",
     "ConnectionClosed",
+    "CountingSocket",
     "Creations",
     "Direction",
     "HandlerErrors",
@@ -105,6 +108,8 @@ __all__ = [
     "UsageError",
     "child_state",
     "concurrency_of_class",
+    "count_bytes",
+    "counter_of",
     "format_table",
     "handler_running",
     "install",

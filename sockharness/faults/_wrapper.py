@@ -31,7 +31,14 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sockharness._core import HeldDatagramsWarning, UsageError, not_attributed
+from sockharness._core import (
+    ByteCounter,
+    CountingSocket,
+    HeldDatagramsWarning,
+    UsageError,
+    counter_of,
+    not_attributed,
+)
 
 from ._plans import (
     DOWNSTREAM,
@@ -176,7 +183,7 @@ class _CallFaults:
         return size if size is not None else 0
 
 
-class FaultyStreamSocket(socket.socket, _Faulty):
+class FaultyStreamSocket(CountingSocket, _Faulty):
     """A connected stream socket whose sends and receives go through fault plans.
 
     What each side sees matches the proxy's: a fault that closes the connection
@@ -301,7 +308,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
             if self._sh_state == "closed":
                 break
             if action.kind == "data":
-                socket.socket.sendall(self, action.data)
+                CountingSocket.sendall(self, action.data)
             elif action.kind in ("close", "reset", "reset_both"):
                 self._sh_end(action.kind, incoming=False)
                 self._sh_check()
@@ -321,32 +328,33 @@ class FaultyStreamSocket(socket.socket, _Faulty):
         self._sh_calls.plain_recv = no_timers and not self._sh_in.stages
         self._sh_fast_send = self._sh_calls.plain_send and not self._sh_calls.send
         self._sh_fast_recv = self._sh_calls.plain_recv and not self._sh_calls.recv
-        # Bind the plain methods on the instance: no Python frame between the
-        # caller and the system call, so a fault that applies to nothing costs nothing.
+        # Bind the plain (counting) methods on the instance: no fault machinery
+        # between the caller and the system call, so a fault that applies to
+        # nothing costs next to nothing.
         # (Explicit close() ends the reference cycle this makes, as for any socket.)
         if self._sh_fast_send:
-            self.send = socket.socket.send.__get__(self)  # type: ignore[method-assign]
-            self.sendall = socket.socket.sendall.__get__(self)  # type: ignore[method-assign]
+            self.send = CountingSocket.send.__get__(self)  # type: ignore[method-assign]
+            self.sendall = CountingSocket.sendall.__get__(self)  # type: ignore[method-assign]
         if self._sh_fast_recv:
-            self.recv = socket.socket.recv.__get__(self)  # type: ignore[method-assign]
-            self.recv_into = socket.socket.recv_into.__get__(self)  # type: ignore[method-assign]
+            self.recv = CountingSocket.recv.__get__(self)  # type: ignore[method-assign]
+            self.recv_into = CountingSocket.recv_into.__get__(self)  # type: ignore[method-assign]
 
     def send(self, data: Any, flags: int = 0) -> int:
         if self._sh_fast_send:
-            return socket.socket.send(self, data, flags)
+            return CountingSocket.send(self, data, flags)
         view = memoryview(data).cast("B")
         size = self._sh_calls.call("send", len(view), self.gettimeout() == 0)
         if self._sh_calls.plain_send:
-            return socket.socket.send(self, view[:size], flags)
+            return CountingSocket.send(self, view[:size], flags)
         return self._sh_send(view[:size])
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         if self._sh_fast_send:
-            socket.socket.sendall(self, data, flags)
+            CountingSocket.sendall(self, data, flags)
             return
         self._sh_calls.call("send", None, self.gettimeout() == 0)  # Errors; never short.
         if self._sh_calls.plain_send:
-            socket.socket.sendall(self, data, flags)
+            CountingSocket.sendall(self, data, flags)
             return
         self._sh_send(data)
 
@@ -362,10 +370,10 @@ class FaultyStreamSocket(socket.socket, _Faulty):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self._sh_fast_recv:
-            return socket.socket.recv(self, bufsize, flags)
+            return CountingSocket.recv(self, bufsize, flags)
         bufsize = self._sh_calls.call("recv", bufsize, self.gettimeout() == 0)
         if self._sh_calls.plain_recv:
-            return socket.socket.recv(self, bufsize, flags)
+            return CountingSocket.recv(self, bufsize, flags)
         return self._sh_recv(bufsize)
 
     def _sh_recv(self, bufsize: int) -> bytes:
@@ -411,7 +419,7 @@ class FaultyStreamSocket(socket.socket, _Faulty):
             wait = None if not limits else max(0.0, min(limits) - time.monotonic())
             readable, _, _ = select.select([self], [], [], wait)
             if readable:
-                return socket.socket.recv(self, size, socket.MSG_DONTWAIT)
+                return CountingSocket.recv(self, size, socket.MSG_DONTWAIT)
             self._sh_timers()
             self._sh_check()
             if self._sh_state == "closed":
@@ -435,10 +443,10 @@ class FaultyStreamSocket(socket.socket, _Faulty):
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if self._sh_fast_recv:
-            return socket.socket.recv_into(self, buffer, nbytes, flags)
+            return CountingSocket.recv_into(self, buffer, nbytes, flags)
         view = memoryview(buffer).cast("B")
         size = self._sh_calls.call("recv", nbytes or len(view), self.gettimeout() == 0)
-        data = socket.socket.recv(self, size) if self._sh_calls.plain_recv else self._sh_recv(size)
+        data = CountingSocket.recv(self, size) if self._sh_calls.plain_recv else self._sh_recv(size)
         view[: len(data)] = data
         return len(data)
 
@@ -496,7 +504,7 @@ _DELIVERER = _Deliverer()
 HELD_DATAGRAMS_WAIT = 10.0
 
 
-class FaultyDatagramSocket(socket.socket, _Faulty):
+class FaultyDatagramSocket(CountingSocket, _Faulty):
     """A datagram socket whose sends (and receives) go through fault plans, per peer."""
 
     def _sh_setup(
@@ -597,7 +605,7 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
         out_plan, _ = self._sh_plans_for(address)
         self._sh_deliver(
             out_plan.datagram(time.monotonic(), payload),
-            lambda piece: socket.socket.sendto(self, piece, flags, address),
+            lambda piece: CountingSocket.sendto(self, piece, flags, address),
         )
         return len(payload)
 
@@ -606,13 +614,13 @@ class FaultyDatagramSocket(socket.socket, _Faulty):
         out_plan, _ = self._sh_plans_for(self.getpeername())
         self._sh_deliver(
             out_plan.datagram(time.monotonic(), payload),
-            lambda piece: socket.socket.send(self, piece, flags),
+            lambda piece: CountingSocket.send(self, piece, flags),
         )
         return len(payload)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         while True:
-            data, peer = socket.socket.recvfrom(self, bufsize, flags)
+            data, peer = CountingSocket.recvfrom(self, bufsize, flags)
             _, in_plan = self._sh_plans_for(peer)
             for action in in_plan.datagram(time.monotonic(), data):
                 if action.kind == "data":
@@ -653,8 +661,10 @@ def wrap_socket(
             raise UsageError(f"{fault!r} is not a {transport} fault")
     cls = FaultyStreamSocket if transport == STREAM else FaultyDatagramSocket
     timeout = sock.gettimeout()
+    counter = counter_of(sock) or ByteCounter()
     wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
     wrapped.settimeout(timeout)
+    wrapped.sockharness_bytes = counter  # Counting on from where ``sock`` was.
     wrapped._sh_setup(
         faults,
         seed=seed,

@@ -18,17 +18,18 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sockharness._core import Creations, unreachable
+from sockharness._core import ByteCounter, Creations, counter_of, unreachable
 from sockharness.faults import Event
 
 __all__ = ["HandlerError", "Received", "ServerEvents", "describe_client", "exception_path"]
 
 #: What a forked child reports to the parent.
-ReportKind = Literal["error", "received", "usage", "timeline"]
+ReportKind = Literal["error", "received", "usage", "timeline", "bytes"]
 
 _RECORDED = "__sockharness_recorded__"
 
@@ -153,6 +154,14 @@ class ServerEvents:
         self._accepted = 0
         self._datagrams = 0
         self._datagram_bytes = 0
+        # Stream bytes: of connections done (and of forked children's), and of those live.
+        self._stream_bytes = [0, 0]  # received, sent
+        self._done = 0  # Connections shut down (a forked child's once it reported).
+        self._live: weakref.WeakSet[ByteCounter] = weakref.WeakSet()
+        #: The counter of a datagram server's socket (its replies), once it has one.
+        self.datagram_counter: ByteCounter | None = None
+        self._datagram_sent_by_children = 0
+        self._datagram_sent_at_fork = 0
 
     # -- reporting (any thread or process) --------------------------------------------
 
@@ -164,11 +173,62 @@ class ServerEvents:
                 self._datagram_bytes += len(request[0])
             else:
                 self._accepted += 1
+                counter = counter_of(request)
+                if counter is not None:
+                    self._live.add(counter)
 
-    def counts(self) -> tuple[int, int, int]:
-        """``(connections accepted, datagrams received, bytes in those datagrams)``."""
+    def before_fork(self) -> None:
+        """The server may fork a child for a request now: remember where its replies start."""
+        if self.datagram_counter is not None:
+            self._datagram_sent_at_fork = self.datagram_counter.sent
+
+    def note_done(self, request: Any) -> None:
+        """The server is shutting ``request`` down: its bytes are final."""
+        in_child = os.getpid() != self._owner
+        if isinstance(request, tuple):
+            if in_child and self.datagram_counter is not None:
+                sent = self.datagram_counter.sent - self._datagram_sent_at_fork
+                self._datagram_sent_at_fork = self.datagram_counter.sent
+                self._write_from_child("bytes", {"datagram_sent": sent, "client_address": None})
+            return
+        counter = counter_of(request) or ByteCounter()  # Uncounted: no bytes to add.
+        if in_child:
+            fields = {
+                "received": counter.received,
+                "sent": counter.sent,
+                "done": 1,
+                "client_address": None,
+            }
+            self._write_from_child("bytes", fields)
+            return
+        with self._changed:
+            self._done += 1
+            if counter in self._live:
+                self._live.discard(counter)
+                self._stream_bytes[0] += counter.received
+                self._stream_bytes[1] += counter.sent
+            self._changed.notify_all()
+
+    def counts(self) -> dict[str, int]:
+        """The server's counters (taking in the children's reports): see ``ServerStats``."""
+        self.collect()
         with self._lock:
-            return self._accepted, self._datagrams, self._datagram_bytes
+            received, sent = self._stream_bytes
+            for counter in list(self._live):
+                received += counter.received
+                sent += counter.sent
+            datagram_sent = self._datagram_sent_by_children
+            if self.datagram_counter is not None:
+                datagram_sent += self.datagram_counter.sent
+            return {
+                "connections": self._accepted,
+                "connections_done": self._done,
+                "bytes_received": received,
+                "bytes_sent": sent,
+                "datagrams": self._datagrams,
+                "datagram_bytes_received": self._datagram_bytes,
+                "datagram_bytes_sent": datagram_sent,
+            }
 
     def add_error(self, exc: BaseException, client_address: Any, where: str | None = None) -> None:
         """Report ``exc``, once, however many layers see it go by."""
@@ -305,6 +365,11 @@ class ServerEvents:
         elif kind == "received":
             fields["data"] = base64.b64decode(fields["data"])
             self._received.append(Received(**fields))
+        elif kind == "bytes":
+            self._stream_bytes[0] += fields.get("received", 0)
+            self._stream_bytes[1] += fields.get("sent", 0)
+            self._done += fields.get("done", 0)
+            self._datagram_sent_by_children += fields.get("datagram_sent", 0)
         else:
             unreachable(kind)
 
@@ -327,6 +392,10 @@ class ServerEvents:
     def wait_for_received(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` recordings were reported; return whether they were."""
         return self._wait(lambda: len(self.received()) >= count, timeout)
+
+    def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``done()``, as reports come in; return whether it came within ``timeout``."""
+        return self._wait(done, timeout)
 
     def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout

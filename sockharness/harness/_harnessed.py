@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockharness import server as _server
-from sockharness._core import handler_running
+from sockharness._core import ByteCounter, count_bytes, handler_running
 from sockharness.faults import (
     AcceptDelay,
     AcceptThenClose,
@@ -43,6 +43,7 @@ from sockharness.faults import (
 )
 
 from ._events import ServerEvents
+from ._tls import CountingSSLSocket
 
 __all__ = ["FaultSelector", "ServerFaults", "harnessed_class"]
 
@@ -145,6 +146,15 @@ def _default_handle_errors() -> set[Any]:
     return defaults
 
 
+def _counted(request: Any) -> Any:
+    """An accepted connection, counting its bytes (a user's own kind of socket is left as is)."""
+    if type(request) is socket.socket and request.type == socket.SOCK_STREAM:
+        return count_bytes(request)
+    if isinstance(request, CountingSSLSocket) and request.sockharness_bytes is None:
+        request.sockharness_bytes = ByteCounter()
+    return request
+
+
 class _Reporting:
     """Reports what goes wrong in handlers, and what they record, to ``_sh_events``."""
 
@@ -153,8 +163,13 @@ class _Reporting:
 
     def get_request(self) -> Any:
         request, client_address = super().get_request()  # type: ignore[misc]
+        request = _counted(request)
         self._sh_events.note_request(request)
         return request, client_address
+
+    def shutdown_request(self, request: Any) -> None:
+        self._sh_events.note_done(request)
+        super().shutdown_request(request)  # type: ignore[misc]
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if self._sh_own_handle_error:
@@ -175,6 +190,7 @@ class _Reporting:
             raise
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        self._sh_events.before_fork()
         super().process_request(request, client_address)  # type: ignore[misc]
         children = getattr(self, "active_children", None)
         if children:

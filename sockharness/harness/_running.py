@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol, final
@@ -41,6 +41,8 @@ from sockharness._core import (
     ServerStopTimeout,
     UsageError,
     concurrency_of_class,
+    count_bytes,
+    counter_of,
     install,
     kind_of_class,
     parse_concurrency,
@@ -55,6 +57,7 @@ from ._clients import Client, connect, describe_address
 from ._events import HandlerError, Received, ServerEvents
 from ._harnessed import FaultSelector, ServerFaults, harnessed_class
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
+from ._tls import counting_tls
 
 __all__ = [
     "RunningServer",
@@ -251,6 +254,9 @@ def _bind(
             shutil.rmtree(directory, ignore_errors=True)
         raise
     try:
+        if not kind.stream and type(server.socket) is socket.socket:
+            server.socket = count_bytes(server.socket)  # Its sends are the replies.
+            events.datagram_counter = counter_of(server.socket)
         if faults is not None and not kind.stream:
             # One socket serves every peer: its sends are the replies.
             server.socket = faults.wrap(server.socket)
@@ -303,6 +309,7 @@ def _serve_tls(server: Any, kind: Kind, context: ssl.SSLContext) -> None:
         # with Nagle's algorithm the last waits for the client's delayed ACK,
         # 40 ms a reply. Accepted connections inherit this from the listener.
         server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    counting_tls(context)
     server.socket = context.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False
     )
@@ -313,14 +320,29 @@ class ServerStats:
     """Counters of a running server, to assert on.
 
     ``connections``: stream connections it accepted (a refused one counts: it
-    was accepted, then closed); ``datagrams``: datagrams it received, and
-    ``datagram_bytes`` the bytes in them. Counted as ``get_request()`` returns,
-    in the server's own process (a forking server's children add nothing).
+    was accepted, then closed), counted as ``get_request()`` returns;
+    ``connections_done``: those it has shut down, its handler done with them
+    (a forking server's once the child has reported);
+    ``bytes_received`` / ``bytes_sent``: what its connections read from and
+    sent to the clients, live connections included, a forking server's
+    children once they are done with theirs; under TLS, the application's
+    bytes (before encryption); with in-process faults, what crossed the
+    socket (a byte a fault dropped was received, not delivered).
+    ``datagrams``: datagrams it received, ``datagram_bytes_received`` the bytes
+    in them, and ``datagram_bytes_sent`` the bytes of its replies.
+
+    Connections of a socket class of the user's own (a ``get_request()`` that
+    returns a ``socket.socket`` subclass, a TLS context with its own
+    ``sslsocket_class``) are counted but their bytes are not.
     """
 
     connections: int
+    connections_done: int
+    bytes_received: int
+    bytes_sent: int
     datagrams: int
-    datagram_bytes: int
+    datagram_bytes_received: int
+    datagram_bytes_sent: int
 
 
 class ServerLike(Protocol):
@@ -419,9 +441,30 @@ class RunningServer:
 
     @property
     def stats(self) -> ServerStats:
-        """What the server took so far: connections accepted, or datagrams and their bytes."""
-        connections, datagrams, datagram_bytes = self._events.counts()
-        return ServerStats(connections, datagrams, datagram_bytes)
+        """What the server took and sent so far: connections and their bytes, datagrams."""
+        return ServerStats(**self._events.counts())
+
+    def wait_stats(self, until: Callable[[ServerStats], bool], timeout: float = 5.0) -> ServerStats:
+        """Wait until ``until(stats)`` holds; return those :attr:`stats`.
+
+        A handler adds to the counters after its call returns (a forking
+        server's child, once it is done), so a client that has its reply may
+        look a moment before they show it. Raises
+        :class:`~sockharness.ReceiveTimeout`, naming the last counters, after
+        ``timeout`` seconds.
+        """
+        __tracebackhide__ = True
+        seen: list[ServerStats] = []
+
+        def holds() -> bool:
+            seen[:] = [self.stats]
+            return until(seen[0])
+
+        if not self._events.wait_until(holds, timeout):
+            raise ReceiveTimeout(
+                f"{self!r}: the counters did not get there within {timeout:g} s: {seen[0]}"
+            )
+        return seen[0]
 
     @property
     def client_tls_context(self) -> ssl.SSLContext | None:

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import builtins
 import errno
 import ssl
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from sockharness._core import ByteCounter
+
 if TYPE_CHECKING:
     import trustme
 
-__all__ = ["LOOPBACK_IDENTITIES", "TLSMaterial"]
+__all__ = ["LOOPBACK_IDENTITIES", "CountingSSLSocket", "TLSMaterial", "counting_tls"]
 
 #: The names a sockharness server certificate is valid for.
 LOOPBACK_IDENTITIES = ("localhost", "127.0.0.1", "::1")
 
 
-class _SelfClosingSSLSocket(ssl.SSLSocket):
-    """An ``SSLSocket`` that closes itself when its peer is gone before it is made.
+class CountingSSLSocket(ssl.SSLSocket):
+    """An ``SSLSocket`` that counts what its application sends and reads (once given a
+    counter), and closes itself when its peer is gone before it is made.
 
     ``SSLContext.wrap_socket()`` takes over the descriptor of a connection and
     checks whether it is up; when it is not, it reads a byte to be sure. A peer
@@ -41,10 +45,44 @@ class _SelfClosingSSLSocket(ssl.SSLSocket):
                 self.close()
             raise
 
+    # -- counting (once the harness gave the socket a counter) ------------------------------
+
+    #: Set on each connection a harnessed server accepts: what its application sent and read.
+    sockharness_bytes: ByteCounter | None = None
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # The stdlib names it len.
+        data = super().read(len, buffer)
+        if self.sockharness_bytes is not None:
+            self.sockharness_bytes.received += data if isinstance(data, int) else builtins.len(data)
+        return data
+
+    def write(self, data: Any) -> int:
+        size = super().write(data)
+        if self.sockharness_bytes is not None:
+            self.sockharness_bytes.sent += size
+        return size
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        # sendall() sends through send(); so do a file's writes.
+        size = super().send(data, flags)
+        if self.sockharness_bytes is not None:
+            self.sockharness_bytes.sent += size
+        return size
+
+
+def counting_tls(context: ssl.SSLContext) -> None:
+    """Make ``context`` give connections that count their bytes, when it makes plain ones.
+
+    A context whose ``sslsocket_class`` is the user's own is left as it is
+    (its connections are then not counted).
+    """
+    if context.sslsocket_class is ssl.SSLSocket:
+        context.sslsocket_class = CountingSSLSocket
+
 
 def _self_closing(context: ssl.SSLContext) -> ssl.SSLContext:
-    """``context``, making :class:`_SelfClosingSSLSocket` sockets."""
-    context.sslsocket_class = _SelfClosingSSLSocket
+    """``context``, making :class:`CountingSSLSocket` sockets."""
+    context.sslsocket_class = CountingSSLSocket
     return context
 
 
