@@ -26,6 +26,7 @@ from .errors import (
 )
 from .exports import publish
 from .fork_safety import keep_out_of_children
+from .imports import import_object, object_path
 from .kinds import (
     CONCURRENCIES,
     KINDS,
@@ -112,10 +113,12 @@ __all__ = [
     "counter_of",
     "format_table",
     "handler_running",
+    "import_object",
     "install",
     "keep_out_of_children",
     "kind_of_class",
     "not_attributed",
+    "object_path",
     "open_descriptors",
     "parse_address",
     "parse_concurrency",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
-from sockharness._core import UsageError
+from sockharness._core import UsageError, import_object
 
 from ._specs import FAULTS, Fault
 
@@ -24,15 +23,10 @@ def _parameters(cls: type[Fault]) -> list[dataclasses.Field[Any]]:
 
 
 def _imported_fault(path: str) -> type[Fault]:
-    module_name, _, attribute = path.strip().partition(":")
     try:
-        found: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except Exception as exc:  # Any failure to import it is the user's to fix.
-        raise UsageError(
-            f"fault {path!r} could not be imported: {type(exc).__name__}: {exc}"
-        ) from None
+        found = import_object(path)
+    except LookupError as exc:
+        raise UsageError(f"fault {path!r} could not be imported: {exc}") from None
     if not (isinstance(found, type) and issubclass(found, Fault)):
         raise UsageError(
             f"{path!r} is not a fault class (a subclass of sockharness.faults.Fault), "

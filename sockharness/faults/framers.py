@@ -20,13 +20,12 @@ Anything else given as text is ``"package.module:function"``, imported.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sockharness._core import UsageError
+from sockharness._core import UsageError, import_object
 
 __all__ = [
     "FRAMERS",
@@ -369,14 +368,10 @@ def resolve_framer(value: Any) -> Callable[[bytes], Any]:
             value=value,
         )
     try:
-        found: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            found = getattr(found, part)
-    except Exception as exc:  # Any failure to import it is the user's to fix.
+        found = import_object(value)
+    except LookupError as exc:
         raise UsageError(
-            f"framer={value!r} could not be imported: {type(exc).__name__}: {exc}",
-            parameter="framer",
-            value=value,
+            f"framer={value!r} could not be imported: {exc}", parameter="framer", value=value
         ) from None
     if not callable(found):
         raise UsageError(
