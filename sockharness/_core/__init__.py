@@ -7,6 +7,7 @@ modules inside. It depends on :mod:`sockharness.server` only.
 
 from .attribution import Creations, handler_running, install, not_attributed
 from .counting import ByteCounter, CountingSocket, count_bytes, counter_of
+from .draining import wait_until_sent
 from .errors import (
     ConnectionClosed,
     HandlerErrors,
@@ -129,4 +130,5 @@ __all__ = [
     "server_class_for",
     "socket_descriptors",
     "unreachable",
+    "wait_until_sent",
 ]

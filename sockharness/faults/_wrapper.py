@@ -38,6 +38,7 @@ from sockharness._core import (
     UsageError,
     counter_of,
     not_attributed,
+    wait_until_sent,
 )
 
 from ._plans import (
@@ -270,6 +271,7 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
             return
         self._sh_state = "reset" if here else "closed"
         if peer:
+            wait_until_sent(self)  # The bytes sent before the reset reach the peer first.
             with contextlib.suppress(OSError):
                 self.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             # The connection is closed now (the RST goes out at once), and this
