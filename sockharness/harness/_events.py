@@ -394,12 +394,16 @@ class ServerEvents:
         return self._wait(lambda: len(self.received()) >= count, timeout)
 
     def wait_until(self, done: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``done()``, as reports come in; return whether it came within ``timeout``."""
-        return self._wait(done, timeout)
+        """Wait until ``done()``, as reports come in; return whether it came within ``timeout``.
 
-    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        Forked children's reports are polled for every 2 ms at most: a caller
+        waiting on counters waits for each connection, and should not wait long.
+        """
+        return self._wait(done, timeout, longest_poll=0.002)
+
+    def _wait(self, done: Callable[[], bool], timeout: float, longest_poll: float = 0.05) -> bool:
         deadline = time.monotonic() + timeout
-        delay = 0.001
+        delay = 0.0005
         while True:
             if done():
                 return True
@@ -409,4 +413,4 @@ class ServerEvents:
             with self._changed:
                 # Children report through files, which wake nobody: poll them too.
                 self._changed.wait(min(remaining, delay))
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, longest_poll)
