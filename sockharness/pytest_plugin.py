@@ -28,6 +28,7 @@ from ._core import LEAK_MODES, PROFILE_NAMES, UNFIRED_MODES, LeakMode, UnfiredMo
 if TYPE_CHECKING:
     import trustme
 
+    from .explore import Exploration
     from .faults import Fault, FaultProxy, ResolverFaults
     from .harness import Client, Payloads, RunningServer, TLSMaterial
 
@@ -615,6 +616,25 @@ def dns_faults(request: pytest.FixtureRequest) -> Iterator[Callable[..., Resolve
 
         yield factory
     _report_unfired(request, [line for made in scopes for line in made.unfired()])
+
+
+@pytest.fixture
+def explore_exchanges() -> Callable[..., Exploration]:
+    """Explore one exchange at every split, coalescing, close and reset point; fail if one fails.
+
+    ``explore_exchanges(handler, request, **options) -> Exploration``, with the
+    options of :func:`sockharness.explore.exchanges`. The test fails with the
+    report (the failing cases, and a line that replays the first).
+    """
+    from .explore import exchanges
+
+    def explore(handler: type, request: bytes | None = None, **options: Any) -> Exploration:
+        __tracebackhide__ = True
+        exploration = exchanges(handler, request, **options)
+        exploration.raise_if_failed()
+        return exploration
+
+    return explore
 
 
 # -- reporting ------------------------------------------------------------------------------

@@ -37,8 +37,9 @@ ALLOWED: dict[str, set[str]] = {
     "conformance": {"server", "core", "faults", "handlers", "strategies", "harness",
                     "conformance"},
     "chaos": {"server", "core", "faults", "handlers", "harness", "chaos"},
+    "explore": {"server", "core", "faults", "handlers", "harness", "explore"},
     "shell": {"server", "core", "faults", "handlers", "strategies", "harness", "conformance",
-              "chaos", "shell"},
+              "chaos", "explore", "shell"},
 }  # fmt: skip
 
 
@@ -59,6 +60,7 @@ def layer_of(module: str) -> str:
         "harness": "harness",
         "conformance": "conformance",
         "chaos": "chaos",
+        "explore": "explore",
     }
     return layers.get(top, "shell")
 

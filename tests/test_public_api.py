@@ -54,6 +54,7 @@ HANDLERS_API = [
 FIXTURES = [
     "any_server",
     "dns_faults",
+    "explore_exchanges",
     "fault_proxy",
     "make_client",
     "make_server",
@@ -414,3 +415,27 @@ def test_every_exception_and_warning_is_under_one_root() -> None:
             assert issubclass(value, sockharness.SockharnessWarning), value
         elif isinstance(value, type) and issubclass(value, BaseException):
             assert issubclass(value, sockharness.SockharnessError), value
+
+
+EXPLORE_API = [
+    "MAX_CASES",
+    "POINTS",
+    "Case",
+    "Cut",
+    "Exploration",
+    "ExplorationFailed",
+    "Outcome",
+    "Point",
+    "escape_request",
+    "exchanges",
+    "parse_case",
+    "parse_points",
+]
+
+
+def test_explore_exports() -> None:
+    from sockharness import explore
+
+    assert sorted(explore.__all__) == sorted(EXPLORE_API)
+    assert explore.exchanges.__module__ == "sockharness.explore"
+    assert explore.ExplorationFailed.__mro__[1:3] == (sockharness.SockharnessError, AssertionError)

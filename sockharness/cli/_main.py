@@ -178,6 +178,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--html", metavar="FILE", help="also write a self-contained HTML report with plots"
     )
 
+    explore = commands.add_parser(
+        "explore",
+        help="run one exchange at every point where the network can break it",
+        description="Serve HANDLER (package.module:ClassName) in this process and run one "
+        "exchange with it: once as it goes, then once per case: the request split in two "
+        "reads at each byte, two requests coalesced, the client ending or resetting after "
+        "each byte of the request, the server's side closed or reset after each byte of its "
+        "reply. Print which cases failed and a line to replay the first. Exit 0: every case "
+        "held; 1: one failed; 2: bad arguments.",
+    )
+    explore.add_argument("handler", metavar="HANDLER")
+    explore.add_argument(
+        "--request", metavar="TEXT", help="the request, with escapes such as \\r\\n, \\xNN"
+    )
+    explore.add_argument("--request-file", metavar="FILE", help="the request, from a file")
+    explore.add_argument("--request-hex", metavar="HEX", help="the request, in hexadecimal")
+    explore.add_argument(
+        "--kind", default="tcp", choices=["tcp", "tcp6", "unix"], help="(default: tcp)"
+    )
+    explore.add_argument(
+        "--concurrency", default="threading", choices=CONCURRENCIES, help="(default: threading)"
+    )
+    explore.add_argument(
+        "--server-class", metavar="CLASS", help="serve with package.module:ClassName instead"
+    )
+    explore.add_argument(
+        "--points",
+        metavar="LIST",
+        help="which kinds of case, comma-separated: split, coalesce, client-close, "
+        "client-reset, server-close, server-reset (default: all)",
+    )
+    explore.add_argument(
+        "--case",
+        action="append",
+        metavar="CASE",
+        help="only this case, e.g. split:17 (repeat for more): a replay",
+    )
+    explore.add_argument(
+        "--expect-error",
+        action="append",
+        metavar="EXCEPTION",
+        help="an exception allowed where a connection closes or resets (default: OSError; "
+        "repeat for more)",
+    )
+    explore.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=2.0,
+        help="how long a case may take before it is a hang (default: 2 s)",
+    )
+
     check = commands.add_parser(
         "check",
         help="validate chaos scenarios without running them",
@@ -188,75 +239,107 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ._serve import serve
+
+    return serve(
+        args.kind, args.concurrency, args.handler, host=args.host, port=args.port, path=args.path
+    )
+
+
+def _proxy(args: argparse.Namespace) -> int:
+    from ._proxy import run_proxy
+
+    return run_proxy(
+        listen=args.listen,
+        upstream=args.upstream,
+        kind_name=args.kind,
+        fault_texts=args.fault,
+        seed=args.seed,
+        network_profile=args.network_profile,
+    )
+
+
+def _conform(args: argparse.Namespace) -> int:
+    from ._conform import run_conform
+
+    return run_conform(
+        args.target,
+        properties=args.property,
+        profile=args.profile,
+        seed=args.seed,
+        shutdown_bound=args.shutdown_bound,
+        factory=args.factory,
+        junit_xml=args.junit_xml,
+        json_path=args.json,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ._chaos import run_scenarios
+
+    return run_scenarios(
+        args.paths,
+        seed=args.seed,
+        junit_xml=args.junit_xml,
+        json_path=args.json,
+        html_path=args.html,
+    )
+
+
+def _explore(args: argparse.Namespace) -> int:
+    from ._explore import read_request, run_explore
+
+    return run_explore(
+        args.handler,
+        request=read_request(args.request, args.request_file, args.request_hex),
+        kind=args.kind,
+        concurrency=args.concurrency,
+        server_class_path=args.server_class,
+        points=args.points,
+        cases=args.case,
+        expect_errors=args.expect_error,
+        timeout=args.timeout,
+    )
+
+
+def _check(args: argparse.Namespace) -> int:
+    from ._chaos import check_scenarios
+
+    return check_scenarios(args.paths)
+
+
+_COMMANDS = {
+    "serve": _serve,
+    "proxy": _proxy,
+    "conform": _conform,
+    "run": _run,
+    "explore": _explore,
+    "check": _check,
+}
+#: Commands that Ctrl-C ends with the results so far.
+_INTERRUPTIBLE = ("conform", "run", "explore")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``sockharness`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    command = _COMMANDS.get(args.command)
+    if command is None:  # pragma: no cover - argparse checks
+        parser.error(f"unknown command {args.command!r}")
     try:
-        if args.command == "serve":
-            from ._serve import serve
-
-            return serve(
-                args.kind,
-                args.concurrency,
-                args.handler,
-                host=args.host,
-                port=args.port,
-                path=args.path,
-            )
-        if args.command == "proxy":
-            from ._proxy import run_proxy
-
-            return run_proxy(
-                listen=args.listen,
-                upstream=args.upstream,
-                kind_name=args.kind,
-                fault_texts=args.fault,
-                seed=args.seed,
-                network_profile=args.network_profile,
-            )
-        if (
-            args.command in ("conform", "run")
-            and threading.current_thread() is threading.main_thread()
-        ):
+        if args.command in _INTERRUPTIBLE and threading.current_thread() is threading.main_thread():
             # Ctrl-C (SIGINT) ends these with the results so far, even when the shell
             # that started them ignored SIGINT (a background job does).
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        if args.command == "conform":
-            from ._conform import run_conform
-
-            return run_conform(
-                args.target,
-                properties=args.property,
-                profile=args.profile,
-                seed=args.seed,
-                shutdown_bound=args.shutdown_bound,
-                factory=args.factory,
-                junit_xml=args.junit_xml,
-                json_path=args.json,
-            )
-        if args.command == "run":
-            from ._chaos import run_scenarios
-
-            return run_scenarios(
-                args.paths,
-                seed=args.seed,
-                junit_xml=args.junit_xml,
-                json_path=args.json,
-                html_path=args.html,
-            )
-        if args.command == "check":
-            from ._chaos import check_scenarios
-
-            return check_scenarios(args.paths)
+        return command(args)
     except UsageError as error:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")
     except OSError as error:
         parser.exit(1, f"sockharness {args.command}: error: {error}\n")
     except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: no traceback.
         parser.exit(130, f"sockharness {args.command}: interrupted\n")
-    parser.error(f"unknown command {args.command!r}")  # pragma: no cover - argparse checks
-    return 2
 
 
 if __name__ == "__main__":
