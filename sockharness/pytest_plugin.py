@@ -13,6 +13,7 @@ the report header and in every failure); ``--sockharness-leaks=fail|warn|off``
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import os
@@ -43,17 +44,62 @@ _PROXIES = pytest.StashKey[list["FaultProxy"]]()
 _FAULTY_CLIENTS = pytest.StashKey[list["Client"]]()
 
 
+#: Where the cache keeps the seed of the last run, for ``--sockharness-seed last``.
+_LAST_SEED_KEY = "sockharness/seed"
+
+
+def _seed_option(value: str) -> int | str:
+    if value == "last":
+        return value
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a seed: give a whole number from 0 to 2**64 - 1, or 'last'"
+        ) from None
+    if not 0 <= seed < 2**64:
+        raise argparse.ArgumentTypeError(
+            f"{seed} is not a seed: give a whole number from 0 to 2**64 - 1, or 'last'"
+        )
+    return seed
+
+
+def _run_seed(config: pytest.Config) -> int:
+    """The run's seed: the controller's (under xdist), the one given, the last run's, or new."""
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None and "sockharness_seed" in worker_input:
+        return int(worker_input["sockharness_seed"])
+    given = config.getoption("--sockharness-seed")
+    cache = getattr(config, "cache", None)
+    if given == "last":
+        last = cache.get(_LAST_SEED_KEY, None) if cache is not None else None
+        if not isinstance(last, int):
+            why = "the cache is off (-p no:cacheprovider)" if cache is None else "none is cached"
+            raise pytest.UsageError(
+                f"--sockharness-seed last: no previous run's seed to reuse ({why}); "
+                f"give the seed as a number"
+            )
+        seed = last
+    elif given is not None:
+        seed = int(given)
+    else:
+        seed = int.from_bytes(os.urandom(4), "big")
+    if cache is not None:
+        cache.set(_LAST_SEED_KEY, seed)
+    return seed
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(
         "sockharness", "sockharness: servers, clients and faults for network tests"
     )
     group.addoption(
         "--sockharness-seed",
-        type=int,
-        metavar="N",
+        type=_seed_option,
+        metavar="N|last",
         default=None,
-        help="seed for every random choice sockharness makes (default: a new one per run, "
-        "printed in the report header and on failure)",
+        help="seed for every random choice sockharness makes, or 'last' for the previous "
+        "run's (default: a new one per run, printed in the report header and on failure)",
     )
     group.addoption(
         "--sockharness-leaks",
@@ -125,13 +171,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "choose its handler class, set attributes on its servers, and run a class of your own "
         "(a class: only where it fits; a mapping 'kind' or 'kind-concurrency' -> class).",
     )
-    seed = config.getoption("--sockharness-seed")
-    worker_input = getattr(config, "workerinput", None)
-    if seed is None and worker_input is not None:
-        seed = worker_input.get("sockharness_seed")
-    if seed is None:
-        seed = int.from_bytes(os.urandom(4), "big")
-    config.stash[_SEED] = seed
+    config.stash[_SEED] = _run_seed(config)
     leaks = config.getoption("--sockharness-leaks") or config.getini("sockharness_leaks")
     if leaks not in LEAK_MODES:
         raise pytest.UsageError(

@@ -473,6 +473,48 @@ def test_server_attributes_are_set_before_the_server_binds(pytester: pytest.Pyte
     result.assert_outcomes(passed=4)
 
 
+def test_seed_last_reuses_the_previous_runs_seed(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_seeded="""
+        def test_data(payloads, sockharness_seed):
+            print("DATA", sockharness_seed, payloads.bytes(8).hex())
+        """
+    )
+
+    def data(result: pytest.RunResult) -> list[str]:
+        return [line for line in result.stdout.lines if line.startswith("DATA")]
+
+    first = pytester.runpytest("-p", "no:randomly", "-s")
+    seed = next(
+        line.split()[2] for line in first.stdout.lines if line.startswith("sockharness: seed")
+    )
+    again = pytester.runpytest("-p", "no:randomly", "-s", "--sockharness-seed", "last")
+    again.stdout.fnmatch_lines(
+        [f"sockharness: seed {seed} (replay with --sockharness-seed {seed})*"]
+    )
+    assert data(again) == data(first)
+    # Under xdist too: the workers take the controller's seed, the last one.
+    parallel = pytester.runpytest("-p", "no:randomly", "-n", "2", "--sockharness-seed", "last")
+    parallel.stdout.fnmatch_lines([f"sockharness: seed {seed} *"])
+    parallel.assert_outcomes(passed=1)
+    # A new seed becomes the last one.
+    pytester.runpytest("-p", "no:randomly", "--sockharness-seed", "77")
+    last = pytester.runpytest("-p", "no:randomly", "-s", "--sockharness-seed", "last")
+    last.stdout.fnmatch_lines(["sockharness: seed 77 *"])
+
+
+def test_seed_last_with_no_previous_seed_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--sockharness-seed", "last")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*--sockharness-seed last: no previous run's seed to reuse (the cache is off*"]
+    )
+    bad = pytester.runpytest("--sockharness-seed", "soon")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*'soon' is not a seed: give a whole number*, or 'last'"])
+
+
 def test_payloads_are_the_same_for_the_same_seed(pytester: pytest.Pytester) -> None:
     source = """
         def test_data(payloads):
