@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import ssl
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import trustme
 
     from .explore import Exploration
-    from .faults import Fault, FaultProxy, ResolverFaults
+    from .faults import Fault, FaultProxy, Recording, ResolverFaults
     from .harness import Client, Payloads, RunningServer, TLSMaterial
 
 _SEED = pytest.StashKey[int]()
@@ -42,6 +43,10 @@ _STOP_TIMEOUT = pytest.StashKey[float]()
 _UNFIRED = pytest.StashKey[UnfiredMode]()
 _PROXIES = pytest.StashKey[list["FaultProxy"]]()
 _FAULTY_CLIENTS = pytest.StashKey[list["Client"]]()
+_FAILURES = pytest.StashKey["Path | None"]()
+_REPLAY = pytest.StashKey["tuple[Path, Recording] | None"]()
+_REPLAY_VERDICT = pytest.StashKey[str]()
+_WROTE = pytest.StashKey[Path]()
 
 
 #: Where the cache keeps the seed of the last run, for ``--sockharness-seed last``.
@@ -71,6 +76,15 @@ def _run_seed(config: pytest.Config) -> int:
         return int(worker_input["sockharness_seed"])
     given = config.getoption("--sockharness-seed")
     cache = getattr(config, "cache", None)
+    replay = config.stash.get(_REPLAY, None)
+    if replay is not None:
+        path, recording = replay
+        if given is not None and given != recording.seed:
+            raise pytest.UsageError(
+                f"--sockharness-seed {given} and --sockharness-replay {path}, whose seed is "
+                f"{recording.seed}: a replay runs with its own seed; leave --sockharness-seed out"
+            )
+        given = recording.seed
     if given == "last":
         last = cache.get(_LAST_SEED_KEY, None) if cache is not None else None
         if not isinstance(last, int):
@@ -89,6 +103,28 @@ def _run_seed(config: pytest.Config) -> int:
     return seed
 
 
+def _read_replay(config: pytest.Config) -> tuple[Path, Recording] | None:
+    given = config.getoption("--sockharness-replay")
+    if given is None:
+        return None
+    from ._core import UsageError
+    from .faults import Recording
+
+    path = Path(given)
+    try:
+        return path, Recording.read(path)
+    except UsageError as error:
+        raise pytest.UsageError(f"--sockharness-replay: {error}") from None
+
+
+def _failures_directory(config: pytest.Config) -> Path | None:
+    """Where replay files go: ``None`` when off, and while replaying one."""
+    value = config.getoption("--sockharness-failures") or config.getini("sockharness_failures")
+    if value == "off" or config.stash.get(_REPLAY, None) is not None:
+        return None
+    return config.rootpath / value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(
         "sockharness", "sockharness: servers, clients and faults for network tests"
@@ -100,6 +136,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="seed for every random choice sockharness makes, or 'last' for the previous "
         "run's (default: a new one per run, printed in the report header and on failure)",
+    )
+    group.addoption(
+        "--sockharness-replay",
+        metavar="FILE",
+        default=None,
+        help="replay a failed test from the replay file its report named: its seed, only "
+        "that test, and a check that every fault decision is the recorded one",
+    )
+    group.addoption(
+        "--sockharness-failures",
+        metavar="DIR",
+        default=None,
+        help="where a failing test's replay file is written (default: the "
+        "sockharness_failures ini value, else .sockharness/failures under the root "
+        "directory; 'off': nowhere)",
     )
     group.addoption(
         "--sockharness-leaks",
@@ -152,6 +203,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how long a server may take to stop at teardown before the test errors (default: 10)",
     )
     parser.addini(
+        "sockharness_failures",
+        "default for --sockharness-failures: a directory (relative to the root directory), or off",
+        default=".sockharness/failures",
+    )
+    parser.addini(
         "sockharness_leaks",
         "default for --sockharness-leaks: fail, warn or off",
         default="warn",
@@ -171,7 +227,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "choose its handler class, set attributes on its servers, and run a class of your own "
         "(a class: only where it fits; a mapping 'kind' or 'kind-concurrency' -> class).",
     )
+    config.stash[_REPLAY] = _read_replay(config)
     config.stash[_SEED] = _run_seed(config)
+    config.stash[_FAILURES] = _failures_directory(config)
     leaks = config.getoption("--sockharness-leaks") or config.getini("sockharness_leaks")
     if leaks not in LEAK_MODES:
         raise pytest.UsageError(
@@ -224,6 +282,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    _keep_the_replayed_test(config, items)
     target = config.getoption("--sockharness-conformance")
     if not target:
         return
@@ -241,6 +300,21 @@ def pytest_collection_modifyitems(
         )
     except TargetError as error:
         raise pytest.UsageError(f"--sockharness-conformance={target}: {error}") from None
+
+
+def _keep_the_replayed_test(config: pytest.Config, items: list[pytest.Item]) -> None:
+    replay = config.stash.get(_REPLAY, None)
+    if replay is None:
+        return
+    path, recording = replay
+    kept = [item for item in items if item.nodeid == recording.name]
+    if not kept:
+        raise pytest.UsageError(
+            f"--sockharness-replay {path}: the recorded test {recording.name} was not "
+            f"collected; run pytest from the same directory, on the same files"
+        )
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 # -- any_server parametrization ------------------------------------------------------------
@@ -740,4 +814,96 @@ def pytest_runtest_makereport(
             if timeline:
                 report.sections.append((f"sockharness fault timeline {client!r}", timeline))
         report.sections.append(("sockharness", _seed_line(item)))
+        _note_replay_file(item, report)
+    if report.when == "teardown" and item.stash.get(_USED, False):
+        _write_or_check_recording(item, report)
     return report
+
+
+def _sources(item: pytest.Item) -> list[tuple[str, Any, tuple[Any, ...], Any]]:
+    """``(label, object, faults, timeline)`` of every server, proxy and faulty client."""
+    servers: list[RunningServer] = item.stash.get(_SERVERS, [])
+    proxies: list[FaultProxy] = item.stash.get(_PROXIES, [])
+    clients: list[Client] = item.stash.get(_FAULTY_CLIENTS, [])
+    sources: list[tuple[str, Any, tuple[Any, ...], Any]] = []
+    for index, server in enumerate(servers):
+        sources.append((f"server {index}", server, server.faults, server.fault_timeline))
+    for index, proxy in enumerate(proxies):
+        sources.append((f"proxy {index}", proxy, tuple(proxy.faults), proxy.timeline))
+    for index, client in enumerate(clients):
+        if client.fault_timeline is not None:
+            sources.append((f"client {index}", client, client.faults, client.fault_timeline))
+    return sources
+
+
+def _recording(item: pytest.Item) -> Recording:
+    from .faults import Recording, decisions_of
+
+    sources = _sources(item)
+    return Recording(
+        name=item.nodeid,
+        seed=item.config.stash[_SEED],
+        plans=[
+            {"source": label, "what": repr(what), "faults": [repr(f) for f in faults]}
+            for label, what, faults, _ in sources
+        ],
+        decisions=decisions_of((label, timeline) for label, _, _, timeline in sources),
+    )
+
+
+def _replay_path(directory: Path, nodeid: str) -> Path:
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid).strip("_")[:100]
+    digest = hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+    return directory / f"{readable}-{digest}.json"
+
+
+def _note_replay_file(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Name, in a failure's report, the replay file teardown writes (decisions so far now)."""
+    directory = item.config.stash.get(_FAILURES, None)
+    if directory is None or _WROTE in item.stash:
+        return
+    path = _replay_path(directory, item.nodeid)
+    try:
+        _recording(item).write(path)
+    except OSError as error:
+        report.sections.append(("sockharness replay", f"no replay file: {error}"))
+        return
+    item.stash[_WROTE] = path
+    shown = os.path.relpath(path, item.config.invocation_params.dir)
+    report.sections.append(
+        (
+            "sockharness replay",
+            f"replay file: {shown}\nreplay with: pytest --sockharness-replay {shown}",
+        )
+    )
+
+
+def _write_or_check_recording(item: pytest.Item, report: pytest.TestReport) -> None:
+    """After teardown: complete the replay file, or compare the replay with its recording."""
+    path = item.stash.get(_WROTE, None)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            _recording(item).write(path)  # Every decision now: children have reported.
+    replay = item.config.stash.get(_REPLAY, None)
+    if replay is None or item.nodeid != replay[1].name:
+        return
+    file, recording = replay
+    now = _recording(item)
+    divergence = recording.first_divergence(now.decisions)
+    if divergence is None:
+        item.config.stash[_REPLAY_VERDICT] = (
+            f"sockharness replay of {file}: the {recording.count()} recorded fault decisions "
+            f"came again, in order"
+        )
+        return
+    message = f"sockharness replay of {file}: the run diverged from the recording at {divergence}"
+    item.config.stash[_REPLAY_VERDICT] = message
+    report.outcome = "failed"
+    report.longrepr = message
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    verdict = config.stash.get(_REPLAY_VERDICT, None)
+    if verdict is not None:
+        terminalreporter.write_sep("-", "sockharness replay")
+        terminalreporter.write_line(verdict)

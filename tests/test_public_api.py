@@ -135,6 +135,8 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "Recording",
+    "decisions_of",
     "connection_fate",
     "SharedState",
     "NETWORK_PROFILES",

@@ -26,6 +26,7 @@ from ._phase import connection_fate
 from ._plans import Event, Timeline, summarize_unfired
 from ._profiles import NETWORK_PROFILES, NetworkProfile, network_profile
 from ._proxy import FaultProxy, FaultsInForce, ProxyStats, check_faults
+from ._recording import Recording, decisions_of
 from ._resolver import (
     NXDomain,
     Resolve,
@@ -118,6 +119,7 @@ __all__ = [
     "Ordinals",
     "ProxyStats",
     "Recorder",
+    "Recording",
     "Refuse",
     "Reorder",
     "ResetPeer",
@@ -144,6 +146,7 @@ __all__ = [
     "Truncate",
     "check_faults",
     "connection_fate",
+    "decisions_of",
     "dns_faults",
     "fault_class",
     "fault_from_mapping",

@@ -513,6 +513,11 @@ class RunningServer:
         return client
 
     @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The in-process faults it was started with (``()``: none)."""
+        return self._faults.faults
+
+    @property
     def fault_timeline(self) -> Timeline:
         """What the in-process faults did, on the server's connections and its clients'.
 
