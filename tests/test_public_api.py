@@ -285,6 +285,7 @@ def test_conformance_exports() -> None:
 
 
 CHAOS_API = [
+    "scenario_id",
     "ClientSpec",
     "Expectations",
     "FaultWindow",

@@ -23,7 +23,7 @@ from ._html import render_html
 from ._reader import load_scenario, parse_scenario
 from ._reports import json_report, junit_report, summary_table
 from ._result import Invariant, ScenarioResult
-from ._runner import resolve_classes, run_scenario
+from ._runner import resolve_classes, run_scenario, scenario_id
 from ._schema import (
     ClientSpec,
     Expectations,
@@ -55,6 +55,7 @@ __all__ = [
     "render_html",
     "resolve_classes",
     "run_scenario",
+    "scenario_id",
     "summary_table",
 ]
 

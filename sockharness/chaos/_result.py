@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sockharness.faults import Recording
+
 from ._schema import FaultWindow, Scenario
 from ._traffic import Message
 
@@ -44,6 +46,8 @@ class ScenarioResult:
     skipped: str | None = None
     #: For each of the scenario's fault windows, in order: whether the fault did something.
     fired: list[bool] = field(default_factory=list)
+    #: The seed, the faults and every fault decision of the run, to replay it.
+    recording: Recording | None = None
 
     @property
     def result(self) -> str:

@@ -22,7 +22,7 @@ from sockharness._core import (
     parse_kind,
     server_class_for,
 )
-from sockharness.faults import Fault, FaultProxy, Timeline
+from sockharness.faults import Fault, FaultProxy, Recording, Timeline, decisions_of
 from sockharness.harness import RunningServer, connect, describe_address, start_server
 
 from ._invariants import RunRecord, evaluate
@@ -234,6 +234,11 @@ def run_scenario(
     return result
 
 
+def scenario_id(scenario: Scenario) -> str:
+    """How a replay file names a scenario: its file and its name."""
+    return f"{scenario.file}::{scenario.name}"
+
+
 class _Once:
     """Calls ``action`` the first time it is called, and never again."""
 
@@ -346,6 +351,7 @@ class _Run:
         self.result.fired = [
             repr(window.fault) in self.fired.get(window.side, set()) for window in scenario.faults
         ]
+        self.result.recording = self.recording()
         self.result.invariants = evaluate(
             RunRecord(
                 scenario=scenario,
@@ -395,6 +401,27 @@ class _Run:
                 )
         self.result.messages = messages
         self.result.problems.extend(problems)
+
+    def recording(self) -> Recording:
+        """The run's seed, fault windows and decisions, for a replay file."""
+        sources: list[tuple[str, Timeline]] = [("client", self.client_timeline)]
+        if self.proxy is not None:
+            sources.append(("proxy", self.proxy.timeline))
+        if self.server is not None:
+            sources.append(("server", self.server.fault_timeline))
+        windows: dict[str, list[str]] = {}
+        for window in self.scenario.faults:
+            span = f"from {window.at:g} s" + (
+                f" until {window.until:g} s" if window.until is not None else ""
+            )
+            windows.setdefault(window.side, []).append(f"{window.fault!r} {span}")
+        return Recording(
+            name=scenario_id(self.scenario),
+            seed=self.seed,
+            plans=[{"source": side, "faults": faults} for side, faults in windows.items()],
+            decisions=decisions_of(sources),
+            extra={"file": str(self.scenario.file), "scenario": self.scenario.name},
+        )
 
     def fired_faults(self) -> dict[str, set[str]]:
         """The faults (by repr) that did something, per side."""

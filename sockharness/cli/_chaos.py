@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import shlex
 import signal
 import sys
-from typing import TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from sockharness._core import UsageError
 
 from ._conform import INTERRUPTED
 from ._reports import check_writable, write_report
+
+if TYPE_CHECKING:
+    from sockharness.chaos import Scenario, ScenarioResult
+    from sockharness.faults import Recording
 
 __all__ = ["check_scenarios", "run_scenarios"]
 
@@ -39,6 +48,10 @@ def check_scenarios(paths: list[str], *, out: TextIO = sys.stdout, err: TextIO =
     return 2 if invalid else 0
 
 
+class _Invalid(Exception):
+    """A scenario, a path or a replay file is not valid: the message says why (exit 2)."""
+
+
 def run_scenarios(
     paths: list[str],
     *,
@@ -46,60 +59,33 @@ def run_scenarios(
     junit_xml: str | None = None,
     json_path: str | None = None,
     html_path: str | None = None,
+    replay: str | None = None,
+    failures: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """Run every scenario under ``paths``: 0 all held, 1 an invariant broke, 2 invalid."""
-    from sockharness.chaos import (
-        ScenarioError,
-        json_report,
-        junit_report,
-        load_scenarios,
-        resolve_classes,
-        run_scenario,
-        summary_table,
-    )
+    """Run every scenario under ``paths``: 0 all held, 1 an invariant broke, 2 invalid.
 
-    from ._progress import ProgressDisplay
+    A broken scenario's replay file goes under ``failures`` (``None``: nowhere);
+    ``replay`` runs only the scenario a replay file recorded, with its seed,
+    and fails (1) where a fault decision differs from the recording.
+    """
+    from sockharness.chaos import json_report, junit_report, render_html, summary_table
 
     for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json"), (html_path, "--html")):
         if path:
             check_writable(path, option)
     try:
-        scenarios = load_scenarios(paths)
-        for scenario in scenarios:  # Every class imports and fits, before anything runs.
-            resolve_classes(scenario)
-    except ScenarioError as error:
+        scenarios = _load(paths)
+        recording = None
+        if replay is not None:
+            recording, scenarios, seed = _replayed(replay, scenarios, seed)
+        results, interrupted = _run_all(scenarios, seed, out)
+    except _Invalid as error:
         print(f"sockharness run: {error}", file=err)
         return 2
-    if not scenarios:
-        print(f"sockharness run: no scenario files under {' '.join(paths)}", file=err)
-        return 2
-    display = ProgressDisplay(out)
-    results = []
-    interrupted = False
-    try:
-        for index, scenario in enumerate(scenarios, start=1):
-            display.begin(scenario.name, index, len(scenarios))
-            try:
-                result = run_scenario(scenario, seed=seed, progress=display.update)
-            except ScenarioError as error:
-                print(f"\nsockharness run: {error}", file=err)
-                return 2
-            display.end(result.result, len(result.messages), result.count("ok"), result.elapsed)
-            results.append(result)
-    except KeyboardInterrupt:  # The scenario in hand was torn down on the way out.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
-        interrupted = True
-        print(
-            f"\ninterrupted: {len(results)} of {len(scenarios)} scenarios finished",
-            file=out,
-            flush=True,
-        )
     print("", file=out)
     print(summary_table(results), file=out, flush=True)
-    from sockharness.chaos import render_html
-
     for path, text in (
         (junit_xml, junit_report),
         (json_path, json_report),
@@ -109,4 +95,118 @@ def run_scenarios(
             write_report(path, text(results))
     if interrupted:
         return INTERRUPTED
-    return 0 if all(result.result in ("held", "skipped") for result in results) else 1
+    held = all(result.result in ("held", "skipped") for result in results)
+    if recording is not None:
+        assert replay is not None
+        return 0 if _check_replay(replay, recording, results, out) and held else 1
+    if failures is not None:
+        _write_replay_files(failures, results, out)
+    return 0 if held else 1
+
+
+def _load(paths: list[str]) -> list[Scenario]:
+    from sockharness.chaos import ScenarioError, load_scenarios, resolve_classes
+
+    try:
+        scenarios = load_scenarios(paths)
+        for scenario in scenarios:  # Every class imports and fits, before anything runs.
+            resolve_classes(scenario)
+    except ScenarioError as error:
+        raise _Invalid(str(error)) from None
+    if not scenarios:
+        raise _Invalid(f"no scenario files under {' '.join(paths)}")
+    return scenarios
+
+
+def _run_all(
+    scenarios: list[Scenario], seed: int | None, out: TextIO
+) -> tuple[list[ScenarioResult], bool]:
+    """Run them in order, with progress; ``(results, whether Ctrl-C cut the run short)``."""
+    from sockharness.chaos import ScenarioError, run_scenario
+
+    from ._progress import ProgressDisplay
+
+    display = ProgressDisplay(out)
+    results: list[ScenarioResult] = []
+    try:
+        for index, scenario in enumerate(scenarios, start=1):
+            display.begin(scenario.name, index, len(scenarios))
+            try:
+                result = run_scenario(scenario, seed=seed, progress=display.update)
+            except ScenarioError as error:
+                print("", file=out)
+                raise _Invalid(str(error)) from None
+            display.end(result.result, len(result.messages), result.count("ok"), result.elapsed)
+            results.append(result)
+    except KeyboardInterrupt:  # The scenario in hand was torn down on the way out.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
+        print(
+            f"\ninterrupted: {len(results)} of {len(scenarios)} scenarios finished",
+            file=out,
+            flush=True,
+        )
+        return results, True
+    return results, False
+
+
+def _replayed(
+    path: str, scenarios: list[Scenario], seed: int | None
+) -> tuple[Recording, list[Scenario], int]:
+    """The recording, the one scenario it names, and its seed."""
+    from sockharness.chaos import scenario_id
+    from sockharness.faults import Recording
+
+    try:
+        recording = Recording.read(path)
+    except UsageError as error:
+        raise _Invalid(f"--replay: {error}") from None
+    chosen = [s for s in scenarios if scenario_id(s) == recording.name]
+    if not chosen:
+        raise _Invalid(
+            f"--replay: the recorded scenario {recording.name} is not among the files given; "
+            f"give its file ({recording.extra.get('file', '?')})"
+        )
+    if seed is not None and seed != recording.seed:
+        raise _Invalid(
+            f"--replay: --seed {seed}, but the recording's seed is {recording.seed}: a replay "
+            f"runs with its own seed; leave --seed out"
+        )
+    return recording, chosen[:1], recording.seed
+
+
+def _check_replay(
+    path: str, recording: Recording, results: list[ScenarioResult], out: TextIO
+) -> bool:
+    now = results[0].recording if results else None
+    if now is None:
+        print(f"replay of {path}: the scenario did not run to its end", file=out)
+        return False
+    divergence = recording.first_divergence(now.decisions)
+    if divergence is None:
+        print(
+            f"replay of {path}: the {recording.count()} recorded fault decisions came "
+            f"again, in order",
+            file=out,
+        )
+        return True
+    print(f"replay of {path}: the run diverged from the recording at {divergence}", file=out)
+    return False
+
+
+def _write_replay_files(directory: str, results: list[ScenarioResult], out: TextIO) -> None:
+    for result in results:
+        if result.result not in ("broken", "error") or result.recording is None:
+            continue
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", result.scenario.name)[:80]
+        target = Path(directory) / f"{name}-{result.seed}.json"
+        try:
+            result.recording.write(target)
+        except OSError as error:
+            print(f"no replay file for {result.scenario.name!r}: {error}", file=out)
+            continue
+        scenario_file = shlex.quote(str(result.scenario.file))
+        print(
+            f"replay file: {target} (replay with: sockharness run {scenario_file} --replay "
+            f"{shlex.quote(str(target))})",
+            file=out,
+        )

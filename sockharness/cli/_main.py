@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from sockharness._core import CONCURRENCIES, KINDS, PROFILE_NAMES, UsageError
 
@@ -59,6 +59,60 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _add_explore(commands: Any) -> None:
+    """The ``explore`` command's arguments."""
+    explore = commands.add_parser(
+        "explore",
+        help="run one exchange at every point where the network can break it",
+        description="Serve HANDLER (package.module:ClassName) in this process and run one "
+        "exchange with it: once as it goes, then once per case: the request split in two "
+        "reads at each byte, two requests coalesced, the client ending or resetting after "
+        "each byte of the request, the server's side closed or reset after each byte of its "
+        "reply. Print which cases failed and a line to replay the first. Exit 0: every case "
+        "held; 1: one failed; 2: bad arguments.",
+    )
+    explore.add_argument("handler", metavar="HANDLER")
+    explore.add_argument(
+        "--request", metavar="TEXT", help="the request, with escapes such as \\r\\n, \\xNN"
+    )
+    explore.add_argument("--request-file", metavar="FILE", help="the request, from a file")
+    explore.add_argument("--request-hex", metavar="HEX", help="the request, in hexadecimal")
+    explore.add_argument(
+        "--kind", default="tcp", choices=["tcp", "tcp6", "unix"], help="(default: tcp)"
+    )
+    explore.add_argument(
+        "--concurrency", default="threading", choices=CONCURRENCIES, help="(default: threading)"
+    )
+    explore.add_argument(
+        "--server-class", metavar="CLASS", help="serve with package.module:ClassName instead"
+    )
+    explore.add_argument(
+        "--points",
+        metavar="LIST",
+        help="which kinds of case, comma-separated: split, coalesce, client-close, "
+        "client-reset, server-close, server-reset (default: all)",
+    )
+    explore.add_argument(
+        "--case",
+        action="append",
+        metavar="CASE",
+        help="only this case, e.g. split:17 (repeat for more): a replay",
+    )
+    explore.add_argument(
+        "--expect-error",
+        action="append",
+        metavar="EXCEPTION",
+        help="an exception allowed where a connection closes or resets (default: OSError; "
+        "repeat for more)",
+    )
+    explore.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=2.0,
+        help="how long a case may take before it is a hang (default: 2 s)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,57 +231,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--html", metavar="FILE", help="also write a self-contained HTML report with plots"
     )
+    run.add_argument(
+        "--replay",
+        metavar="FILE",
+        help="run the scenario a replay file recorded, with its seed, and check that every "
+        "fault decision comes again",
+    )
+    run.add_argument(
+        "--failures",
+        metavar="DIR",
+        default=".sockharness/failures",
+        help="where a broken scenario's replay file is written ('off': nowhere; default: "
+        ".sockharness/failures)",
+    )
 
-    explore = commands.add_parser(
-        "explore",
-        help="run one exchange at every point where the network can break it",
-        description="Serve HANDLER (package.module:ClassName) in this process and run one "
-        "exchange with it: once as it goes, then once per case: the request split in two "
-        "reads at each byte, two requests coalesced, the client ending or resetting after "
-        "each byte of the request, the server's side closed or reset after each byte of its "
-        "reply. Print which cases failed and a line to replay the first. Exit 0: every case "
-        "held; 1: one failed; 2: bad arguments.",
-    )
-    explore.add_argument("handler", metavar="HANDLER")
-    explore.add_argument(
-        "--request", metavar="TEXT", help="the request, with escapes such as \\r\\n, \\xNN"
-    )
-    explore.add_argument("--request-file", metavar="FILE", help="the request, from a file")
-    explore.add_argument("--request-hex", metavar="HEX", help="the request, in hexadecimal")
-    explore.add_argument(
-        "--kind", default="tcp", choices=["tcp", "tcp6", "unix"], help="(default: tcp)"
-    )
-    explore.add_argument(
-        "--concurrency", default="threading", choices=CONCURRENCIES, help="(default: threading)"
-    )
-    explore.add_argument(
-        "--server-class", metavar="CLASS", help="serve with package.module:ClassName instead"
-    )
-    explore.add_argument(
-        "--points",
-        metavar="LIST",
-        help="which kinds of case, comma-separated: split, coalesce, client-close, "
-        "client-reset, server-close, server-reset (default: all)",
-    )
-    explore.add_argument(
-        "--case",
-        action="append",
-        metavar="CASE",
-        help="only this case, e.g. split:17 (repeat for more): a replay",
-    )
-    explore.add_argument(
-        "--expect-error",
-        action="append",
-        metavar="EXCEPTION",
-        help="an exception allowed where a connection closes or resets (default: OSError; "
-        "repeat for more)",
-    )
-    explore.add_argument(
-        "--timeout",
-        type=_positive_seconds,
-        default=2.0,
-        help="how long a case may take before it is a hang (default: 2 s)",
-    )
+    _add_explore(commands)
 
     check = commands.add_parser(
         "check",
@@ -284,6 +302,8 @@ def _run(args: argparse.Namespace) -> int:
         junit_xml=args.junit_xml,
         json_path=args.json,
         html_path=args.html,
+        replay=args.replay,
+        failures=None if args.failures == "off" else args.failures,
     )
 
 
