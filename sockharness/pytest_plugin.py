@@ -266,8 +266,9 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def derive_test_seed(config: pytest.Config, nodeid: str) -> int:
     """The seed of one test: the run's seed and the test's id, hashed (stable everywhere)."""
-    digest = hashlib.sha256(f"{config.stash[_SEED]}:{nodeid}".encode()).digest()
-    return int.from_bytes(digest[:8], "big")
+    from ._core import derive_seed
+
+    return derive_seed(config.stash[_SEED], nodeid)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

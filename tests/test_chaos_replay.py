@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +127,90 @@ def test_bad_replays_are_one_line_and_exit_2(tmp_path: Path) -> None:
     )  # fmt: skip
     assert seeded.returncode == 2
     assert "a replay runs with its own seed" in seeded.stderr
+
+
+# -- seed sweeps and determinism checks ------------------------------------------------------
+
+UNSEEDED_FAULT = """
+import dataclasses
+import itertools
+
+from sockharness.faults import STREAM, Fault, StreamEffect
+
+DRAWS = itertools.count()
+
+
+class _Draws(StreamEffect):
+    def data(self, plan, stage, items):
+        for at, data in items:
+            # The classic mistake: not stage.rng, so two runs decide differently.
+            plan.record(stage, at, f"drew {next(DRAWS)}")
+        return items, []
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Unseeded(Fault):
+    transports = frozenset({STREAM})
+    stream_effect = _Draws()
+"""
+
+
+def test_a_seed_sweep_names_the_seeds_that_broke(tmp_path: Path) -> None:
+    (tmp_path / "retry.toml").write_text(SCENARIO)
+    swept = _run("retry.toml", "--seeds", "3", cwd=tmp_path)
+    assert swept.returncode == 1
+    assert "seed sweep: 3 seeds per scenario, derived from 11" in swept.stdout
+    line = next(x for x in swept.stdout.splitlines() if x.startswith("seed sweep: 'no retries'"))
+    seeds = line.split(": ", 2)[2].split(" (")[0].split(", ")
+    assert line.startswith("seed sweep: 'no retries' broke under 3 of 3 seeds: ")
+    assert len(set(seeds)) == 3
+    # Each has its replay file; the same base gives the same seeds, run after run.
+    for seed in seeds:
+        assert (tmp_path / f".sockharness/failures/no_retries-{seed}.json").exists()
+    again = _run("retry.toml", "--seeds", "3", "--failures", "off", cwd=tmp_path)
+    assert line in again.stdout
+
+
+def test_a_determinism_check_passes_seeded_faults_and_catches_an_unseeded_one(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "retry.toml").write_text(SCENARIO)
+    checked = _run("retry.toml", "--check-determinism", cwd=tmp_path)
+    assert (
+        "deterministic: 'no retries' (seed 11): both runs made the same 2 fault decisions"
+    ) in checked.stdout
+    (tmp_path / "unseeded_fault.py").write_text(UNSEEDED_FAULT)
+    scenario = SCENARIO.replace('fault = "refuse"', 'fault = "unseeded_fault:Unseeded"')
+    scenario = scenario.replace("max_error_rate = 0.0", "max_error_rate = 1.0")
+    (tmp_path / "unseeded.toml").write_text(scenario)
+    caught = subprocess.run(
+        [sys.executable, "-m", "sockharness", "run", "unseeded.toml", "--check-determinism"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        check=False,
+    )
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert "not deterministic: 'no retries' (seed 11): the runs differ at proxy conn 0 " in (
+        caught.stdout
+    )
+    assert re.search(
+        r"decision 0: first run Unseeded\(connections='0-1'\): drew \d+; second run "
+        r"Unseeded\(connections='0-1'\): drew \d+\n",
+        caught.stdout,
+    )
+
+
+def test_sweeps_and_checks_refuse_what_makes_no_sense(tmp_path: Path) -> None:
+    (tmp_path / "retry.toml").write_text(SCENARIO)
+    for args, message in [
+        (["--seeds", "0"], "0 seeds: give from 1 to 10000"),
+        (["--seeds", "many"], "'many' is not a number of seeds"),
+        (["--seeds", "2", "--check-determinism"], "give one of them"),
+    ]:
+        bad = _run("retry.toml", *args, cwd=tmp_path)
+        assert bad.returncode == 2, bad.stdout + bad.stderr
+        assert message in bad.stderr
+        assert bad.stderr.count("\n") == 1

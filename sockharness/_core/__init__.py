@@ -43,6 +43,7 @@ from .kinds import (
 )
 from .paths import private_directory
 from .procfs import ChildState, child_state, open_descriptors, socket_descriptors
+from .seeds import derive_seed
 from .table import format_table
 from .text import plural
 from .vocabulary import (
@@ -112,6 +113,7 @@ __all__ = [
     "concurrency_of_class",
     "count_bytes",
     "counter_of",
+    "derive_seed",
     "format_table",
     "handler_running",
     "import_object",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from sockharness._core import UsageError
+from sockharness._core import UsageError, derive_seed
 
 from ._conform import INTERRUPTED
 from ._reports import check_writable, write_report
@@ -61,6 +61,8 @@ def run_scenarios(
     html_path: str | None = None,
     replay: str | None = None,
     failures: str | None = None,
+    seeds: int | None = None,
+    check_determinism: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -68,7 +70,10 @@ def run_scenarios(
 
     A broken scenario's replay file goes under ``failures`` (``None``: nowhere);
     ``replay`` runs only the scenario a replay file recorded, with its seed,
-    and fails (1) where a fault decision differs from the recording.
+    and fails (1) where a fault decision differs from the recording. ``seeds``
+    runs each scenario under that many seeds derived from its own (or
+    ``seed``); ``check_determinism`` runs each twice with the same seed and
+    fails where their fault decisions differ.
     """
     from sockharness.chaos import json_report, junit_report, render_html, summary_table
 
@@ -79,8 +84,15 @@ def run_scenarios(
         scenarios = _load(paths)
         recording = None
         if replay is not None:
+            if seeds is not None or check_determinism:
+                raise _Invalid(
+                    "--replay runs the recorded run: leave out --seeds and --check-determinism"
+                )
             recording, scenarios, seed = _replayed(replay, scenarios, seed)
-        results, interrupted = _run_all(scenarios, seed, out)
+        runs = _plan_runs(scenarios, seed, seeds=seeds, twice=check_determinism)
+        if seeds is not None:
+            print(_sweep_header(scenarios, seed, seeds), file=out, flush=True)
+        results, interrupted = _run_all(runs, out, labelled=seeds is not None or check_determinism)
     except _Invalid as error:
         print(f"sockharness run: {error}", file=err)
         return 2
@@ -96,9 +108,25 @@ def run_scenarios(
     if interrupted:
         return INTERRUPTED
     held = all(result.result in ("held", "skipped") for result in results)
-    if recording is not None:
-        assert replay is not None
-        return 0 if _check_replay(replay, recording, results, out) and held else 1
+    if check_determinism:
+        held = _check_determinism(results, out) and held
+    if seeds is not None:
+        _report_sweep(results, out)
+    return _after_the_run(held, results, out, failures=failures, replay=replay, recorded=recording)
+
+
+def _after_the_run(
+    held: bool,
+    results: list[ScenarioResult],
+    out: TextIO,
+    *,
+    failures: str | None,
+    replay: str | None,
+    recorded: Recording | None,
+) -> int:
+    """Check a replay against its recording, or write the broken runs' replay files."""
+    if replay is not None and recorded is not None:
+        return 0 if _check_replay(replay, recorded, results, out) and held else 1
     if failures is not None:
         _write_replay_files(failures, results, out)
     return 0 if held else 1
@@ -118,8 +146,40 @@ def _load(paths: list[str]) -> list[Scenario]:
     return scenarios
 
 
+def _plan_runs(
+    scenarios: list[Scenario], seed: int | None, *, seeds: int | None, twice: bool
+) -> list[tuple[Scenario, int | None]]:
+    """Each run: a scenario and its seed (``None``: the file's)."""
+    if seeds is not None and twice:
+        raise _Invalid("--seeds and --check-determinism: give one of them")
+    if seeds is not None:
+        return [
+            (scenario, sweep_seed(scenario.seed if seed is None else seed, index))
+            for scenario in scenarios
+            for index in range(seeds)
+        ]
+    if twice:
+        return [
+            (scenario, scenario.seed if seed is None else seed)
+            for scenario in scenarios
+            for _ in range(2)
+        ]
+    return [(scenario, seed) for scenario in scenarios]
+
+
+def sweep_seed(base: int, index: int) -> int:
+    """The ``index``-th seed of a sweep from ``base`` (a scenario seed: 32 bits)."""
+    return derive_seed(base, f"sweep {index}", bits=32)
+
+
+def _sweep_header(scenarios: list[Scenario], seed: int | None, count: int) -> str:
+    bases = sorted({scenario.seed if seed is None else seed for scenario in scenarios})
+    shown = ", ".join(map(str, bases))
+    return f"seed sweep: {count} seeds per scenario, derived from {shown}"
+
+
 def _run_all(
-    scenarios: list[Scenario], seed: int | None, out: TextIO
+    runs: list[tuple[Scenario, int | None]], out: TextIO, *, labelled: bool = False
 ) -> tuple[list[ScenarioResult], bool]:
     """Run them in order, with progress; ``(results, whether Ctrl-C cut the run short)``."""
     from sockharness.chaos import ScenarioError, run_scenario
@@ -129,8 +189,11 @@ def _run_all(
     display = ProgressDisplay(out)
     results: list[ScenarioResult] = []
     try:
-        for index, scenario in enumerate(scenarios, start=1):
-            display.begin(scenario.name, index, len(scenarios))
+        for index, (scenario, seed) in enumerate(runs, start=1):
+            label = scenario.name
+            if labelled:
+                label += f" (seed {scenario.seed if seed is None else seed})"
+            display.begin(label, index, len(runs))
             try:
                 result = run_scenario(scenario, seed=seed, progress=display.update)
             except ScenarioError as error:
@@ -141,12 +204,53 @@ def _run_all(
     except KeyboardInterrupt:  # The scenario in hand was torn down on the way out.
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
         print(
-            f"\ninterrupted: {len(results)} of {len(scenarios)} scenarios finished",
+            f"\ninterrupted: {len(results)} of {len(runs)} scenarios finished",
             file=out,
             flush=True,
         )
         return results, True
     return results, False
+
+
+def _check_determinism(results: list[ScenarioResult], out: TextIO) -> bool:
+    """Compare each scenario's two runs, decision by decision; print and return the verdict."""
+    same = True
+    for first, second in zip(results[::2], results[1::2], strict=False):
+        name = f"{first.scenario.name!r} (seed {first.seed})"
+        if first.recording is None or second.recording is None:
+            print(f"not checked: {name} did not run to its end twice", file=out)
+            same = False
+            continue
+        divergence = first.recording.first_divergence(second.recording.decisions)
+        if divergence is None:
+            print(
+                f"deterministic: {name}: both runs made the same "
+                f"{first.recording.count()} fault decisions",
+                file=out,
+            )
+            continue
+        same = False
+        divergence = divergence.replace("recorded", "first run", 1)
+        divergence = divergence.replace("; this run", "; second run", 1)
+        print(f"not deterministic: {name}: the runs differ at {divergence}", file=out)
+    return same
+
+
+def _report_sweep(results: list[ScenarioResult], out: TextIO) -> None:
+    by_name: dict[str, list[ScenarioResult]] = {}
+    for result in results:
+        by_name.setdefault(result.scenario.name, []).append(result)
+    for name, runs in by_name.items():
+        failed = [r for r in runs if r.result in ("broken", "error")]
+        if not failed:
+            print(f"seed sweep: {name!r} held under all {len(runs)} seeds", file=out)
+            continue
+        seeds = ", ".join(str(r.seed) for r in failed)
+        print(
+            f"seed sweep: {name!r} broke under {len(failed)} of {len(runs)} seeds: {seeds} "
+            f"(replay one with --seed N, or its replay file below)",
+            file=out,
+        )
 
 
 def _replayed(

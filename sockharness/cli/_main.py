@@ -45,6 +45,16 @@ def _seed(value: str) -> int:
     return seed
 
 
+def _sweep_count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds") from None
+    if not 1 <= count <= 10_000:
+        raise argparse.ArgumentTypeError(f"{count} seeds: give from 1 to 10000")
+    return count
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -238,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
         "fault decision comes again",
     )
     run.add_argument(
+        "--seeds",
+        type=_sweep_count,
+        metavar="N",
+        help="run each scenario under N seeds derived from its own (or --seed), and say "
+        "which broke",
+    )
+    run.add_argument(
+        "--check-determinism",
+        action="store_true",
+        help="run each scenario twice with the same seed and fail where a fault decision differs",
+    )
+    run.add_argument(
         "--failures",
         metavar="DIR",
         default=".sockharness/failures",
@@ -304,6 +326,8 @@ def _run(args: argparse.Namespace) -> int:
         html_path=args.html,
         replay=args.replay,
         failures=None if args.failures == "off" else args.failures,
+        seeds=args.seeds,
+        check_determinism=args.check_determinism,
     )
 
 
