@@ -69,11 +69,33 @@ def _seed_option(value: str) -> int | str:
     return seed
 
 
+def _sweep_option(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds") from None
+    if not 1 <= count <= 10_000:
+        raise argparse.ArgumentTypeError(f"{count} seeds: give from 1 to 10000")
+    return count
+
+
+def sweep_count(config: pytest.Config) -> int | None:
+    """How many seeds each swept test runs under: the option's, or the replayed run's."""
+    count = config.getoption("--sockharness-seeds")
+    replay = config.stash.get(_REPLAY, None)
+    if count is None and replay is not None:
+        count = replay[1].extra.get("seeds")
+    return count if isinstance(count, int) else None
+
+
 def _run_seed(config: pytest.Config) -> int:
     """The run's seed: the controller's (under xdist), the one given, the last run's, or new."""
     worker_input = getattr(config, "workerinput", None)
     if worker_input is not None and "sockharness_seed" in worker_input:
-        return int(worker_input["sockharness_seed"])
+        seed = int(worker_input["sockharness_seed"])
+        if config.getoption("--sockharness-seed") is not None:
+            config.option.sockharness_seed = seed  # 'last', as the controller read it.
+        return seed
     given = config.getoption("--sockharness-seed")
     cache = getattr(config, "cache", None)
     replay = config.stash.get(_REPLAY, None)
@@ -94,10 +116,13 @@ def _run_seed(config: pytest.Config) -> int:
                 f"give the seed as a number"
             )
         seed = last
+        given = seed
     elif given is not None:
         seed = int(given)
     else:
         seed = int.from_bytes(os.urandom(4), "big")
+    if given is not None:
+        config.option.sockharness_seed = seed  # What scenario items read: the number.
     if cache is not None:
         cache.set(_LAST_SEED_KEY, seed)
     return seed
@@ -143,6 +168,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="replay a failed test from the replay file its report named: its seed, only "
         "that test, and a check that every fault decision is the recorded one",
+    )
+    group.addoption(
+        "--sockharness-seeds",
+        type=_sweep_option,
+        metavar="N",
+        default=None,
+        help="a seed sweep: run each test marked sockharness_sweep, and each scenario, under "
+        "N seeds derived from the run's (or the scenario's)",
     )
     group.addoption(
         "--sockharness-failures",
@@ -220,6 +253,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sockharness_sweep: under --sockharness-seeds N, run this test under N seeds "
+        "(ids sweep0, sweep1, ...), each derived from the run's seed",
+    )
     config.addinivalue_line(
         "markers",
         "sockharness(kinds=None, concurrency=None, handler=None, server_attrs=None, "
@@ -338,6 +376,7 @@ def _supported_pairs() -> list[tuple[str, str]]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    _sweep(metafunc)
     if "any_server" not in metafunc.fixturenames:
         return
     from ._core import parse_concurrency, parse_kind
@@ -380,6 +419,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         [pytest.param(pair, id=f"{pair[0]}-{pair[1]}") for pair in pairs],
         indirect=True,
     )
+
+
+def _sweep(metafunc: pytest.Metafunc) -> None:
+    """Under ``--sockharness-seeds N``, a marked test runs N times, as ``[sweep0]`` ... : each
+    id is part of the test's id, from which its seed derives, so each gets its own."""
+    count = sweep_count(metafunc.config)
+    if count is None or metafunc.definition.get_closest_marker("sockharness_sweep") is None:
+        return
+    metafunc.fixturenames.append("_sockharness_sweep")  # As pytest-repeat adds its own.
+    metafunc.parametrize(
+        "_sockharness_sweep", list(range(count)), ids=[f"sweep{k}" for k in range(count)]
+    )
+
+
+@pytest.fixture
+def _sockharness_sweep(request: pytest.FixtureRequest) -> int:
+    """The index of a swept test's seed (under ``--sockharness-seeds``)."""
+    return int(request.param)
 
 
 _MARKER_ARGUMENTS = ("kinds", "concurrency", "handler", "server_attrs", "server_class")
@@ -841,9 +898,11 @@ def _recording(item: pytest.Item) -> Recording:
     from .faults import Recording, decisions_of
 
     sources = _sources(item)
+    count = sweep_count(item.config)
     return Recording(
         name=item.nodeid,
         seed=item.config.stash[_SEED],
+        extra={"seeds": count} if count is not None else {},
         plans=[
             {"source": label, "what": repr(what), "faults": [repr(f) for f in faults]}
             for label, what, faults, _ in sources

@@ -43,7 +43,7 @@ from .kinds import (
 )
 from .paths import private_directory
 from .procfs import ChildState, child_state, open_descriptors, socket_descriptors
-from .seeds import derive_seed
+from .seeds import derive_seed, sweep_seed
 from .table import format_table
 from .text import plural
 from .vocabulary import (
@@ -131,6 +131,7 @@ __all__ = [
     "publish",
     "server_class_for",
     "socket_descriptors",
+    "sweep_seed",
     "unreachable",
     "wait_until_sent",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from sockharness._core import SockharnessError
+from sockharness._core import SockharnessError, sweep_seed
 
 from ._discover import is_scenario_file
 from ._reader import load_scenario
@@ -48,28 +48,49 @@ class ScenarioFile(pytest.File):
         except ScenarioError as exc:
             scenario, error = None, exc
         name = scenario.name if scenario is not None else self.path.stem
-        item: pytest.Item = ScenarioItem.from_parent(
-            self, name=name, scenario=scenario, error=error
-        )
-        return [item]
+        count = self.config.getoption("--sockharness-seeds", None)
+        if count is None or scenario is None:
+            item: pytest.Item = ScenarioItem.from_parent(
+                self, name=name, scenario=scenario, error=error
+            )
+            return [item]
+        # A seed sweep: one item per seed, derived from the run's seed or the scenario's.
+        given = self.config.getoption("--sockharness-seed", None)
+        base = scenario.seed if given is None else int(given)
+        return [
+            ScenarioItem.from_parent(
+                self,
+                name=f"{name}[sweep{index}]",
+                scenario=scenario,
+                error=None,
+                seed=sweep_seed(base, index),
+            )
+            for index in range(count)
+        ]
 
 
 class ScenarioItem(pytest.Item):
     """Runs one scenario; fails with its broken invariants and its seed."""
 
     def __init__(
-        self, *, scenario: Scenario | None, error: ScenarioError | None, **kwargs: Any
+        self,
+        *,
+        scenario: Scenario | None,
+        error: ScenarioError | None,
+        seed: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.scenario = scenario
         self.error = error
+        self.seed = seed  # A sweep's; ``None``: the run's (--sockharness-seed) or the file's.
         self.result: ScenarioResult | None = None
 
     def runtest(self) -> None:
         if self.error is not None:
             raise InvalidScenario(str(self.error))
         assert self.scenario is not None
-        seed = self.config.getoption("--sockharness-seed")
+        seed = self.seed if self.seed is not None else self.config.getoption("--sockharness-seed")
         try:
             self.result = run_scenario(self.scenario, seed=seed)
         except ScenarioError as exc:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from sockharness._core import UsageError, derive_seed
+from sockharness._core import UsageError, sweep_seed
 
 from ._conform import INTERRUPTED
 from ._reports import check_writable, write_report
@@ -165,11 +165,6 @@ def _plan_runs(
             for _ in range(2)
         ]
     return [(scenario, seed) for scenario in scenarios]
-
-
-def sweep_seed(base: int, index: int) -> int:
-    """The ``index``-th seed of a sweep from ``base`` (a scenario seed: 32 bits)."""
-    return derive_seed(base, f"sweep {index}", bits=32)
 
 
 def _sweep_header(scenarios: list[Scenario], seed: int | None, count: int) -> str:
