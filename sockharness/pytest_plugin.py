@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import ssl
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ _FAILURES = pytest.StashKey["Path | None"]()
 _REPLAY = pytest.StashKey["tuple[Path, Recording] | None"]()
 _REPLAY_VERDICT = pytest.StashKey[str]()
 _WROTE = pytest.StashKey[Path]()
+_DETERMINISM = pytest.StashKey[list[str]]()
 
 
 #: Where the cache keeps the seed of the last run, for ``--sockharness-seed last``.
@@ -178,6 +180,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "N seeds derived from the run's (or the scenario's)",
     )
     group.addoption(
+        "--sockharness-check-determinism",
+        action="store_true",
+        default=False,
+        help="run each test that uses sockharness's servers, clients or proxies twice with "
+        "the same seed ([determinism1], [determinism2]) and fail the run where their fault "
+        "decisions differ",
+    )
+    group.addoption(
         "--sockharness-failures",
         metavar="DIR",
         default=None,
@@ -306,7 +316,25 @@ def derive_test_seed(config: pytest.Config, nodeid: str) -> int:
     """The seed of one test: the run's seed and the test's id, hashed (stable everywhere)."""
     from ._core import derive_seed
 
-    return derive_seed(config.stash[_SEED], nodeid)
+    return derive_seed(config.stash[_SEED], _one_of_two(nodeid)[0])
+
+
+#: The fixtures whose servers, proxies and clients make fault decisions.
+_DECIDING_FIXTURES = ("make_server", "any_server", "fault_proxy", "make_client")
+_RUN_ID = re.compile(r"(?:^|-)determinism([12])(?=-|$)")
+
+
+def _one_of_two(nodeid: str) -> tuple[str, int | None]:
+    """A test's id without its determinism run (``[determinism1]``), and which run it is."""
+    head, bracket, params = nodeid.partition("[")
+    if not bracket:
+        return nodeid, None
+    found = _RUN_ID.search(params[:-1])
+    if found is None:
+        return nodeid, None
+    rest = (params[: found.start()] + params[found.end() :]).strip("-")
+    rest = rest.removesuffix("]").strip("-")
+    return (f"{head}[{rest}]" if rest else head), int(found.group(1))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -377,6 +405,7 @@ def _supported_pairs() -> list[tuple[str, str]]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     _sweep(metafunc)
+    _twice(metafunc)
     if "any_server" not in metafunc.fixturenames:
         return
     from ._core import parse_concurrency, parse_kind
@@ -431,6 +460,23 @@ def _sweep(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(
         "_sockharness_sweep", list(range(count)), ids=[f"sweep{k}" for k in range(count)]
     )
+
+
+def _twice(metafunc: pytest.Metafunc) -> None:
+    """Under ``--sockharness-check-determinism``, a test whose fixtures decide faults runs
+    twice, as ``[determinism1]`` and ``[determinism2]``, with one seed."""
+    if not metafunc.config.getoption("--sockharness-check-determinism"):
+        return
+    if not any(name in metafunc.fixturenames for name in _DECIDING_FIXTURES):
+        return
+    metafunc.fixturenames.append("_sockharness_run")
+    metafunc.parametrize("_sockharness_run", [1, 2], ids=["determinism1", "determinism2"])
+
+
+@pytest.fixture
+def _sockharness_run(request: pytest.FixtureRequest) -> int:
+    """Which of the two runs of a determinism check this is."""
+    return int(request.param)
 
 
 @pytest.fixture
@@ -944,6 +990,10 @@ def _write_or_check_recording(item: pytest.Item, report: pytest.TestReport) -> N
     if path is not None:
         with contextlib.suppress(OSError):
             _recording(item).write(path)  # Every decision now: children have reported.
+    base, run = _one_of_two(item.nodeid)
+    if run is not None:
+        with contextlib.suppress(OSError):
+            _recording(item).write(_determinism_path(item.config, base, run))
     replay = item.config.stash.get(_REPLAY, None)
     if replay is None or item.nodeid != replay[1].name:
         return
@@ -962,8 +1012,58 @@ def _write_or_check_recording(item: pytest.Item, report: pytest.TestReport) -> N
     report.longrepr = message
 
 
+def _determinism_directory(config: pytest.Config) -> Path:
+    return config.rootpath / ".sockharness" / "determinism" / str(config.stash[_SEED])
+
+
+def _determinism_path(config: pytest.Config, base: str, run: int) -> Path:
+    return _replay_path(_determinism_directory(config), base).with_suffix(f".{run}.json")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Compare the two runs of each test of a determinism check (on the controller)."""
+    config = session.config
+    if not config.getoption("--sockharness-check-determinism"):
+        return
+    if getattr(config, "workerinput", None) is not None:
+        return
+    from .faults import Recording
+
+    directory = _determinism_directory(config)
+    lines: list[str] = []
+    differing = 0
+    for first_path in sorted(directory.glob("*.1.json")):
+        second_path = first_path.with_name(first_path.name.removesuffix(".1.json") + ".2.json")
+        try:
+            first = Recording.read(first_path)
+            second = Recording.read(second_path)
+        except Exception:  # One run did not get to its teardown: nothing to compare.
+            continue
+        base = _one_of_two(first.name)[0]
+        divergence = first.first_divergence(second.decisions)
+        if divergence is None:
+            lines.append(f"deterministic: {base}: {first.count()} fault decisions, twice")
+            continue
+        differing += 1
+        divergence = divergence.replace("recorded", "first run", 1)
+        divergence = divergence.replace("; this run", "; second run", 1)
+        lines.append(f"NOT DETERMINISTIC: {base}: the runs differ at {divergence}")
+    shutil.rmtree(directory, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        directory.parent.rmdir()  # .sockharness/determinism, once no other run uses it.
+    config.stash[_DETERMINISM] = lines
+    if differing:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     verdict = config.stash.get(_REPLAY_VERDICT, None)
     if verdict is not None:
         terminalreporter.write_sep("-", "sockharness replay")
         terminalreporter.write_line(verdict)
+    determinism = config.stash.get(_DETERMINISM, None)
+    if determinism is not None:
+        terminalreporter.write_sep("-", "sockharness determinism")
+        for line in determinism or ["no test used sockharness's servers, proxies or clients"]:
+            terminalreporter.write_line(line)
