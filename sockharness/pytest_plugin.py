@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._core import LEAK_MODES, PROFILE_NAMES, UNFIRED_MODES, LeakMode, UnfiredMode
+from ._core import (
+    LEAK_MODES,
+    PROFILE_NAMES,
+    UNFIRED_MODES,
+    LeakMode,
+    UnfiredMode,
+    sweep_count_argument,
+)
 
 if TYPE_CHECKING:
     import trustme
@@ -69,16 +76,6 @@ def _seed_option(value: str) -> int | str:
             f"{seed} is not a seed: give a whole number from 0 to 2**64 - 1, or 'last'"
         )
     return seed
-
-
-def _sweep_option(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds") from None
-    if not 1 <= count <= 10_000:
-        raise argparse.ArgumentTypeError(f"{count} seeds: give from 1 to 10000")
-    return count
 
 
 def sweep_count(config: pytest.Config) -> int | None:
@@ -173,7 +170,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sockharness-seeds",
-        type=_sweep_option,
+        type=sweep_count_argument,
         metavar="N",
         default=None,
         help="a seed sweep: run each test marked sockharness_sweep, and each scenario, under "

@@ -43,7 +43,7 @@ from .kinds import (
 )
 from .paths import private_directory
 from .procfs import ChildState, child_state, open_descriptors, socket_descriptors
-from .seeds import derive_seed, sweep_seed
+from .seeds import MAX_SWEEP, derive_seed, sweep_count_argument, sweep_seed
 from .table import format_table
 from .text import plural
 from .vocabulary import (
@@ -71,6 +71,7 @@ __all__ = [
     "CONCURRENCIES",
     "KINDS",
     "LEAK_MODES",
+    "MAX_SWEEP",
     "PATTERNS",
     "PAYLOAD_KINDS",
     "PROFILE_NAMES",
@@ -131,6 +132,7 @@ __all__ = [
     "publish",
     "server_class_for",
     "socket_descriptors",
+    "sweep_count_argument",
     "sweep_seed",
     "unreachable",
     "wait_until_sent",

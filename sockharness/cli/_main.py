@@ -8,7 +8,13 @@ import sys
 import threading
 from typing import Any, NoReturn
 
-from sockharness._core import CONCURRENCIES, KINDS, PROFILE_NAMES, UsageError
+from sockharness._core import (
+    CONCURRENCIES,
+    KINDS,
+    PROFILE_NAMES,
+    UsageError,
+    sweep_count_argument,
+)
 
 __all__ = ["main"]
 
@@ -43,16 +49,6 @@ def _seed(value: str) -> int:
             f"{seed} is not a seed: use a whole number from 0 to 2**32 - 1"
         )
     return seed
-
-
-def _sweep_count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seeds") from None
-    if not 1 <= count <= 10_000:
-        raise argparse.ArgumentTypeError(f"{count} seeds: give from 1 to 10000")
-    return count
 
 
 def _version() -> str:
@@ -249,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--seeds",
-        type=_sweep_count,
+        type=sweep_count_argument,
         metavar="N",
         help="run each scenario under N seeds derived from its own (or --seed), and say "
         "which broke",
