@@ -18,6 +18,7 @@ from sockharness import (
     UsageError,
     start_server,
 )
+from sockharness._core import child_state
 from sockharness.faults import Down, Latency, Slicer
 from sockharness.handlers import CrashHandler, EchoHandler, HandlerCrash, RecordingHandler
 
@@ -119,8 +120,12 @@ def test_a_child_left_running_is_a_leak_and_is_reported() -> None:
     raw = socket.create_connection(server.address, timeout=5)
     try:
         assert raw.recv(3) == b"hi\n"
-        with pytest.raises(LeakError, match=r"child processes not reaped: pid \d+ \(running\)"):
+        with pytest.raises(
+            LeakError, match=r"child processes not reaped: pid \d+ \(running\), killed"
+        ):
             server.stop(timeout=0.3)
+        # Killed and reaped: nothing outlives the test (it would hold the run's output).
+        assert all(child_state(pid) is None for pid in server._events.children)
     finally:
         # The child holds a copy of this very socket (it was open when the child
         # was forked): only a FIN, not our close, ends its read.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import stat
 import threading
@@ -151,8 +152,24 @@ def _wait_for_child(pid: int, deadline: float) -> str | None:
     return state
 
 
-def reap(children: Iterable[int]) -> None:
-    """Reap children the server left as zombies (best effort, never blocks)."""
+def reap(children: Iterable[int], *, wait: float = 1.0) -> list[int]:
+    """Reap children the server left as zombies; kill those still running; return those.
+
+    A child still running once the stop's deadline has passed (a hung
+    handler) would outlive the test, holding its sockets and the run's output
+    (a CI job then waits on it for good): it is killed (``SIGKILL``) and
+    reaped, waiting ``wait`` seconds at most. Only our own children are
+    touched (a pid reused by a stranger is left alone).
+    """
+    killed = []
+    for pid in children:
+        if child_state(pid) == "running":
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    deadline = time.monotonic() + wait
     for pid in children:
         with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
+            while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+                time.sleep(0.001)  # Killed: gone in a moment; no event says when.
+    return killed

@@ -665,7 +665,12 @@ class RunningServer:
             socket_file=self._socket_file if self._owns_socket_file() else None,
         )
         if self.leaks.children:
-            reap(self._events.children)
+            killed = reap(self._events.children)
+            self.leaks.children = [
+                f"{entry}, killed" if any(entry.startswith(f"pid {pid} ") for pid in killed)
+                else entry
+                for entry in self.leaks.children
+            ]  # fmt: skip
         self._events.collect()
         if self._socket_file is not None:
             with contextlib.suppress(OSError):
