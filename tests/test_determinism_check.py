@@ -31,11 +31,11 @@ class Unseeded(Fault):
 
 def exchange(server, count):
     for _ in range(count):
-        with server.connect() as client:
-            try:
+        try:  # A reset may strike as early as the connect: the test is about decisions.
+            with server.connect() as client:
                 client.request(b"hi\\n")
-            except ConnectionError:
-                pass
+        except (OSError, EOFError):
+            pass
 
 
 def test_seeded(make_server):
