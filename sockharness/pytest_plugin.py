@@ -30,8 +30,10 @@ from ._core import (
     LEAK_MODES,
     PROFILE_NAMES,
     UNFIRED_MODES,
+    VIRTUAL_TIMES,
     LeakMode,
     UnfiredMode,
+    VirtualTime,
     sweep_count_argument,
 )
 
@@ -49,6 +51,7 @@ _FAILED_WITH_ERRORS = pytest.StashKey[str]()
 _USED = pytest.StashKey[bool]()
 _STOP_TIMEOUT = pytest.StashKey[float]()
 _UNFIRED = pytest.StashKey[UnfiredMode]()
+_VIRTUAL_TIME = pytest.StashKey[VirtualTime]()
 _PROXIES = pytest.StashKey[list["FaultProxy"]]()
 _FAULTY_CLIENTS = pytest.StashKey[list["Client"]]()
 _FAILURES = pytest.StashKey["Path | None"]()
@@ -208,6 +211,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "sockharness_unfired ini value, else fail: a chaos test must not pass vacuously)",
     )
     group.addoption(
+        "--sockharness-virtual-time",
+        choices=VIRTUAL_TIMES,
+        default=None,
+        help="how in-process faults' waits pass in make_server and make_client: off (real "
+        "time), connect (a connect certain to time out does so at once), timeouts (a "
+        "receive certain to time out too), jump (every fault wait skipped); default: the "
+        "sockharness_virtual_time ini value, else connect. A test's own: "
+        "@pytest.mark.sockharness_virtual_time(MODE)",
+    )
+    group.addoption(
         "--sockharness-conformance",
         metavar="TARGET",
         default=None,
@@ -253,6 +266,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="warn",
     )
     parser.addini(
+        "sockharness_virtual_time",
+        "default for --sockharness-virtual-time: off, connect, timeouts or jump",
+        default="connect",
+    )
+    parser.addini(
         "sockharness_unfired",
         "default for --sockharness-unfired: fail, warn or off",
         default="fail",
@@ -264,6 +282,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "sockharness_sweep: under --sockharness-seeds N, run this test under N seeds "
         "(ids sweep0, sweep1, ...), each derived from the run's seed",
+    )
+    config.addinivalue_line(
+        "markers",
+        "sockharness_virtual_time(mode): how this test's in-process faults' waits pass in "
+        "make_server and make_client: off, connect, timeouts or jump",
     )
     config.addinivalue_line(
         "markers",
@@ -287,12 +310,41 @@ def pytest_configure(config: pytest.Config) -> None:
             f"sockharness_unfired = {unfired!r} is not one of fail, warn, off; fix the ini file."
         )
     config.stash[_UNFIRED] = unfired
+    config.stash[_VIRTUAL_TIME] = _configured_virtual_time(config)
     stop_timeout = config.getoption("--sockharness-stop-timeout")
     if stop_timeout <= 0:
         raise pytest.UsageError(
             f"--sockharness-stop-timeout must be a positive number of seconds, got {stop_timeout}"
         )
     config.stash[_STOP_TIMEOUT] = stop_timeout
+
+
+def _configured_virtual_time(config: pytest.Config) -> VirtualTime:
+    value = config.getoption("--sockharness-virtual-time") or config.getini(
+        "sockharness_virtual_time"
+    )
+    for mode in VIRTUAL_TIMES:
+        if value == mode:
+            return mode
+    raise pytest.UsageError(
+        f"sockharness_virtual_time = {value!r} is not one of {', '.join(VIRTUAL_TIMES)}; "
+        f"fix the ini file."
+    )
+
+
+def _virtual_time(request: pytest.FixtureRequest) -> VirtualTime:
+    """The test's virtual time: its marker's, else the run's."""
+    marker = request.node.get_closest_marker("sockharness_virtual_time")
+    if marker is None:
+        return request.config.stash[_VIRTUAL_TIME]
+    value = marker.args[0] if marker.args else marker.kwargs.get("mode")
+    for mode in VIRTUAL_TIMES:
+        if value == mode:
+            return mode
+    raise pytest.UsageError(
+        f"@pytest.mark.sockharness_virtual_time({value!r}) on {request.node.nodeid}: use one "
+        f"of {', '.join(VIRTUAL_TIMES)}"
+    )
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -585,9 +637,11 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
     """Start servers in the background; each is stopped at teardown, errors and leaks checked.
 
     ``make_server(handler, kind="tcp", *, concurrency="threading", tls=False,
-    server_class=None, faults=None, **server_attrs) -> RunningServer``;
-    ``faults`` are applied in process to every accepted connection, seeded by
-    the test's seed. With ``tls=True`` the session's servers share one server
+    server_class=None, faults=None, virtual_time=None, **server_attrs) ->
+    RunningServer``; ``faults`` are applied in process to every accepted
+    connection, seeded by the test's seed; ``virtual_time`` (default: the
+    test's marker, ``--sockharness-virtual-time``, the ini value) says how
+    their waits pass. With ``tls=True`` the session's servers share one server
     context and one client context (``server.client_tls_context``): leave them
     as they are, and take ``tls_server_context`` / ``tls_client_context`` for
     contexts of your own to change.
@@ -606,6 +660,7 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
         tls: bool | ssl.SSLContext = False,
         server_class: type | None = None,
         faults: Any = None,
+        virtual_time: VirtualTime | None = None,
         **server_attrs: Any,
     ) -> RunningServer:
         __tracebackhide__ = True
@@ -627,6 +682,7 @@ def make_server(request: pytest.FixtureRequest) -> Iterator[Callable[..., Runnin
                 seed=derive_test_seed(request.config, request.node.nodeid),
                 leaks="off",  # This plugin acts on leaks itself, at teardown.
                 client_tls=client_tls,
+                virtual_time=virtual_time or _virtual_time(request),
                 **server_attrs,
             )
         except IPv6Unavailable as exc:
@@ -710,7 +766,8 @@ def any_server(
 def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client]]:
     """Connect clients to any server, sockharness's or not; they are closed at teardown.
 
-    ``make_client(address, kind="tcp", *, tls=None, timeout=5.0, faults=()) -> Client``;
+    ``make_client(address, kind="tcp", *, tls=None, timeout=5.0, faults=(),
+    virtual_time=None) -> Client``;
     ``tls`` is ``True`` (trust the session's CA) or an ``ssl.SSLContext``;
     ``faults`` are applied in process to what the client sends and receives.
     """
@@ -727,6 +784,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
         tls: bool | ssl.SSLContext | None = None,
         timeout: float = 5.0,
         faults: Sequence[Fault] = (),
+        virtual_time: VirtualTime | None = None,
     ) -> Client:
         __tracebackhide__ = True
         context: ssl.SSLContext | None
@@ -745,6 +803,7 @@ def make_client(request: pytest.FixtureRequest) -> Iterator[Callable[..., Client
             faults=faults,
             seed=derive_test_seed(request.config, request.node.nodeid),
             connection=len(clients),
+            virtual_time=virtual_time or _virtual_time(request),
         )
         clients.append(client)
         if faults:

@@ -135,6 +135,10 @@ def test_importing_is_cheap(module: str) -> None:
 
 
 FAULTS_API = [
+    "FaultClock",
+    "VirtualTime",
+    "VIRTUAL_TIMES",
+    "check_virtual_time",
     "Recording",
     "decisions_of",
     "connection_fate",

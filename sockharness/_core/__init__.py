@@ -53,6 +53,7 @@ from .vocabulary import (
     PROFILE_NAMES,
     REPLIES,
     UNFIRED_MODES,
+    VIRTUAL_TIMES,
     Direction,
     LeakMode,
     Outcome,
@@ -64,6 +65,7 @@ from .vocabulary import (
     Side,
     Transport,
     UnfiredMode,
+    VirtualTime,
     unreachable,
 )
 
@@ -77,6 +79,7 @@ __all__ = [
     "PROFILE_NAMES",
     "REPLIES",
     "UNFIRED_MODES",
+    "VIRTUAL_TIMES",
     "Address",
     "ByteCounter",
     "ChildState",
@@ -110,6 +113,7 @@ __all__ = [
     "UnfiredFaults",
     "UnfiredMode",
     "UsageError",
+    "VirtualTime",
     "child_state",
     "concurrency_of_class",
     "count_bytes",

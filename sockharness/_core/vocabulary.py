@@ -11,6 +11,7 @@ __all__ = [
     "PROFILE_NAMES",
     "REPLIES",
     "UNFIRED_MODES",
+    "VIRTUAL_TIMES",
     "Direction",
     "LeakMode",
     "Outcome",
@@ -22,6 +23,7 @@ __all__ = [
     "Side",
     "Transport",
     "UnfiredMode",
+    "VirtualTime",
     "unreachable",
 ]
 
@@ -37,6 +39,10 @@ LEAK_MODES: tuple[LeakMode, ...] = get_args(LeakMode)
 #: What a fault that never fired does to its test.
 UnfiredMode = Literal["fail", "warn", "off"]
 UNFIRED_MODES: tuple[UnfiredMode, ...] = get_args(UnfiredMode)
+
+#: How in-process faults' waits pass, least skipped first (see ``faults.FaultClock``).
+VirtualTime = Literal["off", "connect", "timeouts", "jump"]
+VIRTUAL_TIMES: tuple[VirtualTime, ...] = get_args(VirtualTime)
 #: What a chaos client expects back for a message: it, upper-cased, nothing, or anything.
 Reply = Literal["echo", "upper", "none", "any"]
 REPLIES: tuple[Reply, ...] = get_args(Reply)

@@ -20,6 +20,7 @@ and ``messages`` or ``after_messages`` with a ``framer`` (:mod:`.framers`).
 from sockharness._core import publish
 
 from . import framers
+from ._clock import VIRTUAL_TIMES, FaultClock, VirtualTime, check_virtual_time
 from ._effects import DatagramEffect, Recorder, SharedState, Stage, StreamEffect, Timed
 from ._parse import FAULT_NAMES, fault_class, fault_from_mapping, parse_fault
 from ._phase import connection_fate
@@ -88,6 +89,7 @@ __all__ = [
     "SOCKET_ERRORS",
     "STREAM",
     "TLS_POINTS",
+    "VIRTUAL_TIMES",
     "AcceptDelay",
     "AcceptThenClose",
     "AcceptThenReset",
@@ -101,6 +103,7 @@ __all__ = [
     "Duplicate",
     "Event",
     "Fault",
+    "FaultClock",
     "FaultProxy",
     "FaultsInForce",
     "FaultyDatagramSocket",
@@ -144,7 +147,9 @@ __all__ = [
     "Timeline",
     "Timeout",
     "Truncate",
+    "VirtualTime",
     "check_faults",
+    "check_virtual_time",
     "connection_fate",
     "decisions_of",
     "dns_faults",

@@ -182,7 +182,10 @@ class StreamEffect:
 
     - :meth:`data`: the pieces that pass (and actions such as a close);
     - :meth:`eof`: when the end of the stream passes on (``None``: held back);
-    - :meth:`timer` and :meth:`due`: a time-triggered action (reset, close).
+    - :meth:`timer` and :meth:`due`: a time-triggered action (reset, close);
+    - :meth:`holds`: whether, struck, it holds back everything for good (only
+      a timer can end the wait), so a receive that waits on it is certain to
+      time out.
 
     ``ends_flow``: once it strikes, nothing after passes unharmed (a reset, a
     stall, a limit), so a fault that strikes by message takes every later
@@ -202,6 +205,9 @@ class StreamEffect:
 
     def due(self, plan: Recorder, stage: Stage, started: float, now: float) -> list[Action]:
         return []
+
+    def holds(self, stage: Stage) -> bool:
+        return False
 
 
 class _StreamLatency(StreamEffect):
@@ -314,6 +320,9 @@ class _StreamTimeout(StreamEffect):
         plan.record(stage, now, f"closed the connection after {fault.after:g} s")
         return [Action(now, "close")]
 
+    def holds(self, stage: Stage) -> bool:
+        return not stage.state.get("closed")
+
 
 def _reset_kind(fault: Fault) -> ActionKind:
     """A reset triggered by one direction's data resets both peers when the fault says both
@@ -397,6 +406,9 @@ class _StreamNoReply(StreamEffect):
         plan.record(stage, at, "held back the server's close")
         return None
 
+    def holds(self, stage: Stage) -> bool:
+        return True
+
 
 class _StreamStall(StreamEffect):
     ends_flow = True
@@ -426,6 +438,9 @@ class _StreamStall(StreamEffect):
     def eof(self, plan: Recorder, stage: Stage, at: float) -> float | None:
         release = self._release(stage, at)
         return None if release is None else max(at, release)
+
+    def holds(self, stage: Stage) -> bool:
+        return stage.fault.delay is None  # type: ignore[attr-defined]
 
 
 class _StreamLimitData(StreamEffect):

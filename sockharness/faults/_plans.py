@@ -180,6 +180,25 @@ class StreamPlan(_Plan):
                 times.append(when)
         return times
 
+    def _holding(self) -> list[Stage]:
+        return [
+            stage
+            for stage in self.stages
+            if (not stage.fault.triggered or "armed_at" in stage.state)
+            and self._effect(stage).holds(stage)
+        ]
+
+    def held_for_good(self) -> bool:
+        """Whether a fault in force holds back everything that comes from now on (a
+        ``Timeout``, ``NoReply``, ``Stall(None)`` that struck): nothing reaches the
+        receiver but what a timer does."""
+        return bool(self._holding())
+
+    def held_to_timeout(self, at: float) -> None:
+        """A receive timed out at ``at`` because the faults hold everything: they fired."""
+        for stage in self._holding():
+            self.record(stage, at, "held back everything until the receive timed out")
+
     def due(self, now: float) -> list[Action]:
         """Time-driven actions whose time has come (a reset, a timeout's close)."""
         actions = []

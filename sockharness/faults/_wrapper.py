@@ -14,13 +14,21 @@ datagrams can overtake a held-back one, as on a network.
 Time-triggered faults (``ResetPeer(after)``, ``Timeout(after)``) strike when
 the application next sends or receives, or while it waits to receive; only the
 proxy strikes on time with an idle application.
+
+Every wait a fault imposes goes through the socket's :class:`FaultClock`: a
+stop cuts it short (the connection then ends, as when a proxy stops), and in
+virtual time a receive certain to time out raises ``TimeoutError`` at once
+(see :mod:`._clock`). A receive never waits past its socket's timeout for
+data a fault holds back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import heapq
 import itertools
+import math
 import os
 import select
 import socket
@@ -29,7 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from sockharness._core import (
     ByteCounter,
@@ -41,6 +49,7 @@ from sockharness._core import (
     wait_until_sent,
 )
 
+from ._clock import DEFAULT_CLOCK, FaultClock
 from ._plans import (
     DOWNSTREAM,
     UPSTREAM,
@@ -62,12 +71,6 @@ __all__ = ["FaultyDatagramSocket", "FaultyStreamSocket", "wrap_socket"]
 _State = Literal["open", "closed", "reset"]
 
 
-def _sleep_until(when: float) -> None:
-    delay = when - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)
-
-
 def _directions(side: str) -> tuple[str, str]:
     """(outgoing, incoming) directions of a socket on ``side`` ("client" or "server")."""
     if side == "client":
@@ -78,13 +81,51 @@ def _directions(side: str) -> tuple[str, str]:
 
 
 class _Faulty:
-    """What both faulty socket kinds carry."""
+    """What both faulty socket kinds carry: their faults, timeline and clock."""
 
     _sh_out: Any
     _sh_in: Any
     _sh_timeline: Timeline
     _sh_connection: int = 0
     _sh_faults: tuple[Fault, ...] = ()
+    _sh_clock: FaultClock = DEFAULT_CLOCK
+    #: Seconds of fault waits skipped in virtual time: this socket's clock is so far ahead.
+    _sh_skipped: float = 0.0
+    _sh_started: float = 0.0
+
+    def _sh_now(self) -> float:
+        """Now on this socket's clock (the wall clock plus the time it skipped)."""
+        return time.monotonic() + self._sh_skipped
+
+    @property
+    def fault_clock(self) -> FaultClock:
+        """The clock its faults wait on (its virtual-time policy, its stop)."""
+        return self._sh_clock
+
+    @property
+    def virtual_time_skipped(self) -> float:
+        """Seconds of fault waits this socket skipped in virtual time, all told."""
+        return self._sh_skipped
+
+    def _sh_note(self, text: str) -> None:
+        """Put something the clock did on the timeline (not a fault firing)."""
+        self._sh_timeline.add(
+            Event(self._sh_now() - self._sh_started, self._sh_connection, "both", "clock", text),
+            fired=False,
+        )
+
+    def _sh_timed_out(self, deadline: float, why: str) -> NoReturn:
+        """The receive's deadline is certain to pass with nothing for it: time out, at once
+        in virtual time (the clock jumps to the deadline and the timeline says so)."""
+        if self.gettimeout() == 0:  # type: ignore[attr-defined]
+            raise BlockingIOError(errno.EAGAIN, "no data yet: a fault holds it back")
+        skipped = deadline - self._sh_now()
+        if skipped > 0:
+            self._sh_skipped += skipped
+            self._sh_note(
+                f"receive timed out at once in virtual time ({skipped:.4g} s skipped): {why}"
+            )
+        raise TimeoutError("timed out")
 
     @property
     def faults(self) -> tuple[Fault, ...]:
@@ -205,8 +246,10 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         side: str,
         timeline: Timeline,
         shared: SharedState | None = None,
+        clock: FaultClock | None = None,
     ) -> None:
-        now = time.monotonic()
+        self._sh_clock = clock if clock is not None else DEFAULT_CLOCK
+        now = self._sh_started = self._sh_now()
         outgoing, incoming = _directions(side)
         self._sh_faults = tuple(faults)
         self._sh_timeline = timeline
@@ -223,6 +266,12 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         self._sh_pending: list[tuple[float, bytes]] = []  # Received, not yet due.
         self._sh_eof_at: float | None = None
         self._sh_state: _State = "open"
+        self._sh_cut = False  # The clock was cut short: the connection ended there.
+        #: A close or reset the incoming faults decided, and when: after the data before it.
+        self._sh_end_at: tuple[float, ActionKind] | None = None
+        self._sh_raw_eof = False  # The peer's end came, and the faults hold it back.
+        #: When the fault wait a send is in ends (this socket's clock), while it lasts.
+        self._sh_sending_until: float | None = None
         self._sh_lock = threading.Lock()
         self._sh_calls = _CallFaults(
             faults,
@@ -237,7 +286,7 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
     # -- time-triggered faults ---------------------------------------------------------------
 
     def _sh_timers(self) -> None:
-        now = time.monotonic()
+        now = self._sh_now()
         outgoing = [action.kind for action in self._sh_out.due(now)]
         incoming = [action.kind for action in self._sh_in.due(now)]
         if "reset_both" in outgoing or "reset_both" in incoming:
@@ -295,6 +344,44 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         if self._sh_state == "reset":
             raise ConnectionResetError(104, "Connection reset by a ResetPeer fault")
 
+    def _sh_wait(self, when: float | None) -> None:
+        """Wait until ``when`` on this socket's clock (``None``: until a stop), as a fault
+        says: in real time, skipped (``"jump"``), or cut short by a stop, which ends the
+        connection as a stopping proxy would (what is held back is not delivered)."""
+        if when is not None:
+            delay = when - self._sh_now()
+            if delay <= 0:
+                return
+            if self._sh_clock.jumps:
+                self._sh_skipped += delay
+                return
+        if not self._sh_clock.sleep(math.inf if when is None else delay):
+            self._sh_cut_short()
+
+    def _sh_cut_short(self) -> None:
+        if self._sh_cut:
+            return
+        self._sh_cut = True
+        if self._sh_state == "open":
+            self._sh_note("a fault's wait was cut short (its clock stopped): the connection ends")
+            self._sh_close()
+
+    def _sh_wait_for(self, when: float | None, deadline: float | None, why: str) -> None:
+        """Inside a receive, wait until ``when`` (``None``: for good) or the next fault
+        timer, whichever is first, then return for the caller to look again; if neither
+        comes before ``deadline``, the receive times out (at once in virtual time)."""
+        wake = self._sh_next_timer()
+        limits = [t for t in (when, wake) if t is not None]
+        target = min(limits) if limits else None
+        if deadline is not None and (target is None or target > deadline):
+            if self._sh_clock.skips_timeouts or self.gettimeout() == 0:
+                self._sh_timed_out(deadline, why)
+            self._sh_wait(deadline)
+            if not self._sh_cut:
+                raise TimeoutError("timed out")
+            return
+        self._sh_wait(target)
+
     # -- sending -------------------------------------------------------------------------------
 
     def _sh_send(self, data: Any) -> int:
@@ -303,8 +390,12 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         view = bytes(data)
         if self._sh_state == "closed":
             return len(view)  # The connection was closed by a fault: discarded, as by a proxy.
-        for action in self._sh_out.data(time.monotonic(), view):
-            _sleep_until(action.at)
+        for action in self._sh_out.data(self._sh_now(), view):
+            self._sh_sending_until = action.at
+            try:
+                self._sh_wait(action.at)
+            finally:
+                self._sh_sending_until = None
             self._sh_timers()
             self._sh_check()
             if self._sh_state == "closed":
@@ -363,8 +454,8 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
     def shutdown(self, how: int) -> None:
         self._sh_check()
         if how in (socket.SHUT_WR, socket.SHUT_RDWR) and self._sh_state == "open":
-            for action in self._sh_out.eof(time.monotonic()):
-                _sleep_until(action.at)
+            for action in self._sh_out.eof(self._sh_now()):
+                self._sh_wait(action.at)
         with contextlib.suppress(OSError) if self._sh_state != "open" else contextlib.nullcontext():
             socket.socket.shutdown(self, how)
 
@@ -381,13 +472,28 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
     def _sh_recv(self, bufsize: int) -> bytes:
         # One deadline for the whole call, however many raw reads the faults swallow.
         timeout = self.gettimeout()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._sh_now() + timeout
         while True:
             self._sh_timers()
             self._sh_check()
+            if self._sh_cut:
+                return b""  # A stop ended the connection: what is held back stays so.
+            now = self._sh_now()
+            end = self._sh_end_at
+            if end is not None and (not self._sh_pending or self._sh_pending[0][0] > end[0]):
+                if end[0] > now:
+                    why = f"the connection's end is {end[0] - now:.4g} s away"
+                    self._sh_wait_for(end[0], deadline, why)
+                    continue
+                self._sh_end_at = None
+                self._sh_end(end[1], incoming=True)
+                continue
             if self._sh_pending:
                 at, data = self._sh_pending[0]
-                _sleep_until(at)
+                if at > now:
+                    why = f"the next {len(data)} bytes are held back {at - now:.4g} s more"
+                    self._sh_wait_for(at, deadline, why)
+                    continue
                 piece, rest = data[:bufsize], data[bufsize:]
                 if rest:
                     self._sh_pending[0] = (at, rest)
@@ -395,53 +501,69 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
                     self._sh_pending.pop(0)
                 return piece
             if self._sh_eof_at is not None or self._sh_state == "closed":
-                if self._sh_eof_at is not None:
-                    _sleep_until(self._sh_eof_at)
+                if self._sh_eof_at is not None and self._sh_eof_at > now:
+                    why = f"the end of the stream is held back {self._sh_eof_at - now:.4g} s more"
+                    self._sh_wait_for(self._sh_eof_at, deadline, why)
+                    continue
                 return b""
+            if self._sh_raw_eof or self._sh_in.held_for_good():
+                self._sh_wait_held(max(bufsize, 65536), deadline)
+                continue
             raw = self._sh_receive_raw(max(bufsize, 65536), deadline)
-            now = time.monotonic()
-            actions = self._sh_in.data(now, raw) if raw else self._sh_in.eof(now)
-            if not raw and not actions:
-                # The end was held back (Timeout): wait as for data that never comes.
-                self._sh_wait_forever(deadline)
-            for action in actions:
-                if action.kind == "data":
-                    self._sh_pending.append((action.at, action.data))
-                elif action.kind == "eof":
-                    self._sh_eof_at = action.at
-                elif action.kind in ("close", "reset", "reset_both"):
-                    _sleep_until(action.at)
-                    self._sh_end(action.kind, incoming=True)
+            if raw is not None:
+                self._sh_take(raw)
 
-    def _sh_receive_raw(self, size: int, deadline: float | None) -> bytes:
-        """One real recv(), waiting no longer than ``deadline`` or the next fault timer."""
-        while True:
-            wake = self._sh_next_timer()
-            limits = [t for t in (deadline, wake) if t is not None]
-            wait = None if not limits else max(0.0, min(limits) - time.monotonic())
-            readable, _, _ = select.select([self], [], [], wait)
-            if readable:
-                return CountingSocket.recv(self, size, socket.MSG_DONTWAIT)
-            self._sh_timers()
-            self._sh_check()
-            if self._sh_state == "closed":
-                return b""
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")
+    def _sh_wait_held(self, size: int, deadline: float | None) -> None:
+        """Wait while the incoming faults hold everything (until a timer, or the timeout)."""
+        self._sh_swallow(size)
+        try:
+            self._sh_wait_for(None, deadline, "the faults hold back everything")
+        except TimeoutError:
+            # The timeout is the holding faults' doing, whether or not bytes came.
+            self._sh_in.held_to_timeout(self._sh_now())
+            raise
 
-    def _sh_wait_forever(self, deadline: float | None) -> None:
-        while True:
-            wake = self._sh_next_timer()
-            limits = [t for t in (deadline, wake) if t is not None]
-            if not limits:
-                threading.Event().wait()  # A hung peer, as asked: forever.
-            _sleep_until(min(limits))
-            self._sh_timers()
-            self._sh_check()
-            if self._sh_state == "closed":
+    def _sh_take(self, raw: bytes) -> None:
+        """Feed what the kernel gave (``b""``: the peer's end) to the incoming plan."""
+        now = self._sh_now()
+        if not raw:
+            self._sh_raw_eof = True
+        for action in self._sh_in.data(now, raw) if raw else self._sh_in.eof(now):
+            if action.kind == "data":
+                self._sh_pending.append((action.at, action.data))
+            elif action.kind == "eof":
+                self._sh_eof_at = action.at
+            elif action.kind in ("close", "reset", "reset_both") and self._sh_end_at is None:
+                self._sh_end_at = (action.at, action.kind)
+
+    def _sh_swallow(self, size: int) -> None:
+        """Feed what the kernel holds now to the incoming plan, without waiting: a fault
+        holds everything, and the timeline says what it held."""
+        while not self._sh_raw_eof and self._sh_state == "open":
+            # (select first: a socket with a timeout waits in recv() even with MSG_DONTWAIT.)
+            readable, _, _ = select.select([self], [], [], 0)
+            if not readable:
                 return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")
+            self._sh_take(CountingSocket.recv(self, size, socket.MSG_DONTWAIT))
+
+    def _sh_receive_raw(self, size: int, deadline: float | None) -> bytes | None:
+        """One real recv(), waiting no longer than ``deadline`` or the next fault timer
+        (``None``: a timer fell due or the connection ended; look again)."""
+        wake = self._sh_next_timer()
+        limits = [t for t in (deadline, wake) if t is not None]
+        wait = None if not limits else max(0.0, min(limits) - self._sh_now())
+        readable, _, _ = select.select([self], [], [], wait)
+        if readable:
+            return CountingSocket.recv(self, size, socket.MSG_DONTWAIT)
+        self._sh_timers()
+        self._sh_check()
+        if self._sh_state == "closed" or (wake is not None and self._sh_now() >= wake):
+            return None
+        if deadline is not None and self._sh_now() >= deadline:
+            if self.gettimeout() == 0:
+                raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+            raise TimeoutError("timed out")
+        return None
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         if self._sh_fast_recv:
@@ -518,7 +640,10 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
         side: str,
         timeline: Timeline,
         shared: SharedState | None = None,
+        clock: FaultClock | None = None,
     ) -> None:
+        self._sh_clock = clock if clock is not None else DEFAULT_CLOCK
+        self._sh_started = self._sh_now()
         self._sh_faults = tuple(faults)
         self._sh_seed = seed
         self._sh_base = connection
@@ -529,6 +654,9 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
         self._sh_plans: dict[Any, tuple[DatagramPlan, DatagramPlan]] = {}
         self._sh_plan_lock = threading.Lock()
         self._sh_in_flight = 0
+        #: Datagrams received whose faults deliver them after the receive that got them
+        #: timed out: (when, datagram, peer), for the next receive.
+        self._sh_held: list[tuple[float, bytes, Any]] = []
 
     def _sh_plans_for(self, peer: Any) -> tuple[DatagramPlan, DatagramPlan]:
         key = peer if peer else None
@@ -539,7 +667,7 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
                 common = {
                     "seed": self._sh_seed,
                     "connection": self._sh_base + len(self._sh_plans),
-                    "started": time.monotonic(),
+                    "started": self._sh_now(),
                     "timeline": self._sh_timeline,
                     "shared": self._sh_shared,
                 }
@@ -556,7 +684,7 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
         return [entry for plan in plans for entry in plan.usage()]
 
     def _sh_deliver(self, actions: list[Action], send: Any) -> None:
-        now = time.monotonic()
+        now = self._sh_now()
         for action in actions:
             if action.kind != "data":
                 continue
@@ -573,7 +701,11 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
                         with self._sh_plan_lock:
                             self._sh_in_flight -= 1
 
-                _DELIVERER.at(action.at, deliver, self)
+                if self._sh_clock.jumps:
+                    self._sh_skipped += action.at - now
+                    deliver()
+                else:  # The deliverer counts on the wall clock.
+                    _DELIVERER.at(action.at - self._sh_skipped, deliver, self)
 
     def close(self) -> None:
         """Close, once the datagrams held back by faults have gone out (as the kernel would).
@@ -606,7 +738,7 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
         payload = bytes(data)
         out_plan, _ = self._sh_plans_for(address)
         self._sh_deliver(
-            out_plan.datagram(time.monotonic(), payload),
+            out_plan.datagram(self._sh_now(), payload),
             lambda piece: CountingSocket.sendto(self, piece, flags, address),
         )
         return len(payload)
@@ -615,24 +747,55 @@ class FaultyDatagramSocket(CountingSocket, _Faulty):
         payload = bytes(data)
         out_plan, _ = self._sh_plans_for(self.getpeername())
         self._sh_deliver(
-            out_plan.datagram(time.monotonic(), payload),
+            out_plan.datagram(self._sh_now(), payload),
             lambda piece: CountingSocket.send(self, piece, flags),
         )
         return len(payload)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        timeout = self.gettimeout()
+        deadline = None if timeout is None else self._sh_now() + timeout
         while True:
-            data, peer = CountingSocket.recvfrom(self, bufsize, flags)
+            if self._sh_held:
+                return self._sh_held_datagram(bufsize, deadline)
+            if deadline is not None:
+                CountingSocket.settimeout(self, max(0.0, deadline - self._sh_now()))
+            try:
+                data, peer = CountingSocket.recvfrom(self, bufsize, flags)
+            finally:
+                if deadline is not None:
+                    CountingSocket.settimeout(self, timeout)
             _, in_plan = self._sh_plans_for(peer)
-            for action in in_plan.datagram(time.monotonic(), data):
+            for action in in_plan.datagram(self._sh_now(), data):
                 if action.kind == "data":
-                    _sleep_until(action.at)
-                    return action.data, peer
+                    self._sh_held.append((action.at, action.data, peer))
+                    self._sh_held.sort(key=lambda held: held[0])
+            if self._sh_held:
+                continue
             if self._sh_side == "server":
                 # A server's loop reads one datagram per wake-up: tell it there was
                 # nothing (it ignores an OSError from get_request()) rather than block.
                 raise BlockingIOError(11, "the datagram was lost to a fault")
             # A client waits for the next one, as the application would.
+
+    def _sh_held_datagram(self, bufsize: int, deadline: float | None) -> tuple[bytes, Any]:
+        """The first datagram a fault held back, once it is due, within ``deadline``."""
+        at, data, peer = self._sh_held[0]
+        if deadline is not None and at > deadline:
+            certain = self._sh_clock.skips_timeouts and self._sh_side == "client"
+            if certain or self.gettimeout() == 0:
+                # (Later datagrams could only come sooner by overtaking, as a Reorder does.)
+                self._sh_timed_out(deadline, "the next datagram is held back past the timeout")
+            if not self._sh_clock.sleep(deadline - self._sh_now()):
+                raise TimeoutError("timed out (the faults' clock was stopped)")
+            raise TimeoutError("timed out")
+        delay = at - self._sh_now()
+        if delay > 0 and self._sh_clock.jumps:
+            self._sh_skipped += delay
+        elif delay > 0 and not self._sh_clock.sleep(delay):
+            raise TimeoutError("timed out (the faults' clock was stopped)")
+        self._sh_held.pop(0)
+        return data[:bufsize], peer
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         return self.recvfrom(bufsize, flags)[0]
@@ -647,13 +810,16 @@ def wrap_socket(
     connection: int = 0,
     timeline: Timeline | None = None,
     shared: SharedState | None = None,
+    clock: FaultClock | None = None,
 ) -> socket.socket:
     """Turn ``sock`` into a faulty socket (taking over its descriptor; ``sock`` is detached).
 
     ``side`` is ``"client"`` (sends go upstream) or ``"server"`` (sends go
     downstream). Faults that need a proxy (``Down``) or mean nothing on the
     socket's transport are refused. Sockets given the same ``shared`` share a
-    ``Bandwidth(shared=True)``'s budget.
+    ``Bandwidth(shared=True)``'s budget. ``clock`` (a :class:`FaultClock`)
+    says how the faults' waits pass: by default in real time but for a
+    stop, which cuts them short (see :class:`FaultClock` for virtual time).
     """
     transport = STREAM if sock.type == socket.SOCK_STREAM else DATAGRAM
     for fault in faults:
@@ -674,5 +840,6 @@ def wrap_socket(
         side=side,
         timeline=timeline if timeline is not None else Timeline(),
         shared=shared,
+        clock=clock,
     )
     return wrapped

@@ -8,7 +8,6 @@ import os
 import shutil
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
@@ -24,7 +23,7 @@ from sockharness._core import (
 )
 
 if TYPE_CHECKING:
-    from sockharness.faults import Fault, Timeline
+    from sockharness.faults import Fault, FaultClock, Timeline, VirtualTime
 
 __all__ = ["Client", "connect", "describe_address"]
 
@@ -80,32 +79,46 @@ def _connect_with_fate(
     deadline: float,
     connection: int,
     timeline: Timeline | None,
+    clock: FaultClock,
 ) -> None:
     """What a connection-phase fault does to a client's connect(), if one applies: refuse
-    it, never let it complete (until the client's timeout), or make it late."""
+    it, never let it complete (until the client's timeout), or make it late.
+
+    In virtual time a connect() certain to time out (a blackhole, a delay past
+    the timeout) does so at once, and the timeline records the time it stood for.
+    """
     from sockharness.faults import AcceptDelay, Blackhole, Event, Refuse, connection_fate
 
     fault = connection_fate(faults, seed, connection)
     if fault is None:
         return
     started = time.monotonic()
+    remaining = max(0.0, deadline - started)
 
-    def record(effect: str) -> None:
+    def record(effect: str, after: float) -> None:
         if timeline is not None:
-            timeline.add(Event(time.monotonic() - started, connection, "both", repr(fault), effect))
+            timeline.add(Event(after, connection, "both", repr(fault), effect))
+
+    def wait(delay: float) -> str:
+        if (clock.skips_connects and delay >= remaining) or clock.jumps:
+            return f" (at once, in virtual time: {delay:.4g} s skipped)"
+        clock.sleep(delay)
+        return ""
 
     if isinstance(fault, Refuse):
-        record("refused the connect()")
+        record("refused the connect()", 0.0)
         raise ConnectionRefusedError(errno.ECONNREFUSED, f"{what} refused (a Refuse fault)")
     if isinstance(fault, Blackhole):
-        threading.Event().wait(max(0.0, deadline - time.monotonic()))
-        record("the connect() never completed (blackhole)")
+        how = wait(remaining)
+        record(f"the connect() never completed (blackhole){how}", remaining)
         raise ReceiveTimeout(f"could not connect to {what} within the timeout (a Blackhole fault)")
     if isinstance(fault, AcceptDelay):
-        threading.Event().wait(min(fault.delay, max(0.0, deadline - time.monotonic())))
-        record(f"the connect() completed {fault.delay:g} s late")
-        if time.monotonic() >= deadline:
+        late = fault.delay >= remaining
+        how = wait(min(fault.delay, remaining))
+        if late:
+            record(f"the connect() did not complete within the timeout{how}", remaining)
             raise ReceiveTimeout(f"could not connect to {what} within the timeout")
+        record(f"the connect() completed {fault.delay:g} s late{how}", fault.delay)
 
 
 def connect(
@@ -119,6 +132,7 @@ def connect(
     seed: int = 0,
     connection: int = 0,
     timeline: Timeline | None = None,
+    virtual_time: VirtualTime = "connect",
 ) -> Client:
     """Connect a :class:`Client` to ``address`` over ``kind``.
 
@@ -134,6 +148,11 @@ def connect(
             :mod:`sockharness.faults`. Not with ``tls`` (use a ``FaultProxy``).
         seed, connection, timeline: seed the faults' random choices, number
             this connection among others, and collect what the faults did.
+        virtual_time: how the faults' waits pass: ``"connect"`` (the
+            default: a connect certain to time out does so at once),
+            ``"timeouts"`` (a receive certain to time out too), ``"jump"``
+            (every fault wait skipped) or ``"off"``; see
+            :class:`~sockharness.faults.FaultClock`.
 
     Example:
         >>> from sockharness import connect, start_server
@@ -151,8 +170,12 @@ def connect(
         )
     if tls is not None and not isinstance(tls, ssl.SSLContext):
         raise UsageError(f"tls must be an ssl.SSLContext, got {type(tls).__name__}")
+    clock = None
     if faults:
+        from sockharness.faults import FaultClock
+
         faults = _client_faults(faults, kind, tls)
+        clock = FaultClock(virtual_time)
     what = describe_address(kind, address)
     sock = socket.socket(kind.family, kind.socket_type)
     private_dir: str | None = None
@@ -160,7 +183,7 @@ def connect(
         sock.settimeout(timeout)
         deadline = time.monotonic() + timeout
         if kind.stream:
-            if faults:
+            if clock is not None:
                 _connect_with_fate(
                     faults,
                     seed=seed,
@@ -168,6 +191,7 @@ def connect(
                     deadline=deadline,
                     connection=connection,
                     timeline=timeline,
+                    clock=clock,
                 )
             _connect_stream(sock, address if kind.unix else tuple(address[:2]), deadline, what)
             if tls is not None:
@@ -179,8 +203,18 @@ def connect(
             sock.connect(address)
         else:
             sock.connect(tuple(address[:2]))
-        if faults:
-            sock = _with_faults(sock, faults, seed, connection, timeline)
+        if clock is not None:
+            from sockharness.faults import wrap_socket
+
+            sock = wrap_socket(
+                sock,
+                faults,
+                side="client",
+                seed=seed,
+                connection=connection,
+                timeline=timeline,
+                clock=clock,
+            )
     except BaseException:
         sock.close()
         if private_dir is not None:
@@ -196,20 +230,6 @@ def _send_fin(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_WR)
     else:
         sock.shutdown(socket.SHUT_WR)
-
-
-def _with_faults(
-    sock: socket.socket,
-    faults: Sequence[Fault],
-    seed: int,
-    connection: int,
-    timeline: Timeline | None,
-) -> socket.socket:
-    from sockharness.faults import wrap_socket
-
-    return wrap_socket(
-        sock, faults, side="client", seed=seed, connection=connection, timeline=timeline
-    )
 
 
 @final

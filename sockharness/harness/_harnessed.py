@@ -34,10 +34,12 @@ from sockharness.faults import (
     AcceptThenReset,
     Event,
     Fault,
+    FaultClock,
     NeverRead,
     Refuse,
     SharedState,
     Timeline,
+    VirtualTime,
     connection_fate,
     wrap_socket,
 )
@@ -63,6 +65,7 @@ class _ConnectionPhase:
 
     timeline: Timeline
     held: list[socket.socket]
+    clock: FaultClock
 
     def _accept_with(self, fault: Fault, sock: socket.socket, connection: int) -> bool:
         """Carry out ``fault`` on an accepted ``sock``; whether the server still gets it."""
@@ -70,8 +73,11 @@ class _ConnectionPhase:
             _record(
                 self.timeline, fault, connection, f"accepted the connection {fault.delay:g} s late"
             )
-            time.sleep(fault.delay)  # The server's accept loop is late, as a busy server is.
-            return True
+            # The server's accept loop is late, as a busy server is (until the server stops).
+            if self.clock.sleep(fault.delay):
+                return True
+            sock.close()
+            return False
         if isinstance(fault, (Refuse, AcceptThenReset)):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -94,7 +100,8 @@ class _ConnectionPhase:
         raise AssertionError(f"not a fault of a server's accept: {fault!r}")
 
     def let_go(self) -> None:
-        """Close the connections the faults held."""
+        """Close the connections the faults held, and the clock."""
+        self.clock.close()
         for sock in self.held:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -106,14 +113,24 @@ class ServerFaults(_ConnectionPhase):
 
     ``select`` (the chaos runner's time windows) chooses which faults each
     accepted connection gets; without it every connection gets them all.
+    Their waits pass on one stoppable :class:`FaultClock`, cut short as the
+    server stops.
     """
 
     def __init__(
-        self, faults: tuple[Fault, ...], seed: int, select: FaultSelector | None = None
+        self,
+        faults: tuple[Fault, ...],
+        seed: int,
+        select: FaultSelector | None = None,
+        *,
+        virtual_time: VirtualTime = "connect",
     ) -> None:
         self.faults = faults
         self.seed = seed
         self.select = select
+        self.virtual_time = virtual_time
+        # Only a server with faults waits on them (and holds the clock's socket pair).
+        self.clock = FaultClock(virtual_time, stoppable=bool(faults))
         self.timeline = Timeline()
         self.shared = SharedState()  # What a Bandwidth(shared=True) shares: this server's link.
         self.held: list[socket.socket] = []
@@ -133,7 +150,7 @@ class ServerFaults(_ConnectionPhase):
         self.wrapped += 1
         return wrap_socket(
             sock, faults, side="server", seed=self.seed, connection=connection,
-            timeline=self.timeline, shared=self.shared,
+            timeline=self.timeline, shared=self.shared, clock=self.clock,
         )  # fmt: skip
 
 

@@ -50,7 +50,14 @@ from sockharness._core import (
     private_directory,
     server_class_for,
 )
-from sockharness.faults import Fault, Timeline, check_faults, summarize_unfired
+from sockharness.faults import (
+    Fault,
+    Timeline,
+    VirtualTime,
+    check_faults,
+    check_virtual_time,
+    summarize_unfired,
+)
 from sockharness.server.support import unix_path_limit
 
 from ._clients import Client, connect, describe_address
@@ -120,6 +127,7 @@ def start_server(
     seed: int = 0,
     leaks: LeakMode = "warn",
     client_tls: ssl.SSLContext | None = None,
+    virtual_time: VirtualTime = "connect",
     **server_attrs: Any,
 ) -> RunningServer:
     """Start a server in the background on an ephemeral port or a private socket path.
@@ -145,6 +153,12 @@ def start_server(
             default) or ``"off"``: what ``stop()`` does about leftovers.
         client_tls: the client context :meth:`RunningServer.connect` uses when
             ``tls`` is an ``ssl.SSLContext``.
+        virtual_time: how the in-process faults' waits pass, for the server's
+            connections and the clients of :meth:`RunningServer.connect`:
+            ``"connect"`` (the default: a client's connect certain to time
+            out does so at once), ``"timeouts"`` (a receive certain to time
+            out too), ``"jump"`` (every fault wait skipped) or ``"off"``
+            (real time); see :class:`~sockharness.faults.FaultClock`.
         **server_attrs: attributes set on the server before it binds
             (``timeout``, ``block_on_close``, ``daemon_threads``, ...).
 
@@ -163,6 +177,7 @@ def start_server(
         )
     if leaks not in LEAK_MODES:
         raise UsageError(f"leaks={leaks!r} is not one of {', '.join(map(repr, LEAK_MODES))}.")
+    virtual_time = check_virtual_time(virtual_time)
     if server_class is not None:
         cls = _check_server_class(server_class)
         own_kind = kind_of_class(cls)
@@ -202,7 +217,7 @@ def start_server(
                 "select_faults chooses faults per accepted connection; a datagram server "
                 "has one socket for every peer: use a FaultProxy to change faults over time"
             )
-        server_faults = ServerFaults(checked, seed, select_faults)
+        server_faults = ServerFaults(checked, seed, select_faults, virtual_time=virtual_time)
     elif select_faults is not None:
         raise UsageError("select_faults chooses among faults=[...]; give the faults too")
     running = _bind(
@@ -214,7 +229,8 @@ def start_server(
         server_context=server_context,
         client_context=client_context,
         leaks=leaks,
-        faults=server_faults,
+        faults=server_faults if server_faults is not None else ServerFaults((), seed),
+        virtual_time=virtual_time,
     )
     running._start()
     return running
@@ -230,7 +246,8 @@ def _bind(
     server_context: ssl.SSLContext | None,
     client_context: ssl.SSLContext | None,
     leaks: LeakMode,
-    faults: ServerFaults | None,
+    faults: ServerFaults,
+    virtual_time: VirtualTime,
 ) -> RunningServer:
     """The harnessed server, bound to an ephemeral port or a private path (not serving yet)."""
     descriptors_before = open_descriptors()
@@ -248,7 +265,8 @@ def _bind(
                     f"the private socket path {bind_to!r} is longer than the platform's "
                     f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
                 )
-        server = harnessed_class(cls, attributes, events, faults)(bind_to, handler)
+        in_process = faults if faults.faults else None
+        server = harnessed_class(cls, attributes, events, in_process)(bind_to, handler)
     except BaseException:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -257,7 +275,7 @@ def _bind(
         if not kind.stream and type(server.socket) is socket.socket:
             server.socket = count_bytes(server.socket)  # Its sends are the replies.
             events.datagram_counter = counter_of(server.socket)
-        if faults is not None and not kind.stream:
+        if in_process is not None and not kind.stream:
             # One socket serves every peer: its sends are the replies.
             server.socket = faults.wrap(server.socket)
         if server_context is not None:
@@ -278,6 +296,7 @@ def _bind(
         client_context=client_context,
         leaks=leaks,
         faults=faults,
+        virtual_time=virtual_time,
         descriptors_before=descriptors_before,
     )
 
@@ -384,7 +403,8 @@ class RunningServer:
         tls: bool,
         client_context: ssl.SSLContext | None,
         leaks: LeakMode,
-        faults: ServerFaults | None,
+        faults: ServerFaults,
+        virtual_time: VirtualTime,
         descriptors_before: set[int],
     ) -> None:
         self.server = server
@@ -397,7 +417,8 @@ class RunningServer:
         self._client_context = client_context
         self._leak_mode = leaks
         # In-process faults: the server's own, or none (clients may still bring theirs).
-        self._faults = faults if faults is not None else ServerFaults((), 0)
+        self._faults = faults
+        self.virtual_time = virtual_time
         self._descriptors_before = descriptors_before
         address = server.server_address
         self.address = address if kind.unix else (address[0], address[1])
@@ -506,6 +527,7 @@ class RunningServer:
             seed=self._faults.seed,
             connection=next(self._client_ordinals),  # Attempts count, refused ones too.
             timeline=self._faults.timeline,
+            virtual_time=self.virtual_time,
         )
         self._clients.append(client)
         if faults:
@@ -626,6 +648,7 @@ class RunningServer:
         for client in self._clients:
             with contextlib.suppress(OSError):
                 client.close()
+        self._faults.clock.cut_short()  # A handler asleep in a fault's delay goes on now.
         done = threading.Event()
         failure: list[BaseException] = []
 
