@@ -47,6 +47,7 @@ from .seeds import MAX_SWEEP, derive_seed, sweep_count_argument, sweep_seed
 from .table import format_table
 from .text import plural
 from .vocabulary import (
+    CLIENT_PROTOCOLS,
     LEAK_MODES,
     PATTERNS,
     PAYLOAD_KINDS,
@@ -54,6 +55,7 @@ from .vocabulary import (
     REPLIES,
     UNFIRED_MODES,
     VIRTUAL_TIMES,
+    ClientProtocol,
     Direction,
     LeakMode,
     Outcome,
@@ -70,6 +72,7 @@ from .vocabulary import (
 )
 
 __all__ = [
+    "CLIENT_PROTOCOLS",
     "CONCURRENCIES",
     "KINDS",
     "LEAK_MODES",
@@ -83,6 +86,7 @@ __all__ = [
     "Address",
     "ByteCounter",
     "ChildState",
+    "ClientProtocol",
     "Concurrency",
     "ConnectionClosed",
     "CountingSocket",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal, NoReturn, get_args
 
 __all__ = [
+    "CLIENT_PROTOCOLS",
     "LEAK_MODES",
     "PATTERNS",
     "PAYLOAD_KINDS",
@@ -12,6 +13,7 @@ __all__ = [
     "REPLIES",
     "UNFIRED_MODES",
     "VIRTUAL_TIMES",
+    "ClientProtocol",
     "Direction",
     "LeakMode",
     "Outcome",
@@ -39,6 +41,10 @@ LEAK_MODES: tuple[LeakMode, ...] = get_args(LeakMode)
 #: What a fault that never fired does to its test.
 UnfiredMode = Literal["fail", "warn", "off"]
 UNFIRED_MODES: tuple[UnfiredMode, ...] = get_args(UnfiredMode)
+
+#: What a scenario's clients speak (besides a workload of the user's own).
+ClientProtocol = Literal["echo", "http", "lines", "length-prefixed"]
+CLIENT_PROTOCOLS: tuple[ClientProtocol, ...] = get_args(ClientProtocol)
 
 #: How in-process faults' waits pass, least skipped first (see ``faults.FaultClock``).
 VirtualTime = Literal["off", "connect", "timeouts", "jump"]

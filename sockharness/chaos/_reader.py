@@ -39,6 +39,10 @@ __all__ = ["load_scenario", "parse_scenario"]
 _SECTIONS = {"scenario", "server", "clients", "faults", "expect"}
 _HEAD_KEYS = {"name", "description", "seed", "duration"}
 _WINDOW_KEYS = {"fault", "side", "at", "until"}
+#: The [[clients]] keys of one protocol only.
+_HTTP_KEYS = ("method", "path", "headers", "body", "expect_status", "expect_body", "expect_json")
+_MESSAGE_KEYS = ("request", "expect_reply", "expect_match")
+_ECHO_KEYS = ("reply",)
 
 
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
@@ -175,8 +179,37 @@ class _Reader:
         for index, table in enumerate(self.tables(value, ("clients",))):
             key: Key = ("clients", index)
             self.keys(table, key, _fields(ClientSpec))
+            self.protocol_keys(table, key)
             groups.append(self.build(key, ClientSpec, **table))
         return tuple(groups)
+
+    def protocol_keys(self, table: Mapping[str, Any], key: Key) -> None:
+        """Each key belongs to the group's protocol; a workload takes none of them."""
+        if "workload" in table:
+            for name in ("protocol", *_ECHO_KEYS, *_HTTP_KEYS, *_MESSAGE_KEYS):
+                if name in table:
+                    raise self.fail(
+                        (*key, name),
+                        "a workload is its own client and judges its own answers: leave the "
+                        "key out (or the workload)",
+                    )
+            return
+        protocol = table.get("protocol", "echo")
+        owners: dict[str, tuple[str, ...]] = dict.fromkeys(_HTTP_KEYS, ("http",))
+        owners |= dict.fromkeys(_MESSAGE_KEYS, ("lines", "length-prefixed"))
+        owners |= dict.fromkeys(_ECHO_KEYS, ("echo",))
+        for name, protocols in owners.items():
+            if name in table and protocol not in protocols:
+                allowed = " or ".join(f"protocol = {owner!r}" for owner in protocols)
+                raise self.fail((*key, name), f"applies only to {allowed}, not {protocol!r}")
+        if protocol in ("lines", "length-prefixed") and not (
+            "expect_reply" in table or "expect_match" in table
+        ):
+            raise self.fail(
+                (*key, "protocol"),
+                f"protocol = {protocol!r} needs expect_reply (the exact reply) or "
+                f"expect_match (a regular expression): what a right answer is",
+            )
 
     def faults(self, value: Any, kind: str) -> tuple[FaultWindow, ...]:
         if value is None:

@@ -5,31 +5,34 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import random
 import socket
 import ssl
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sockharness import handlers
 from sockharness._core import (
     IPv6Unavailable,
     UsageError,
+    import_object,
     kind_of_class,
     parse_address,
     parse_kind,
     server_class_for,
 )
 from sockharness.faults import Fault, FaultProxy, Recording, Timeline, decisions_of
-from sockharness.harness import RunningServer, connect, describe_address, start_server
+from sockharness.harness import Client, RunningServer, connect, describe_address, start_server
 
 from ._invariants import RunRecord, evaluate
+from ._protocols import Workload, speak
 from ._result import ScenarioResult
-from ._schema import FaultWindow, Scenario, ScenarioError, ServerSpec
+from ._schema import ClientSpec, FaultWindow, Scenario, ScenarioError, ServerSpec, dotted
 from ._toml import line_of
-from ._traffic import Traffic
+from ._traffic import Traffic, make_bodies
 
 __all__ = ["Progress", "resolve_classes", "run_scenario"]
 
@@ -65,6 +68,79 @@ def _import(scenario: Scenario, key: str, value: str) -> type:
     if not isinstance(found, type):
         raise _invalid(scenario, key, f"{module_name!r} has no class {name!r}")
     return found
+
+
+class _Probe:
+    """The :class:`~._protocols.Speaker` of the probe after the faults: one client, no faults."""
+
+    def __init__(
+        self,
+        spec: ClientSpec,
+        address: Any,
+        *,
+        kind: str,
+        tls: ssl.SSLContext | None,
+        bodies: list[bytes],
+        workload: Workload | None,
+    ) -> None:
+        self.spec = spec
+        self.client_id = 0
+        self.random = random.Random(f"probe:{address}")
+        self.workload = workload
+        self._address = address
+        self._kind = kind
+        self._tls = tls
+        self._bodies = bodies
+        self._client: Client | None = None
+
+    @property
+    def address(self) -> Any:
+        return self._address
+
+    def body(self, seq: int) -> bytes:
+        return self._bodies[seq % len(self._bodies)]
+
+    def connect(self) -> Client:
+        return connect(self._address, self._kind, tls=self._tls, timeout=self.spec.timeout)
+
+    def connection(self) -> Client:
+        if self._client is None:
+            self._client = self.connect()
+        return self._client
+
+    def disconnect(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def resolve_workloads(scenario: Scenario) -> list[Workload | None]:
+    """Each client group's workload function, imported (``None`` for the built-in clients)."""
+    workloads: list[Workload | None] = []
+    for index, group in enumerate(scenario.clients):
+        if group.workload is None:
+            workloads.append(None)
+            continue
+        try:
+            found = import_object(group.workload)
+        except LookupError as exc:
+            key = ("clients", index, "workload")
+            raise _invalid_at(scenario, key, f"cannot import: {exc}") from None
+        if not callable(found):
+            raise _invalid_at(
+                scenario, ("clients", index, "workload"), f"{group.workload!r} is not a function"
+            )
+        workloads.append(found)
+    return workloads
+
+
+def _invalid_at(scenario: Scenario, key: tuple[str | int, ...], message: str) -> ScenarioError:
+    try:
+        with open(scenario.file, encoding="utf-8") as stream:
+            line = line_of(stream.read(), key)
+    except (OSError, UnicodeDecodeError):
+        line = None
+    return ScenarioError(scenario.file, message, key=dotted(key), line=line)
 
 
 def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
@@ -213,6 +289,7 @@ def run_scenario(
     """
     seed = scenario.seed if seed is None else seed
     handler, server_class = resolve_classes(scenario)
+    workloads = resolve_workloads(scenario)
     result = ScenarioResult(scenario=scenario, seed=seed)
     began = time.monotonic()
     try:
@@ -223,6 +300,7 @@ def run_scenario(
             server_class=server_class,
             result=result,
             progress=progress,
+            workloads=workloads,
         ).run()
     except ScenarioError:
         raise
@@ -263,8 +341,10 @@ class _Run:
         server_class: type | None,
         result: ScenarioResult,
         progress: Progress | None,
+        workloads: Sequence[Workload | None] = (),
     ) -> None:
         self.scenario = scenario
+        self.workloads = workloads
         self.seed = seed
         self.handler = handler
         self.server_class = server_class
@@ -330,6 +410,7 @@ class _Run:
                 duration=scenario.duration,
                 client_faults=lambda when: windows.active("client", when),
                 timeline=self.client_timeline,
+                workloads=self.workloads,
             )
             schedule: list[threading.Thread] = []
             wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
@@ -438,9 +519,11 @@ class _Run:
         if self.proxy is not None:
             self.proxy.clear()
         group = self.scenario.clients[0]
+        target = self.server.address if self.server is not None else address
+        if group.workload is not None or group.protocol != "echo":
+            return self.probe_protocol(group, target)
         probe = b"0:0:sockharness probe\n"
         expected = {"echo": probe, "upper": probe.upper()}.get(group.reply or "any")
-        target = self.server.address if self.server is not None else address
         problem = None
         for _ in range(3):
             try:
@@ -464,6 +547,30 @@ class _Run:
                 problem = f"the probe request got {got[:80]!r}, expected {expected!r}"
             except Exception as exc:
                 problem = f"the probe request failed: {type(exc).__name__}: {exc}"
+        return problem
+
+    def probe_protocol(self, group: ClientSpec, target: Any) -> str | None:
+        """The probe of a group that speaks its own protocol (or runs a workload): one of
+        its exchanges, straight to the server, judged as the load's are."""
+        probe = _Probe(
+            group,
+            target,
+            kind=self.scenario.server.kind,
+            tls=self.client_tls(),
+            bodies=make_bodies(group, self.seed, 0),
+            workload=self.workloads[0] if self.workloads else None,
+        )
+        problem = None
+        for attempt in range(3):
+            try:
+                outcome, detail = speak(probe, attempt)
+            except Exception as exc:
+                outcome, detail = "error", f"{type(exc).__name__}: {exc}"
+            finally:
+                probe.disconnect()
+            if outcome == "ok":
+                return None
+            problem = f"the probe request was {outcome}: {detail}"
         return problem
 
     def stop_server(self) -> None:

@@ -17,16 +17,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
 from sockharness._core import (
+    CLIENT_PROTOCOLS,
     CONCURRENCIES,
     KINDS,
     PATTERNS,
     PAYLOAD_KINDS,
     REPLIES,
+    ClientProtocol,
     Pattern,
     PayloadKind,
     Reply,
@@ -286,6 +289,13 @@ class ClientSpec:
     ``pattern`` and ``reply`` left ``None`` are the server's: ``persistent``
     (``datagram`` on a datagram kind), and what the built-in handler answers
     (``any`` for other servers); the :class:`Scenario` fills them in.
+
+    ``protocol`` is what the clients speak: ``echo`` (numbered lines, judged
+    by ``reply``), ``http`` (``method``, ``path``, ``headers``, ``body``;
+    judged by ``expect_status``, ``expect_body``, ``expect_json``), ``lines``
+    or ``length-prefixed`` (``request``; judged by ``expect_reply`` or
+    ``expect_match``). ``workload`` (``"package.module:function"``) is the
+    user's own client instead: called once per message.
     """
 
     count: int = 1
@@ -296,8 +306,60 @@ class ClientSpec:
     timeout: float = 2.0
     reply: Reply | None = None
     start: float = 0.0
+    protocol: ClientProtocol = "echo"
+    workload: str | None = None
+    method: str = "GET"
+    path: str = "/"
+    headers: Mapping[str, str] = field(default_factory=FrozenMapping)
+    body: str | None = None
+    expect_status: int | tuple[int, ...] | None = None
+    expect_body: str | None = None
+    expect_json: Mapping[str, Any] = field(default_factory=FrozenMapping)
+    request: str = "{payload}"
+    expect_reply: str | None = None
+    expect_match: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_load()
+        self._check_protocol()
+
+    @property
+    def expected_statuses(self) -> frozenset[int]:
+        """The HTTP statuses that count as a right answer (default: any below 400)."""
+        if self.expect_status is None:
+            return frozenset(range(100, 400))
+        if isinstance(self.expect_status, int):
+            return frozenset({self.expect_status})
+        return frozenset(self.expect_status)
+
+    def _check_protocol(self) -> None:
+        _choice(("protocol",), self.protocol, CLIENT_PROTOCOLS)
+        if self.workload is not None:
+            _string(("workload",), self.workload)
+            _import_path(("workload",), self.workload)
+        _string(("method",), self.method)
+        if not re.fullmatch(r"[A-Z]+", self.method):
+            raise SpecError(
+                ("method",), f"expected an HTTP method (GET, POST, ...), found {self.method!r}"
+            )
+        _string(("path",), self.path)
+        if not (self.path.startswith("/") or self.path == "*") or _has_line_break(self.path):
+            raise SpecError(("path",), f"expected a path that starts with '/', found {self.path!r}")
+        _headers(self.headers)
+        object.__setattr__(self, "headers", FrozenMapping(dict(self.headers)))
+        for name in ("body", "expect_reply"):
+            if getattr(self, name) is not None:
+                _string((name,), getattr(self, name))
+        _string(("request",), self.request)
+        for name in ("expect_body", "expect_match"):
+            pattern = getattr(self, name)
+            if pattern is not None:
+                _regex((name,), pattern)
+        _statuses(self)
+        _json_checks(self.expect_json)
+        object.__setattr__(self, "expect_json", FrozenMapping(_hashable(dict(self.expect_json))))
+
+    def _check_load(self) -> None:
         _number(("count",), self.count, low=1, high=MAX_CLIENTS, integer=True)
         if self.pattern is not None:
             _choice(("pattern",), self.pattern, PATTERNS)
@@ -310,6 +372,57 @@ class ClientSpec:
         _number(("start",), self.start, low=0)
         for name in ("rate", "timeout", "start"):
             _as_float(self, name)
+
+
+def _has_line_break(text: str) -> bool:
+    return "\r" in text or "\n" in text
+
+
+def _regex(key: Key, pattern: str) -> None:
+    _string(key, pattern)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise SpecError(key, f"expected a regular expression, found {pattern!r} ({exc})") from None
+
+
+def _headers(headers: Any) -> None:
+    if not isinstance(headers, Mapping):
+        raise SpecError(
+            ("headers",), f"expected a table of header: value, found {type_name(headers)}"
+        )
+    for name, value in headers.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise SpecError(("headers", name), f"expected a header name, found {name!r}")
+        _string(("headers", name), value)
+        if _has_line_break(value):
+            raise SpecError(("headers", name), "a header's value cannot hold a line break")
+
+
+def _statuses(spec: ClientSpec) -> None:
+    status = spec.expect_status
+    if status is None:
+        return
+    codes = [status] if not isinstance(status, (list, tuple)) else list(status)
+    if not codes:
+        raise SpecError(("expect_status",), "expected a status or a list of them, found []")
+    for code in codes:
+        _number(("expect_status",), code, low=100, high=599, integer=True)
+    if isinstance(status, list):
+        object.__setattr__(spec, "expect_status", tuple(status))
+
+
+def _json_checks(checks: Any) -> None:
+    if not isinstance(checks, Mapping):
+        raise SpecError(
+            ("expect_json",), f"expected a table of JSON pointer = value, found {type_name(checks)}"
+        )
+    for pointer in checks:
+        if pointer and not pointer.startswith("/"):
+            raise SpecError(
+                ("expect_json", pointer),
+                f"expected a JSON pointer ('/name', '/items/0'), found {pointer!r}",
+            )
 
 
 @dataclass(frozen=True)
@@ -425,6 +538,18 @@ class Scenario:
         _as_float(self, "duration")
         object.__setattr__(self, "clients", tuple(self._resolved_clients()))
         object.__setattr__(self, "faults", tuple(self._resolved_faults()))
+        self._check_workload_faults()
+
+    def _check_workload_faults(self) -> None:
+        if not any(client.workload is not None for client in self.clients):
+            return
+        for index, window in enumerate(self.faults):
+            if window.side == "client":
+                raise SpecError(
+                    ("faults", index, "side"),
+                    "a workload makes its own connections, which in-process client faults "
+                    "cannot reach: use side = 'proxy' (or 'server')",
+                )
 
     @property
     def fault_sides(self) -> set[str]:
@@ -455,6 +580,16 @@ class Scenario:
                 )
             if not server.stream:
                 _number((*key, "size"), client.size, low=32, high=MAX_DATAGRAM, integer=True)
+            own = client.workload is not None or client.protocol != "echo"
+            if own and not server.stream and client.workload is None:
+                raise SpecError(
+                    (*key, "protocol"),
+                    f"protocol = {client.protocol!r} runs over a stream, and {server.kind!r} "
+                    f"is a datagram kind",
+                )
+            if own:
+                yield dataclasses.replace(client, pattern=pattern)
+                continue
             if client.start > self.duration:
                 _number((*key, "start"), client.start, low=0, high=self.duration)
             if client.start >= self.duration:

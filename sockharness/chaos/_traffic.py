@@ -1,6 +1,8 @@
-"""The load: client threads that send numbered messages, check each reply, and time it.
+"""The load: client threads that send messages, check each reply, and time it.
 
-Every message is one line, ``<client>:<seq>:<body>\\n``, so a reply can be
+A group's clients speak its ``protocol`` (``http``, ``lines``,
+``length-prefixed``: see ``_protocols.py``) or run its ``workload``; by
+default (``echo``) every message is one line, ``<client>:<seq>:<body>\\n``, so a reply can be
 matched to the message it answers (datagrams may come late, twice or out of
 order) and a changed byte shows. Each message ends as one of:
 
@@ -29,6 +31,7 @@ from sockharness._core import ConnectionClosed, Outcome, ReceiveTimeout
 from sockharness.faults import Fault, Timeline
 from sockharness.harness import Client, Payloads, connect
 
+from ._protocols import Workload, speak
 from ._schema import ClientSpec
 
 __all__ = ["Message", "Traffic", "make_bodies"]
@@ -91,6 +94,7 @@ class Traffic:
         duration: float,
         client_faults: Callable[[float], tuple[Fault, ...]],
         timeline: Timeline,
+        workloads: Sequence[Workload | None] = (),
     ) -> None:
         self.address = address
         self.kind = kind
@@ -106,8 +110,10 @@ class Traffic:
         self._workers: list[_Worker] = []
         for group_index, group in enumerate(groups):
             bodies = make_bodies(group, seed, group_index)
+            workload = workloads[group_index] if group_index < len(workloads) else None
             for _ in range(group.count):
-                self._workers.append(_Worker(self, group, len(self._workers), bodies))
+                worker = _Worker(self, group, len(self._workers), bodies, workload)
+                self._workers.append(worker)
 
     def next_connection(self) -> int:
         """A number for a new connection, unique in the run (seeds its faults)."""
@@ -163,10 +169,20 @@ class Traffic:
 class _Worker(threading.Thread):
     """One client: connects, sends at its rate, checks each reply, reconnects on failure."""
 
-    def __init__(self, traffic: Traffic, spec: ClientSpec, client_id: int, bodies: list[bytes]):
+    def __init__(
+        self,
+        traffic: Traffic,
+        spec: ClientSpec,
+        client_id: int,
+        bodies: list[bytes],
+        workload: Workload | None = None,
+    ) -> None:
         super().__init__(name=f"sockharness chaos client {client_id}", daemon=True)
         self.traffic = traffic
         self.spec = spec
+        self.workload = workload
+        #: Whether the group speaks a protocol of its own (or runs a workload), not echo.
+        self.speaks = spec.workload is not None or spec.protocol != "echo"
         self.client_id = client_id
         self.bodies = bodies
         self.random = random.Random(f"{traffic.seed}:{client_id}")
@@ -228,14 +244,25 @@ class _Worker(threading.Thread):
 
     # -- one message -----------------------------------------------------------------------
 
+    @property
+    def address(self) -> Any:
+        """Where the clients connect: the server, or the proxy in front of it."""
+        return self.traffic.address
+
+    def body(self, seq: int) -> bytes:
+        """The payload of message ``seq`` (seeded; no newline in it)."""
+        return self.bodies[seq % len(self.bodies)]
+
     def exchange(self, seq: int, sent: float) -> Outcome:
         """Send message ``seq`` (at ``sent``), judge the reply, record it; returns the outcome."""
         header = b"%d:%d:" % (self.client_id, seq)
-        body = self.bodies[seq % len(self.bodies)]
+        body = self.body(seq)
         message = header + body[: max(0, self.spec.size - len(header) - 1)] + b"\n"
         outcome: Outcome
         try:
-            if self.spec.pattern == "connect-per-request":
+            if self.speaks:
+                outcome, detail = speak(self, seq)
+            elif self.spec.pattern == "connect-per-request":
                 outcome, detail = self.one_connection(message)
             elif self.spec.pattern == "datagram":
                 outcome, detail = self.one_datagram(message, seq)
