@@ -40,18 +40,20 @@ __all__ = ["Progress", "resolve_classes", "run_scenario"]
 Progress = Callable[[float, float, int, int], None]
 
 
-def _line(scenario: Scenario, key: str) -> int | None:
-    """The line of ``key`` (``"server.handler"``) in the scenario's file, if it can be read."""
+def _line(scenario: Scenario, key: tuple[str | int, ...]) -> int | None:
+    """The line of ``key`` (``("server", "handler")``) in the scenario's file, if readable."""
     try:
         with open(scenario.file, encoding="utf-8") as stream:
-            return line_of(stream.read(), tuple(key.split(".")))
+            return line_of(stream.read(), key)
     except (OSError, UnicodeDecodeError):
         return None
 
 
 def _invalid(scenario: Scenario, key: str, message: str) -> ScenarioError:
     """The error for ``key`` of the scenario, pointing at its line."""
-    return ScenarioError(scenario.file, message, key=key, line=_line(scenario, key))
+    return ScenarioError(
+        scenario.file, message, key=key, line=_line(scenario, tuple(key.split(".")))
+    )
 
 
 def _import(scenario: Scenario, key: str, value: str) -> type:
@@ -135,12 +137,8 @@ def resolve_workloads(scenario: Scenario) -> list[Workload | None]:
 
 
 def _invalid_at(scenario: Scenario, key: tuple[str | int, ...], message: str) -> ScenarioError:
-    try:
-        with open(scenario.file, encoding="utf-8") as stream:
-            line = line_of(stream.read(), key)
-    except (OSError, UnicodeDecodeError):
-        line = None
-    return ScenarioError(scenario.file, message, key=dotted(key), line=line)
+    """The error for ``key`` (a path with list indexes) of the scenario, at its line."""
+    return ScenarioError(scenario.file, message, key=dotted(key), line=_line(scenario, key))
 
 
 def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
