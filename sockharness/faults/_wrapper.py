@@ -270,8 +270,6 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         #: A close or reset the incoming faults decided, and when: after the data before it.
         self._sh_end_at: tuple[float, ActionKind] | None = None
         self._sh_raw_eof = False  # The peer's end came, and the faults hold it back.
-        #: When the fault wait a send is in ends (this socket's clock), while it lasts.
-        self._sh_sending_until: float | None = None
         self._sh_lock = threading.Lock()
         self._sh_calls = _CallFaults(
             faults,
@@ -391,11 +389,7 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         if self._sh_state == "closed":
             return len(view)  # The connection was closed by a fault: discarded, as by a proxy.
         for action in self._sh_out.data(self._sh_now(), view):
-            self._sh_sending_until = action.at
-            try:
-                self._sh_wait(action.at)
-            finally:
-                self._sh_sending_until = None
+            self._sh_wait(action.at)
             self._sh_timers()
             self._sh_check()
             if self._sh_state == "closed":
