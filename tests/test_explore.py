@@ -82,13 +82,11 @@ def test_every_case_of_a_healthy_handler_holds_on_every_concurrency() -> None:
         assert len(exploration.outcomes) == 63 + 64 * 5
         assert (exploration.request_size, exploration.reply_size) == (64, 64)
         assert exploration.format().endswith("every case held")
-    # Forking: every point but client-reset. A forked handler missed a client's reset
-    # twice under -n 2 load (reported as a hang; the child is then killed at stop): an
-    # open bug, not yet understood, left out here rather than retried.
-    points = "split,coalesce,client-close,server-close,server-reset"
-    exploration = exchanges(LineEchoHandler, REQUEST, concurrency="forking", points=points)
+    # Forking, every point: a client-reset case once hung under load, as a child
+    # forked while the client was closing kept its socket (tests/test_fork_safety.py).
+    exploration = exchanges(LineEchoHandler, REQUEST, concurrency="forking")
     assert exploration.ok, exploration.format()
-    assert len(exploration.outcomes) == 63 + 64 * 4
+    assert len(exploration.outcomes) == 63 + 64 * 5
 
 
 def test_the_cases_are_every_offset_of_every_point() -> None:

@@ -26,7 +26,12 @@ from .errors import (
     UsageError,
 )
 from .exports import publish
-from .fork_safety import keep_out_of_children
+from .fork_safety import (
+    accept_out_of_children,
+    forks_held,
+    keep_out_of_children,
+    socket_out_of_children,
+)
 from .imports import import_object, object_path
 from .kinds import (
     CONCURRENCIES,
@@ -118,11 +123,13 @@ __all__ = [
     "UnfiredMode",
     "UsageError",
     "VirtualTime",
+    "accept_out_of_children",
     "child_state",
     "concurrency_of_class",
     "count_bytes",
     "counter_of",
     "derive_seed",
+    "forks_held",
     "format_table",
     "handler_running",
     "import_object",
@@ -140,6 +147,7 @@ __all__ = [
     "publish",
     "server_class_for",
     "socket_descriptors",
+    "socket_out_of_children",
     "sweep_count_argument",
     "sweep_seed",
     "unreachable",

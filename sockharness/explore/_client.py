@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sockharness._core import Kind, keep_out_of_children, wait_until_sent
+from sockharness._core import Kind, socket_out_of_children, wait_until_sent
 
 from ._cases import Case
 
@@ -30,7 +30,7 @@ class ClientSide:
 
 def _connect(kind: Kind, address: Any, timeout: float) -> socket.socket:
     # A forking handler's child must not keep a copy: its close and reset would not reach it.
-    sock = keep_out_of_children(socket.socket(kind.family, socket.SOCK_STREAM))
+    sock = socket_out_of_children(kind.family, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         if kind.family != getattr(socket, "AF_UNIX", None):

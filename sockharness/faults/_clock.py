@@ -42,7 +42,13 @@ import select
 import socket
 import threading
 
-from sockharness._core import VIRTUAL_TIMES, UsageError, VirtualTime, keep_out_of_children
+from sockharness._core import (
+    VIRTUAL_TIMES,
+    UsageError,
+    VirtualTime,
+    forks_held,
+    keep_out_of_children,
+)
 
 __all__ = ["VIRTUAL_TIMES", "FaultClock", "VirtualTime", "check_virtual_time"]
 
@@ -83,8 +89,9 @@ class FaultClock:
         self._stopped = threading.Event()
         self._pair: tuple[socket.socket, socket.socket] | None = None
         if stoppable:
-            waiting, signalling = socket.socketpair()
-            keep_out_of_children(signalling)  # A child's copy would keep the waits going.
+            with forks_held():  # A child's copy of signalling would keep the waits going.
+                waiting, signalling = socket.socketpair()
+                keep_out_of_children(signalling)
             self._pair = (waiting, signalling)
 
     def __repr__(self) -> str:

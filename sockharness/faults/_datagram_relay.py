@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sockharness._core import keep_out_of_children
+from sockharness._core import socket_out_of_children
 
 from ._plans import Action, DatagramPlan
 
@@ -113,7 +113,7 @@ class DatagramFlow:
         self.plans = plans
         self.on_datagram = on_datagram
         self.closed = False
-        self.sock = keep_out_of_children(socket.socket(family, socket.SOCK_DGRAM))
+        self.sock = socket_out_of_children(family, socket.SOCK_DGRAM)
         self._path: str | None = None
         try:
             self.sock.setblocking(False)

@@ -18,9 +18,10 @@ from sockharness._core import (
     ProxyError,
     ProxyTimeout,
     UsageError,
-    keep_out_of_children,
+    accept_out_of_children,
     parse_kind,
     private_directory,
+    socket_out_of_children,
 )
 
 from ._datagram_relay import MAX_DATAGRAM, DatagramFlow, Outbox
@@ -220,9 +221,7 @@ class FaultProxy:
         self._private_dir: str | None = None
         if self.kind.unix:
             self._private_dir = private_directory("shp-")
-        self._listener = keep_out_of_children(
-            socket.socket(self.kind.family, self.kind.socket_type)
-        )
+        self._listener = socket_out_of_children(self.kind.family, self.kind.socket_type)
         try:
             if self.kind.stream and not self.kind.unix:
                 self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -477,7 +476,7 @@ class FaultProxy:
             # The last blackhole's filler was not taken out yet: it fills the queue again.
             self._record(fault, -1, "blackholed new connections (the listener's backlog is full)")
             return
-        filler = keep_out_of_children(socket.socket(self.kind.family, socket.SOCK_STREAM))
+        filler = socket_out_of_children(self.kind.family, socket.SOCK_STREAM)
         try:
             if self.kind.unix:
                 assert self._private_dir is not None
@@ -572,8 +571,7 @@ class FaultProxy:
 
     def _accept(self) -> None:
         try:
-            client, peer = self._listener.accept()
-            keep_out_of_children(client)
+            client, peer = accept_out_of_children(self._listener)
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         if self._filler is not None and peer == self._filler_name and peer not in ("", None):

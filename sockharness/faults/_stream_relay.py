@@ -33,7 +33,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sockharness._core import keep_out_of_children
+from sockharness._core import socket_out_of_children
 
 from ._plans import Action, StreamPlan
 
@@ -128,7 +128,7 @@ class StreamRelay:
         self.connected = False
         self.draining = False
         self.client.setblocking(False)
-        self.upstream = keep_out_of_children(socket.socket(family, socket.SOCK_STREAM))
+        self.upstream = socket_out_of_children(family, socket.SOCK_STREAM)
         self.upstream.setblocking(False)
         if family != getattr(socket, "AF_UNIX", None):
             for sock in (self.client, self.upstream):

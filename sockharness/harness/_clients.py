@@ -20,6 +20,7 @@ from sockharness._core import (
     keep_out_of_children,
     parse_kind,
     private_directory,
+    socket_out_of_children,
 )
 
 if TYPE_CHECKING:
@@ -177,7 +178,9 @@ def connect(
         faults = _client_faults(faults, kind, tls)
         clock = FaultClock(virtual_time)
     what = describe_address(kind, address)
-    sock = socket.socket(kind.family, kind.socket_type)
+    # Kept out of a forking server's children from the first: a child's copy would
+    # keep the connection open after the client's close or reset.
+    sock = socket_out_of_children(kind.family, kind.socket_type)
     private_dir: str | None = None
     try:
         sock.settimeout(timeout)
@@ -220,7 +223,7 @@ def connect(
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
         raise
-    keep_out_of_children(sock)
+    keep_out_of_children(sock)  # The TLS or fault wrapper, on the same descriptor.
     return Client(sock, kind=kind, address=address, timeout=timeout, private_dir=private_dir)
 
 
