@@ -133,3 +133,11 @@ def set_and_get(address: Any, rng: random.Random, seq: int) -> None:
 def always_fails(address: Any, rng: random.Random, seq: int) -> None:
     """A workload whose check never holds."""
     raise AssertionError("the service said no")
+
+
+def works_three_times(address: Any, rng: random.Random, seq: int) -> None:
+    """A steady-state probe of a service that breaks for good after its third answer."""
+    with socket.create_connection(address, timeout=1.0) as sock:
+        sock.sendall(b"ping\n")
+        assert sock.recv(16) == b"ping\n", "no echo"
+    assert seq < 3, "the service broke and stayed broken"

@@ -290,6 +290,7 @@ def test_conformance_exports() -> None:
 
 CHAOS_API = [
     "scenario_id",
+    "AbortWhen",
     "ClientSpec",
     "Expectations",
     "FaultWindow",
@@ -299,6 +300,8 @@ CHAOS_API = [
     "ScenarioResult",
     "ServerSpec",
     "SpecError",
+    "SteadyRecord",
+    "SteadyState",
     "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",

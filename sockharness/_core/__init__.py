@@ -53,6 +53,7 @@ from .table import format_table
 from .text import plural
 from .vocabulary import (
     CLIENT_PROTOCOLS,
+    FAILED_OUTCOMES,
     LEAK_MODES,
     PATTERNS,
     PAYLOAD_KINDS,
@@ -66,6 +67,7 @@ from .vocabulary import (
     Outcome,
     Pattern,
     PayloadKind,
+    Phase,
     ProfileName,
     Reply,
     ScenarioOutcome,
@@ -79,6 +81,7 @@ from .vocabulary import (
 __all__ = [
     "CLIENT_PROTOCOLS",
     "CONCURRENCIES",
+    "FAILED_OUTCOMES",
     "KINDS",
     "LEAK_MODES",
     "MAX_SWEEP",
@@ -107,6 +110,7 @@ __all__ = [
     "Outcome",
     "Pattern",
     "PayloadKind",
+    "Phase",
     "ProfileName",
     "ProxyError",
     "ProxyTimeout",

@@ -6,6 +6,7 @@ from typing import Literal, NoReturn, get_args
 
 __all__ = [
     "CLIENT_PROTOCOLS",
+    "FAILED_OUTCOMES",
     "LEAK_MODES",
     "PATTERNS",
     "PAYLOAD_KINDS",
@@ -19,6 +20,7 @@ __all__ = [
     "Outcome",
     "Pattern",
     "PayloadKind",
+    "Phase",
     "ProfileName",
     "Reply",
     "ScenarioOutcome",
@@ -60,8 +62,16 @@ PayloadKind = Literal["random", "text", "line", "json"]
 PAYLOAD_KINDS: tuple[PayloadKind, ...] = get_args(PayloadKind)
 #: How one chaos message ended.
 Outcome = Literal["ok", "lost", "corrupt", "error"]
-#: How a scenario run ended.
-ScenarioOutcome = Literal["held", "broken", "error", "skipped"]
+#: How a scenario run ended: "not steady" (the steady state did not hold before any fault),
+#: "aborted" (abort_when stopped it), "broken" (an invariant), "error" (it could not run).
+ScenarioOutcome = Literal["held", "broken", "aborted", "not steady", "error", "skipped"]
+#: The outcomes that fail a run (exit status 1).
+FAILED_OUTCOMES: frozenset[ScenarioOutcome] = frozenset(
+    {"broken", "aborted", "not steady", "error"}
+)
+#: The phase of a scenario an invariant judges: the steady state before the faults, the
+#: faults and the load, and what comes after them.
+Phase = Literal["before", "during", "after"]
 #: How hard the conformance suite looks (the settings are in sockharness.conformance).
 ProfileName = Literal["quick", "ci", "thorough"]
 PROFILE_NAMES: tuple[ProfileName, ...] = get_args(ProfileName)

@@ -25,6 +25,7 @@ from ._reports import json_report, junit_report, summary_table
 from ._result import Invariant, ScenarioResult
 from ._runner import resolve_classes, run_scenario, scenario_id
 from ._schema import (
+    AbortWhen,
     ClientSpec,
     Expectations,
     FaultWindow,
@@ -32,9 +33,12 @@ from ._schema import (
     ScenarioError,
     ServerSpec,
     SpecError,
+    SteadyState,
 )
+from ._steady import SteadyRecord
 
 __all__ = [
+    "AbortWhen",
     "ClientSpec",
     "Expectations",
     "FaultWindow",
@@ -44,6 +48,8 @@ __all__ = [
     "ScenarioResult",
     "ServerSpec",
     "SpecError",
+    "SteadyRecord",
+    "SteadyState",
     "collect_scenario_file",
     "find_scenario_files",
     "is_scenario_file",

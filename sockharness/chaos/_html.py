@@ -27,6 +27,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ._html_steady import steady_state_section
+
 __all__ = ["render_html"]
 
 # Shown for a missing value, and between the ends of a fault window.
@@ -34,7 +36,7 @@ DASH = "\u2013"
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
-RESULTS = ("held", "broken", "error", "skipped")
+RESULTS = ("held", "broken", "aborted", "not steady", "error", "skipped")
 
 # Plot geometry, in SVG user units (the SVG scales to the page width).
 WIDTH, HEIGHT = 760, 260
@@ -74,14 +76,16 @@ a { color: #1d4ed8; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: .85em;
   font-weight: 600; color: #fff; white-space: nowrap; }
 .badge.result-held { background: #15803d; }
-.badge.result-broken { background: #b91c1c; }
+.badge.result-broken, .badge.result-aborted { background: #b91c1c; }
+.badge.result-not-steady { background: #7c2d12; }
 .badge.result-error { background: #b45309; }
 .badge.result-unknown { background: #6b7280; }
 .badge.result-skipped { background: #9ca3af; }
 section.scenario { background: #fff; margin: 24px 0; padding: 16px 20px;
   box-shadow: 0 1px 2px rgba(0,0,0,.08); border-left: 6px solid #6b7280; }
 section.scenario.result-held { border-left-color: #15803d; }
-section.scenario.result-broken { border-left-color: #b91c1c; }
+section.scenario.result-broken, section.scenario.result-aborted { border-left-color: #b91c1c; }
+section.scenario.result-not-steady { border-left-color: #7c2d12; }
 section.scenario.result-error { border-left-color: #b45309; }
 dl.details { display: grid; grid-template-columns: max-content 1fr; gap: 2px 16px; margin: 0; }
 dl.details dt { color: #4b5563; }
@@ -235,6 +239,11 @@ def _result(scenario: Mapping[str, Any]) -> str:
     return result if result in RESULTS else "unknown"
 
 
+def _css(result: str) -> str:
+    """A result as a CSS class name (``not steady``: ``not-steady``)."""
+    return result.replace(" ", "-")
+
+
 def _slugs(names: list[str]) -> list[str]:
     """A unique, URL-safe slug per name, for the section ids."""
     seen: set[str] = set()
@@ -333,7 +342,7 @@ def _verdict(results: list[dict[str, Any]]) -> str:
 def _badge(scenario: Mapping[str, Any]) -> str:
     """The coloured result label."""
     text = scenario.get("result") or "unknown"
-    return f'<span class="badge result-{_result(scenario)}">{_esc(text)}</span>'
+    return f'<span class="badge result-{_css(_result(scenario))}">{_esc(text)}</span>'
 
 
 def _summary_table(results: list[dict[str, Any]], slugs: list[str]) -> str:
@@ -379,14 +388,14 @@ def _summary_row(scenario: Mapping[str, Any], index: int, slug: str) -> str:
         f'<td class="broken-invariants">{_esc(", ".join(broken)) if broken else DASH}</td>',
         f'<td class="num seed"><code>{_esc(seed) if seed is not None else DASH}</code></td>',
     ]
-    return f'<tr class="row-{_result(scenario)}">{"".join(cells)}</tr>'
+    return f'<tr class="row-{_css(_result(scenario))}">{"".join(cells)}</tr>'
 
 
 def _scenario_section(scenario: Mapping[str, Any], index: int, slug: str) -> str:
     """One scenario's section: details, error, invariants, faults and plots."""
     name = _name(scenario, index)
     parts = [
-        f'<section class="scenario result-{_result(scenario)}" id="scenario-{slug}">',
+        f'<section class="scenario result-{_css(_result(scenario))}" id="scenario-{slug}">',
         f'<h2><span class="name">{_esc(name)}</span> {_badge(scenario)}</h2>',
         _details(scenario),
     ]
@@ -394,6 +403,9 @@ def _scenario_section(scenario: Mapping[str, Any], index: int, slug: str) -> str
     if error:
         parts.append(f'<pre class="error-text"><strong>Error:</strong> {_esc(error)}</pre>')
     parts += ["<h3>Invariants</h3>", _invariants(scenario), "<h3>Faults</h3>", _faults(scenario)]
+    steady = steady_state_section(scenario)
+    if steady:
+        parts.append(steady)
     parts.append(_plots(scenario, name))
     parts.append("</section>")
     return "\n".join(parts)

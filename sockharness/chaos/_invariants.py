@@ -6,8 +6,11 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ._result import Invariant, percentile
+from sockharness._core import Phase
+
+from ._result import ABORTED, NOT_STEADY, Invariant, percentile
 from ._schema import Scenario
+from ._steady import SteadyRecord
 from ._traffic import Message
 
 __all__ = ["RunRecord", "evaluate"]
@@ -29,6 +32,8 @@ class RunRecord:
     leaks: str | None
     handler_errors: tuple[str, ...]
     problems: tuple[str, ...]
+    #: The steady-state probe's record (``None``: the scenario has no [steady_state]).
+    steady: SteadyRecord | None = None
 
 
 def _ms(seconds: float | None) -> str:
@@ -72,15 +77,59 @@ def _intact_outside_faults(run: RunRecord, messages: list[Message]) -> Invariant
     return Invariant("intact_outside_faults", not failed, detail, vacuous=not outside)
 
 
+def _steady_state(run: RunRecord) -> list[Invariant]:
+    """The lifecycle's invariants: steady before, not aborted, recovered after."""
+    steady, spec = run.steady, run.scenario.steady_state
+    if steady is None or spec is None:
+        return []
+    if steady.not_steady is not None:
+        detail = f"the system was not steady before any fault: {steady.not_steady}"
+        return [Invariant(NOT_STEADY, False, detail, phase="before")]
+    checks = [
+        Invariant(
+            NOT_STEADY,
+            True,
+            f"{spec.samples} probe exchanges before the faults showed the steady state",
+            phase="before",
+        )
+    ]
+    if spec.abort_when is not None:
+        checks.append(
+            Invariant(
+                ABORTED,
+                steady.aborted is None,
+                f"abort_when stopped the run: {steady.aborted}"
+                if steady.aborted
+                else "abort_when never came true",
+            )
+        )
+    took = steady.recovery_time
+    checks.append(
+        Invariant(
+            "recovered",
+            steady.not_recovered is None,
+            steady.not_recovered
+            or f"the steady state held again {took or 0:.2f} s after the faults ended (at most "
+            f"{spec.max_recovery_time:g} s)",
+            phase="after",
+        )
+    )
+    return checks
+
+
 def evaluate(run: RunRecord) -> list[Invariant]:
     """Every invariant the scenario asks for, held or not, with the evidence."""
     expect = run.scenario.expect
     messages = list(run.messages)
     ok = [message for message in messages if message.outcome == "ok"]
-    checks: list[Invariant] = []
+    checks: list[Invariant] = _steady_state(run)
+    if run.steady is not None and run.steady.not_steady is not None:
+        return checks  # No fault and no load ran: nothing else to judge.
 
-    def add(name: str, held: bool, detail: str, *, vacuous: bool = False) -> None:
-        checks.append(Invariant(name, held, detail, vacuous=vacuous and held))
+    def add(
+        name: str, held: bool, detail: str, *, vacuous: bool = False, phase: Phase = "during"
+    ) -> None:
+        checks.append(Invariant(name, held, detail, vacuous=vacuous and held, phase=phase))
 
     add(
         "min_messages",
@@ -118,6 +167,7 @@ def evaluate(run: RunRecord) -> list[Invariant]:
             "serving_after_faults",
             run.probe is None,
             run.probe or "a fresh client's request got its reply after the faults ended",
+            phase="after",
         )
     if run.server_started:
         took = run.shutdown_took
@@ -125,12 +175,14 @@ def evaluate(run: RunRecord) -> list[Invariant]:
             "shutdown_within",
             took is not None and took <= expect.shutdown_within,
             f"the server stopped in {_ms(took)} (at most {_ms(expect.shutdown_within)})",
+            phase="after",
         )
         if expect.no_leaks:
             add(
                 "no_leaks",
                 run.leaks is None,
                 run.leaks or "no threads, descriptors, children or socket files left behind",
+                phase="after",
             )
     if expect.max_handler_errors is not None:
         errors = run.handler_errors

@@ -97,7 +97,7 @@ class ScenarioItem(pytest.Item):
             raise InvalidScenario(str(exc)) from None
         if self.result.skipped is not None:
             pytest.skip(self.result.skipped)
-        if self.result.result != "held":
+        if self.result.failed:
             replay = f"--sockharness-seed {self.result.seed}"
             raise ScenarioFailed(self.result, replay)
 

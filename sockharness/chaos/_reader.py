@@ -21,6 +21,7 @@ from sockharness.faults import FAULT_NAMES, Fault, fault_class, network_profile
 
 from ._schema import (
     STARTED_SERVER_KEYS,
+    AbortWhen,
     ClientSpec,
     Expectations,
     FaultWindow,
@@ -29,6 +30,7 @@ from ._schema import (
     ScenarioError,
     ServerSpec,
     SpecError,
+    SteadyState,
     dotted,
     type_name,
 )
@@ -36,7 +38,9 @@ from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_SECTIONS = {"scenario", "server", "clients", "faults", "expect"}
+_SECTIONS = {"scenario", "server", "clients", "faults", "expect", "steady_state"}
+#: What a steady-state probe is not: it is one client, from the start.
+_NOT_PROBE_KEYS = {"count", "rate", "start"}
 _HEAD_KEYS = {"name", "description", "seed", "duration"}
 _WINDOW_KEYS = {"fault", "side", "at", "until"}
 #: The [[clients]] keys of one protocol only.
@@ -134,6 +138,9 @@ class _Reader:
         clients = self.clients(document.get("clients"))
         faults = self.faults(document.get("faults"), server.kind)
         expect = self.expect(self.table(document, ("expect",), required=False))
+        steady = None
+        if "steady_state" in document:
+            steady = self.steady_state(self.table(document, ("steady_state",), required=True))
         return self.build(
             (),
             Scenario,
@@ -142,6 +149,7 @@ class _Reader:
             clients=clients,
             faults=faults,
             expect=expect,
+            steady_state=steady,
             **head,
         )
 
@@ -276,6 +284,21 @@ class _Reader:
             raise self.fail((*key, bad) if bad else (*key, "fault"), str(exc)) from None
         window = {k: v for k, v in table.items() if k in _WINDOW_KEYS - {"fault"}}
         return fault, window
+
+    def steady_state(self, table: Mapping[str, Any]) -> SteadyState:
+        key: Key = ("steady_state",)
+        self.keys(table, key, _fields(SteadyState))
+        values = dict(table)
+        if "probe" in values:
+            probe = self.table(values, (*key, "probe"), required=True)
+            self.keys(probe, (*key, "probe"), _fields(ClientSpec) - _NOT_PROBE_KEYS)
+            self.protocol_keys(probe, (*key, "probe"))
+            values["probe"] = self.build((*key, "probe"), ClientSpec, **probe)
+        if "abort_when" in values:
+            abort = self.table(values, (*key, "abort_when"), required=True)
+            self.keys(abort, (*key, "abort_when"), _fields(AbortWhen))
+            values["abort_when"] = self.build((*key, "abort_when"), AbortWhen, **abort)
+        return self.build(key, SteadyState, **values)
 
     def expect(self, table: Mapping[str, Any]) -> Expectations:
         key: Key = ("expect",)

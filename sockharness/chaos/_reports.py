@@ -58,9 +58,7 @@ def summary_table(results: Sequence[ScenarioResult]) -> str:
     footer = f"{held} of {total} scenario{'s' if total != 1 else ''} held"
     if skipped:
         footer += f" ({skipped} skipped: this host cannot run them)"
-    details = [
-        result.failure_message() for result in results if result.result in ("broken", "error")
-    ]
+    details = [result.failure_message() for result in results if result.failed]
     vacuous = [
         f"scenario {result.scenario.name!r}: {invariant.name} held with nothing to judge "
         f"({invariant.detail})"
@@ -77,7 +75,7 @@ def json_report(results: Sequence[ScenarioResult]) -> str:
     """Every result in full, as JSON."""
     return json.dumps(
         {
-            "held": all(result.result in ("held", "skipped") for result in results),
+            "held": not any(result.failed for result in results),
             "scenarios": [result.to_dict() for result in results],
         },
         indent=2,
@@ -90,7 +88,7 @@ def junit_report(results: Sequence[ScenarioResult]) -> str:
         "testsuite",
         name="sockharness chaos scenarios",
         tests=str(len(results)),
-        failures=str(sum(1 for result in results if result.result == "broken")),
+        failures=str(sum(1 for result in results if result.failed and not result.error)),
         skipped=str(sum(1 for result in results if result.result == "skipped")),
         errors=str(sum(1 for result in results if result.result == "error")),
         time=f"{sum(result.elapsed for result in results):.3f}",
@@ -103,9 +101,9 @@ def junit_report(results: Sequence[ScenarioResult]) -> str:
             name=result.scenario.name,
             time=f"{result.elapsed:.3f}",
         )
-        if result.result == "broken":
+        if result.failed and result.error is None:
             names = ", ".join(invariant.name for invariant in result.broken)
-            failure = ET.SubElement(case, "failure", message=f"broken: {names}")
+            failure = ET.SubElement(case, "failure", message=f"{result.result}: {names}")
             failure.text = result.failure_message()
         elif result.result == "skipped":
             ET.SubElement(case, "skipped", message=result.skipped or "")

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sockharness._core import FAILED_OUTCOMES, Phase, ScenarioOutcome
 from sockharness.faults import Recording
 
 from ._schema import FaultWindow, Scenario
+from ._steady import SteadyRecord
 from ._traffic import Message
 
 __all__ = ["Invariant", "ScenarioResult", "percentile", "time_series"]
@@ -23,12 +25,22 @@ class Invariant:
     ``vacuous``: it held only because there was nothing to judge (no message
     outside the fault windows, say): not a failure, but not evidence either,
     and the reports show it apart from the invariants that held.
+
+    ``phase`` is the part of the run it judges: ``before`` the faults (the
+    steady state), ``during`` them (the load, the faults, ``abort_when``) or
+    ``after`` them (recovery, serving, shutdown, leaks).
     """
 
     name: str
     held: bool
     detail: str
     vacuous: bool = False
+    phase: Phase = "during"
+
+
+#: The invariants of the steady-state lifecycle whose failure names the result.
+NOT_STEADY = "steady_before"
+ABORTED = "not_aborted"
 
 
 @dataclass
@@ -48,15 +60,31 @@ class ScenarioResult:
     fired: list[bool] = field(default_factory=list)
     #: The seed, the faults and every fault decision of the run, to replay it.
     recording: Recording | None = None
+    #: The steady-state probe's exchanges and verdicts (``None``: no [steady_state]).
+    steady: SteadyRecord | None = None
+    #: When the run's clock started (``time.monotonic()``): what the probe's times are from.
+    clock_started: float | None = None
 
     @property
-    def result(self) -> str:
-        """``"held"``, ``"broken"``, ``"error"`` or ``"skipped"`` (the host cannot run it)."""
+    def result(self) -> ScenarioOutcome:
+        """``"held"``; ``"not steady"`` (broken before any fault), ``"aborted"``
+        (``abort_when`` stopped it), ``"broken"`` (an invariant); ``"error"`` (it
+        could not run) or ``"skipped"`` (the host cannot run it)."""
         if self.skipped is not None:
             return "skipped"
         if self.error is not None:
             return "error"
-        return "broken" if self.broken else "held"
+        names = {invariant.name for invariant in self.broken}
+        if NOT_STEADY in names:
+            return "not steady"
+        if ABORTED in names:
+            return "aborted"
+        return "broken" if names else "held"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run fails (exit status 1): broken, aborted, not steady or an error."""
+        return self.result in FAILED_OUTCOMES
 
     @property
     def broken(self) -> list[Invariant]:
@@ -87,8 +115,14 @@ class ScenarioResult:
             return f"{head} could not run: {self.error}"
         if not self.broken:
             return ""
-        lines = [f"{head}: {len(self.broken)} invariant(s) broken"]
-        lines += [f"  {invariant.name}: {invariant.detail}" for invariant in self.broken]
+        verdict = {"not steady": "not steady before the faults", "aborted": "aborted"}.get(
+            self.result, f"{len(self.broken)} invariant(s) broken"
+        )
+        lines = [f"{head}: {verdict}"]
+        lines += [
+            f"  {invariant.phase}: {invariant.name}: {invariant.detail}"
+            for invariant in self.broken
+        ]
         lines.append(
             f"  ({len(self.messages)} messages, {self.count('ok')} ok; replay with "
             f"{replay or f'--seed {self.seed}'})"
@@ -132,15 +166,51 @@ class ScenarioResult:
             },
             "handler_errors": len(self.handler_errors),
             "invariants": [
-                {"name": i.name, "held": i.held, "detail": i.detail, "vacuous": i.vacuous}
+                {
+                    "name": i.name,
+                    "held": i.held,
+                    "detail": i.detail,
+                    "vacuous": i.vacuous,
+                    "phase": i.phase,
+                }
                 for i in self.invariants
             ],
+            "steady_state": self._steady_dict(),
             "faults": [
                 _window_dict(window, fired=self.fired[index] if index < len(self.fired) else None)
                 for index, window in enumerate(scenario.faults)
             ],
             "problems": list(self.problems),
             "series": time_series(self.messages, scenario.duration),
+        }
+
+    def _steady_dict(self) -> dict[str, Any] | None:
+        """The probe's exchanges (times from the run's start) and the lifecycle's verdicts."""
+        steady = self.steady
+        if steady is None:
+            return None
+        zero = self.clock_started if self.clock_started is not None else 0.0
+
+        def at(value: float | None) -> float | None:
+            return None if value is None else round(value - zero, 6)
+
+        return {
+            "not_steady": steady.not_steady,
+            "aborted": steady.aborted,
+            "aborted_at": at(steady.aborted_at),
+            "faults_ended": at(steady.faults_ended),
+            "recovered_at": at(steady.recovered_at),
+            "recovery_time": _rounded(steady.recovery_time),
+            "not_recovered": steady.not_recovered,
+            "samples": [
+                {
+                    "t": at(sample.sent),
+                    "latency": round(sample.latency, 6),
+                    "outcome": sample.outcome,
+                    "phase": sample.phase,
+                }
+                for sample in steady.samples
+            ],
         }
 
 

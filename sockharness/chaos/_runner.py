@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import math
 import random
 import socket
 import ssl
@@ -31,8 +32,9 @@ from ._invariants import RunRecord, evaluate
 from ._protocols import Workload, speak
 from ._result import ScenarioResult
 from ._schema import ClientSpec, FaultWindow, Scenario, ScenarioError, ServerSpec, dotted
+from ._steady import SteadyMonitor
 from ._toml import line_of
-from ._traffic import Traffic, make_bodies
+from ._traffic import ProbeClient, Traffic, make_bodies
 
 __all__ = ["Progress", "resolve_classes", "run_scenario"]
 
@@ -117,21 +119,25 @@ class _Probe:
 
 
 def resolve_workloads(scenario: Scenario) -> list[Workload | None]:
-    """Each client group's workload function, imported (``None`` for the built-in clients)."""
+    """Each client group's workload function, imported (``None`` for the built-in clients),
+    and last, the steady-state probe's (when the scenario has one)."""
+    groups: list[tuple[ClientSpec, tuple[str | int, ...]]] = [
+        (group, ("clients", index, "workload")) for index, group in enumerate(scenario.clients)
+    ]
+    steady = scenario.steady_state
+    if steady is not None and steady.probe is not None:
+        groups.append((steady.probe, ("steady_state", "probe", "workload")))
     workloads: list[Workload | None] = []
-    for index, group in enumerate(scenario.clients):
+    for group, key in groups:
         if group.workload is None:
             workloads.append(None)
             continue
         try:
             found = import_object(group.workload)
         except LookupError as exc:
-            key = ("clients", index, "workload")
             raise _invalid_at(scenario, key, f"cannot import: {exc}") from None
         if not callable(found):
-            raise _invalid_at(
-                scenario, ("clients", index, "workload"), f"{group.workload!r} is not a function"
-            )
+            raise _invalid_at(scenario, key, f"{group.workload!r} is not a function")
         workloads.append(found)
     return workloads
 
@@ -223,13 +229,22 @@ def _check_reachable(spec: ServerSpec, address: Any) -> None:
 class _Windows:
     """The scenario's fault windows on the clock of one run."""
 
-    def __init__(self, windows: tuple[FaultWindow, ...], started: float) -> None:
+    def __init__(self, windows: tuple[FaultWindow, ...], started: float = math.inf) -> None:
         self.windows = windows
+        #: When the run's clock started (until it does, no window is open).
         self.started = started
+        #: When the faults were cut short (``abort_when``): no window is open from then on.
+        self.cut_at = math.inf
 
     def active(self, side: str, when: float) -> tuple[Fault, ...]:
+        if when >= self.cut_at:
+            return ()
         offset = when - self.started
         return tuple(w.fault for w in self.windows if w.side == side and w.at <= offset < w.end)
+
+    def last_end(self, duration: float) -> float:
+        """When the last window closes, in seconds from the start (0 without windows)."""
+        return max((min(w.end, duration) for w in self.windows), default=0.0)
 
     def boundaries(self, sides: set[str]) -> list[float]:
         times: set[float] = set()
@@ -355,6 +370,7 @@ class _Run:
         self.leaks: str | None = None
         self.probe: str | None = None
         self.fired: dict[str, set[str]] = {}
+        self.monitor: SteadyMonitor | None = None
 
     def start_server(self, windows: _Windows) -> None:
         spec = self.scenario.server
@@ -378,55 +394,95 @@ class _Run:
         )
 
     def run(self) -> None:
+        windows = _Windows(self.scenario.faults)
+        # Torn down in reverse, whatever fails: the clients and the fault schedule
+        # first, then the probe, the proxy, then the server.
+        with contextlib.ExitStack() as stack:
+            address, first = self.start_targets(stack, windows)
+            if self.steady_before(stack, address, first):
+                self.load_and_faults(stack, address, windows)
+        self.judge()
+
+    def start_targets(
+        self, stack: contextlib.ExitStack, windows: _Windows
+    ) -> tuple[Any, list[Fault]]:
+        """Start the server and the proxy: where the clients go, and the proxy's first faults
+        (those from 0 s; added here unless a steady state is to be checked first)."""
         scenario = self.scenario
         spec = scenario.server
+        if spec.target is None:
+            self.start_server(windows)
+            assert self.server is not None
+            stack.callback(self.stop_server)
+            upstream = self.server.address
+        else:
+            upstream = _target_address(spec)
+            _check_reachable(spec, upstream)
+        address = upstream
+        first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
+        if spec.target is not None or "proxy" in scenario.fault_sides:
+            now = [] if scenario.steady_state is not None else first
+            self.proxy = FaultProxy(upstream, spec.kind, now, seed=self.seed)
+            stack.callback(self.proxy.close)
+            address = self.proxy.address
+        return address, first
+
+    def steady_before(self, stack: contextlib.ExitStack, address: Any, first: list[Fault]) -> bool:
+        """Check the steady state before any fault (``True`` without one); then add the
+        proxy's first faults."""
+        if self.scenario.steady_state is None:
+            return True
+        self.monitor = monitor = self.steady_monitor(address)
+        stack.callback(monitor.client.close)
+        self.result.steady = monitor.record
+        self.result.clock_started = time.monotonic()
+        if not monitor.check_before():
+            return False
+        if self.proxy is not None:
+            for fault in first:
+                self.proxy.add(fault)
+        return True
+
+    def load_and_faults(self, stack: contextlib.ExitStack, address: Any, windows: _Windows) -> None:
+        """The load, the fault schedule and the probe for the scenario's duration; then the
+        recovery, and the probe after the faults."""
+        scenario = self.scenario
         stop = threading.Event()
-        windows = _Windows(scenario.faults, time.monotonic())
-        # Torn down in reverse, whatever fails: the clients and the fault schedule
-        # first, then the proxy, then the server.
-        with contextlib.ExitStack() as stack:
-            if spec.target is None:
-                self.start_server(windows)
-                assert self.server is not None
-                stack.callback(self.stop_server)
-                upstream = self.server.address
-            else:
-                upstream = _target_address(spec)
-                _check_reachable(spec, upstream)
-            address = upstream
-            if spec.target is not None or "proxy" in scenario.fault_sides:
-                first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
-                self.proxy = FaultProxy(upstream, spec.kind, first, seed=self.seed)
-                stack.callback(self.proxy.close)
-                address = self.proxy.address
-            traffic = Traffic(  # Builds the message bodies: before the clock starts.
-                scenario.clients,
-                address=address,
-                kind=spec.kind,
-                tls=self.client_tls(),
-                seed=self.seed,
-                duration=scenario.duration,
-                client_faults=lambda when: windows.active("client", when),
-                timeline=self.client_timeline,
-                workloads=self.workloads,
+        traffic = Traffic(  # Builds the message bodies: before the clock starts.
+            scenario.clients,
+            address=address,
+            kind=scenario.server.kind,
+            tls=self.client_tls(),
+            seed=self.seed,
+            duration=scenario.duration,
+            client_faults=lambda when: windows.active("client", when),
+            timeline=self.client_timeline,
+            workloads=self.workloads,
+        )
+        schedule: list[threading.Thread] = []
+        wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
+        stack.callback(wind_down)
+        # The clock starts now, with everything listening and ready.
+        started = time.monotonic()
+        windows.started = started
+        self.result.clock_started = started
+        if self.proxy is not None:
+            schedule.append(
+                _schedule_proxy(self.proxy, scenario.faults, started, stop, self.result.problems)
             )
-            schedule: list[threading.Thread] = []
-            wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
-            stack.callback(wind_down)
-            # The clock starts now, with everything listening and ready.
-            started = time.monotonic()
-            windows.started = started
-            if self.proxy is not None:
-                schedule.append(
-                    _schedule_proxy(
-                        self.proxy, scenario.faults, started, stop, self.result.problems
-                    )
-                )
-            traffic.start(started, windows.boundaries({"client", "server"}))
-            self.wait(traffic, started, stop)
-            wind_down()
-            self.fired = self.fired_faults()
-            self.probe = self.probe_serving(address)
+        if self.monitor is not None:
+            self.monitor.start_during(lambda reason: self.abort(stop, windows))
+        traffic.start(started, windows.boundaries({"client", "server"}))
+        self.wait(traffic, started, stop)
+        wind_down()
+        if self.monitor is not None:
+            self.after_the_faults(self.monitor, windows, started)
+        self.fired = self.fired_faults()
+        self.probe = self.probe_serving(address)
+
+    def judge(self) -> None:
+        """Fill in the result's invariants from what the run saw."""
+        scenario = self.scenario
         self.result.fired = [
             repr(window.fault) in self.fired.get(window.side, set()) for window in scenario.faults
         ]
@@ -442,8 +498,53 @@ class _Run:
                 leaks=self.leaks,
                 handler_errors=tuple(self.result.handler_errors),
                 problems=tuple(self.result.problems),
+                steady=self.result.steady,
             )
         )
+
+    # -- the steady state ---------------------------------------------------------------------
+
+    def steady_monitor(self, address: Any) -> SteadyMonitor:
+        """The probe of the steady state: its own client, to where the load goes."""
+        steady = self.scenario.steady_state
+        assert steady is not None
+        assert steady.probe is not None
+        own = len(self.scenario.clients) < len(self.workloads)
+        client = ProbeClient(
+            steady.probe,
+            address=address,
+            kind=self.scenario.server.kind,
+            tls=self.client_tls(),
+            seed=self.seed,
+            workload=self.workloads[-1 if own else 0] if self.workloads else None,
+        )
+        return SteadyMonitor(steady, client)
+
+    def abort(self, stop: threading.Event, windows: _Windows) -> None:
+        """``abort_when`` came true (in the probe's thread): stop the run, take the faults away."""
+        windows.cut_at = time.monotonic()
+        stop.set()
+        if self.proxy is not None:
+            with contextlib.suppress(Exception):  # Cleared again once the schedule stopped.
+                self.proxy.clear()
+
+    def after_the_faults(self, monitor: SteadyMonitor, windows: _Windows, started: float) -> None:
+        """Stop the probe of the run, take every fault away, and wait for the steady state."""
+        probe = monitor.steady.probe
+        assert probe is not None
+        if not monitor.stop_during(2 * probe.timeout + 5.0):
+            self.result.problems.append("the steady-state probe did not stop in time")
+        now = time.monotonic()
+        windows.cut_at = min(windows.cut_at, now)
+        if self.proxy is not None:
+            self.proxy.clear()
+        record = monitor.record
+        if record.aborted_at is not None:
+            ended = record.aborted_at
+        else:
+            last = windows.last_end(self.scenario.duration)
+            ended = now if last >= self.scenario.duration else started + last
+        monitor.recover(ended)
 
     def client_tls(self) -> ssl.SSLContext | None:
         """The client context that trusts the server's certificate (``None`` without TLS)."""

@@ -42,6 +42,7 @@ from sockharness.faults import DATAGRAM, STREAM, Down, Fault
 from sockharness.handlers import BUILTIN_HANDLERS
 
 __all__ = [
+    "AbortWhen",
     "ClientSpec",
     "Expectations",
     "FaultWindow",
@@ -50,6 +51,7 @@ __all__ = [
     "ScenarioError",
     "ServerSpec",
     "SpecError",
+    "SteadyState",
     "type_name",
 ]
 
@@ -515,6 +517,69 @@ class Expectations:
 
 
 @dataclass(frozen=True)
+class AbortWhen:
+    """When the probe says the system is too far gone to go on: over the last ``window``
+    seconds, an error rate at or above ``error_rate``, or a median latency at or above
+    ``latency`` (seconds). At least one of the two is given."""
+
+    error_rate: float | None = None
+    latency: float | None = None
+    window: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.error_rate is None and self.latency is None:
+            raise SpecError((), "expected error_rate or latency (or both): what makes the run stop")
+        if self.error_rate is not None:
+            _number(("error_rate",), self.error_rate, low=0, low_open=True, high=1)
+        if self.latency is not None:
+            _number(("latency",), self.latency, low=0, low_open=True, high=600)
+        _number(("window",), self.window, low=0, low_open=True, high=MAX_DURATION)
+        for name in ("error_rate", "latency", "window"):
+            if getattr(self, name) is not None:
+                _as_float(self, name)
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """What "working" means for the system under test, checked before, during and after.
+
+    ``probe`` is one client's exchange (any protocol or workload; ``None``:
+    the first client group's). A check is ``samples`` exchanges, one every
+    ``interval`` seconds; it holds when at most ``max_error_rate`` of them
+    failed and every one that succeeded took at most ``max_latency``.
+    Before the faults, a check that fails makes the run ``not steady``;
+    during them, ``abort_when`` may stop the run (``aborted``); after them,
+    the steady state must hold again within ``max_recovery_time``.
+    """
+
+    probe: ClientSpec | None = None
+    samples: int = 5
+    interval: float = 0.2
+    max_error_rate: float = 0.0
+    max_latency: float | None = None
+    max_recovery_time: float = 10.0
+    abort_when: AbortWhen | None = None
+
+    def __post_init__(self) -> None:
+        if self.probe is not None and not isinstance(self.probe, ClientSpec):
+            raise SpecError(("probe",), f"expected a table, found {type_name(self.probe)}")
+        _number(("samples",), self.samples, low=1, high=1000, integer=True)
+        _number(("interval",), self.interval, low=0, low_open=True, high=60)
+        _number(("max_error_rate",), self.max_error_rate, low=0, high=1)
+        if self.max_latency is not None:
+            _number(("max_latency",), self.max_latency, low=0, low_open=True, high=600)
+        _number(("max_recovery_time",), self.max_recovery_time, low=0, high=MAX_DURATION)
+        for name in ("interval", "max_error_rate", "max_latency", "max_recovery_time"):
+            if getattr(self, name) is not None:
+                _as_float(self, name)
+
+    @property
+    def check_time(self) -> float:
+        """How long one check takes at least (its exchanges' spacing)."""
+        return self.samples * self.interval
+
+
+@dataclass(frozen=True)
 class Scenario:
     """One chaos scenario, as its file says, with every default resolved."""
 
@@ -527,6 +592,7 @@ class Scenario:
     expect: Expectations = Expectations()
     description: str = ""
     seed: int = 0
+    steady_state: SteadyState | None = None
 
     def __post_init__(self) -> None:
         _string(("scenario", "name"), self.name)
@@ -539,6 +605,28 @@ class Scenario:
         object.__setattr__(self, "clients", tuple(self._resolved_clients()))
         object.__setattr__(self, "faults", tuple(self._resolved_faults()))
         self._check_workload_faults()
+        if self.steady_state is not None:
+            object.__setattr__(self, "steady_state", self._resolved_steady_state())
+
+    def _resolved_steady_state(self) -> SteadyState:
+        steady = self.steady_state
+        assert steady is not None
+        for index, window in enumerate(self.faults):
+            if window.side == "server" and not self.server.stream:
+                raise SpecError(
+                    ("faults", index, "side"),
+                    "a datagram server's faults apply from its start, before the steady "
+                    "state is checked: use side = 'proxy' with [steady_state]",
+                )
+        key: Key = ("steady_state", "probe")
+        probe = steady.probe
+        if probe is None:
+            probe = dataclasses.replace(self.clients[0], count=1, start=0.0)
+            key = ("clients", 0)
+        elif probe.count != 1 or probe.start != 0.0:
+            name = "count" if probe.count != 1 else "start"
+            raise SpecError((*key, name), "the probe is one client, from the start: leave it out")
+        return dataclasses.replace(steady, probe=self._resolved_client(probe, key))
 
     def _check_workload_faults(self) -> None:
         if not any(client.workload is not None for client in self.clients):
@@ -557,48 +645,10 @@ class Scenario:
         return {window.side for window in self.faults}
 
     def _resolved_clients(self) -> Iterator[ClientSpec]:
-        server = self.server
         if not self.clients:
             raise SpecError(("clients",), "expected at least one [[clients]] table, found none")
-        builtin = BUILTIN_HANDLERS.get(server.handler)
-        default_reply = builtin.reply if builtin is not None else "any"
-        if server.target is not None or server.server_class is not None:
-            default_reply = "any"
         for index, client in enumerate(self.clients):
-            key: Key = ("clients", index)
-            pattern = client.pattern or ("persistent" if server.stream else "datagram")
-            if server.stream and pattern == "datagram":
-                raise SpecError(
-                    (*key, "pattern"),
-                    f"'datagram' needs a datagram kind, and {server.kind!r} is a stream; "
-                    "use 'persistent' or 'connect-per-request'",
-                )
-            if not server.stream and pattern != "datagram":
-                raise SpecError(
-                    (*key, "pattern"),
-                    f"a {server.kind!r} server takes datagrams: use pattern = 'datagram'",
-                )
-            if not server.stream:
-                _number((*key, "size"), client.size, low=32, high=MAX_DATAGRAM, integer=True)
-            own = client.workload is not None or client.protocol != "echo"
-            if own and not server.stream and client.workload is None:
-                raise SpecError(
-                    (*key, "protocol"),
-                    f"protocol = {client.protocol!r} runs over a stream, and {server.kind!r} "
-                    f"is a datagram kind",
-                )
-            if own:
-                yield dataclasses.replace(client, pattern=pattern)
-                continue
-            if client.start > self.duration:
-                _number((*key, "start"), client.start, low=0, high=self.duration)
-            if client.start >= self.duration:
-                raise SpecError(
-                    (*key, "start"),
-                    f"expected a start before the end of the scenario ({self.duration:g} s), "
-                    f"found {client.start:g}: these clients would send nothing",
-                )
-            yield dataclasses.replace(client, pattern=pattern, reply=client.reply or default_reply)
+            yield self._resolved_client(client, ("clients", index))
         total = sum(client.count for client in self.clients)
         if total > MAX_CLIENTS:
             raise SpecError(
@@ -606,6 +656,46 @@ class Scenario:
                 f"expected at most {MAX_CLIENTS} clients in all, found {total}: every client "
                 f"is a thread of the runner",
             )
+
+    def _resolved_client(self, client: ClientSpec, key: Key) -> ClientSpec:
+        """The group (or the steady state's probe) with the server's defaults filled in."""
+        server = self.server
+        builtin = BUILTIN_HANDLERS.get(server.handler)
+        default_reply = builtin.reply if builtin is not None else "any"
+        if server.target is not None or server.server_class is not None:
+            default_reply = "any"
+        pattern = client.pattern or ("persistent" if server.stream else "datagram")
+        if server.stream and pattern == "datagram":
+            raise SpecError(
+                (*key, "pattern"),
+                f"'datagram' needs a datagram kind, and {server.kind!r} is a stream; "
+                "use 'persistent' or 'connect-per-request'",
+            )
+        if not server.stream and pattern != "datagram":
+            raise SpecError(
+                (*key, "pattern"),
+                f"a {server.kind!r} server takes datagrams: use pattern = 'datagram'",
+            )
+        if not server.stream:
+            _number((*key, "size"), client.size, low=32, high=MAX_DATAGRAM, integer=True)
+        own = client.workload is not None or client.protocol != "echo"
+        if own and not server.stream and client.workload is None:
+            raise SpecError(
+                (*key, "protocol"),
+                f"protocol = {client.protocol!r} runs over a stream, and {server.kind!r} "
+                f"is a datagram kind",
+            )
+        if own:
+            return dataclasses.replace(client, pattern=pattern)
+        if client.start > self.duration:
+            _number((*key, "start"), client.start, low=0, high=self.duration)
+        if client.start >= self.duration:
+            raise SpecError(
+                (*key, "start"),
+                f"expected a start before the end of the scenario ({self.duration:g} s), "
+                f"found {client.start:g}: these clients would send nothing",
+            )
+        return dataclasses.replace(client, pattern=pattern, reply=client.reply or default_reply)
 
     def _resolved_faults(self) -> Iterator[FaultWindow]:
         windows: list[FaultWindow] = []

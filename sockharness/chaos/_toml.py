@@ -53,6 +53,15 @@ def line_of(text: str, path: tuple[str | int, ...]) -> int | None:
     second ``[[clients]]`` table). A best effort for the usual layout, one table
     header per section and one key per line: ``None`` where it cannot tell.
     """
+    if len(path) > 1 and isinstance(path[0], str) and isinstance(path[1], str):
+        # A sub-table written as its own section: [steady_state.abort_when].
+        inner = _line_in_table(text, (f"{path[0]}.{path[1]}", *path[2:]))
+        if inner is not None:
+            return inner
+    return _line_in_table(text, path)
+
+
+def _line_in_table(text: str, path: tuple[str | int, ...]) -> int | None:
     if not path:
         return None
     if len(path) == 1:

@@ -34,7 +34,7 @@ from sockharness.harness import Client, Payloads, connect
 from ._protocols import Workload, speak
 from ._schema import ClientSpec
 
-__all__ = ["Message", "Traffic", "make_bodies"]
+__all__ = ["Message", "ProbeClient", "Traffic", "make_bodies"]
 
 #: Bodies prepared per client group, cycled through by its messages.
 _POOL = 32
@@ -164,6 +164,49 @@ class Traffic:
         messages = [message for worker in self._workers for message in worker.messages]
         messages.sort(key=lambda message: (message.sent, message.client, message.seq))
         return messages, problems
+
+
+class ProbeClient:
+    """One client of ``spec`` that makes an exchange when asked (the steady state's probe).
+
+    It speaks as the load's clients do and is judged the same way, without
+    a thread of its own and without client-side faults; its messages' times
+    are ``time.monotonic()`` values.
+    """
+
+    def __init__(
+        self,
+        spec: ClientSpec,
+        *,
+        address: Any,
+        kind: str,
+        tls: ssl.SSLContext | None,
+        seed: int,
+        workload: Workload | None,
+    ) -> None:
+        self._traffic = Traffic(
+            [spec],
+            address=address,
+            kind=kind,
+            tls=tls,
+            seed=seed,
+            duration=float("inf"),
+            client_faults=lambda when: (),
+            timeline=Timeline(),
+            workloads=[workload],
+        )
+        self._worker = self._traffic._workers[0]
+        self._seq = 0
+
+    def exchange(self) -> Message:
+        """One exchange, now; what it was and how it ended."""
+        self._worker.exchange(self._seq, time.monotonic())
+        self._seq += 1
+        return self._worker.messages[-1]
+
+    def close(self) -> None:
+        """Close the probe's connection, if it keeps one."""
+        self._worker.disconnect()
 
 
 class _Worker(threading.Thread):

@@ -107,7 +107,7 @@ def run_scenarios(
             write_report(path, text(results))
     if interrupted:
         return INTERRUPTED
-    held = all(result.result in ("held", "skipped") for result in results)
+    held = not any(result.failed for result in results)
     if check_determinism:
         held = _check_determinism(results, out) and held
     if seeds is not None:
@@ -236,7 +236,7 @@ def _report_sweep(results: list[ScenarioResult], out: TextIO) -> None:
     for result in results:
         by_name.setdefault(result.scenario.name, []).append(result)
     for name, runs in by_name.items():
-        failed = [r for r in runs if r.result in ("broken", "error")]
+        failed = [r for r in runs if r.failed]
         if not failed:
             print(f"seed sweep: {name!r} held under all {len(runs)} seeds", file=out)
             continue
@@ -294,7 +294,7 @@ def _check_replay(
 
 def _write_replay_files(directory: str, results: list[ScenarioResult], out: TextIO) -> None:
     for result in results:
-        if result.result not in ("broken", "error") or result.recording is None:
+        if not result.failed or result.recording is None:
             continue
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", result.scenario.name)[:80]
         target = Path(directory) / f"{name}-{result.seed}.json"
