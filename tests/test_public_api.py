@@ -309,6 +309,7 @@ CHAOS_API = [
     "junit_report",
     "load_scenario",
     "load_scenarios",
+    "markdown_report",
     "parse_scenario",
     "render_html",
     "resolve_classes",

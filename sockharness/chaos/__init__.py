@@ -21,7 +21,7 @@ from typing import Any
 from ._discover import find_scenario_files, is_scenario_file, load_scenarios
 from ._html import render_html
 from ._reader import load_scenario, parse_scenario
-from ._reports import json_report, junit_report, summary_table
+from ._reports import json_report, junit_report, markdown_report, summary_table
 from ._result import Invariant, ScenarioResult
 from ._runner import resolve_classes, run_scenario, scenario_id
 from ._schema import (
@@ -57,6 +57,7 @@ __all__ = [
     "junit_report",
     "load_scenario",
     "load_scenarios",
+    "markdown_report",
     "parse_scenario",
     "render_html",
     "resolve_classes",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ._reader import load_scenario
 from ._schema import Scenario, ScenarioError
@@ -49,6 +49,11 @@ def find_scenario_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
     return found
 
 
-def load_scenarios(paths: Iterable[str | os.PathLike[str]]) -> list[Scenario]:
-    """Every scenario under ``paths``, checked; the first invalid one raises."""
-    return [load_scenario(path) for path in find_scenario_files(paths)]
+def load_scenarios(
+    paths: Iterable[str | os.PathLike[str]], *, variables: Mapping[str, str] | None = None
+) -> list[Scenario]:
+    """Every scenario under ``paths``, checked; the first invalid one raises.
+
+    ``variables`` fill in ``${NAME}`` before the environment does.
+    """
+    return [load_scenario(path, variables=variables) for path in find_scenario_files(paths)]

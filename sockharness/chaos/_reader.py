@@ -35,13 +35,14 @@ from ._schema import (
     type_name,
 )
 from ._toml import TOMLDecodeError, decode_error_line, line_of, parse_toml
+from ._variables import UndefinedVariable, environment_with, expand
 
 __all__ = ["load_scenario", "parse_scenario"]
 
 _SECTIONS = {"scenario", "server", "clients", "faults", "expect", "steady_state"}
 #: What a steady-state probe is not: it is one client, from the start.
 _NOT_PROBE_KEYS = {"count", "rate", "start"}
-_HEAD_KEYS = {"name", "description", "seed", "duration"}
+_HEAD_KEYS = {"name", "description", "seed", "duration", "tags"}
 _WINDOW_KEYS = {"fault", "side", "at", "until"}
 #: The [[clients]] keys of one protocol only.
 _HTTP_KEYS = ("method", "path", "headers", "body", "expect_status", "expect_body", "expect_json")
@@ -49,8 +50,13 @@ _MESSAGE_KEYS = ("request", "expect_reply", "expect_match")
 _ECHO_KEYS = ("reply",)
 
 
-def load_scenario(path: str | os.PathLike[str]) -> Scenario:
-    """Read and check the scenario file at ``path``."""
+def load_scenario(
+    path: str | os.PathLike[str], *, variables: Mapping[str, str] | None = None
+) -> Scenario:
+    """Read and check the scenario file at ``path``.
+
+    ``${NAME}`` in its strings comes from ``variables``, then the environment.
+    """
     file = os.fspath(path)
     try:
         with open(file, encoding="utf-8") as stream:
@@ -59,17 +65,29 @@ def load_scenario(path: str | os.PathLike[str]) -> Scenario:
         raise ScenarioError(file, f"cannot be read: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise ScenarioError(file, f"is not UTF-8 text ({exc.reason})") from None
-    return parse_scenario(text, file)
+    return parse_scenario(text, file, variables=variables)
 
 
-def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
-    """Check the scenario in ``text`` (``file`` names it in errors)."""
+def parse_scenario(
+    text: str, file: str = "<scenario>", *, variables: Mapping[str, str] | None = None
+) -> Scenario:
+    """Check the scenario in ``text`` (``file`` names it in errors).
+
+    ``${NAME}`` in its strings comes from ``variables``, then the environment;
+    an undefined one is an error at its key.
+    """
     try:
         document = parse_toml(text)
     except TOMLDecodeError as exc:
         message = str(exc).split(" (at line")[0]
         raise ScenarioError(
             file, f"is not valid TOML: {message}", line=decode_error_line(exc)
+        ) from None
+    try:
+        document = expand(document, environment_with(variables))
+    except UndefinedVariable as exc:
+        raise ScenarioError(
+            file, exc.message, key=dotted(exc.key) or None, line=line_of(text, exc.key)
         ) from None
     return _Reader(file, text).scenario(document)
 

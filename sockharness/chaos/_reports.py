@@ -10,7 +10,7 @@ from sockharness._core import format_table
 
 from ._result import ScenarioResult
 
-__all__ = ["json_report", "junit_report", "summary_table"]
+__all__ = ["json_report", "junit_report", "markdown_report", "summary_table"]
 
 
 def _ms(seconds: float | None) -> str:
@@ -111,3 +111,66 @@ def junit_report(results: Sequence[ScenarioResult]) -> str:
             error = ET.SubElement(case, "error", message=result.error or "")
             error.text = result.failure_message()
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)
+
+
+_MARKS = {
+    "held": "✅",
+    "broken": "❌",
+    "aborted": "⛔",
+    "not steady": "⚠️",
+    "error": "💥",
+    "skipped": "⏭️",
+}
+
+
+def _cell(text: object) -> str:
+    """Text for a Markdown table cell: pipes escaped, one line."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_report(results: Sequence[ScenarioResult]) -> str:
+    """A Markdown summary (for ``$GITHUB_STEP_SUMMARY``): a table, then each failure's
+    broken invariants by phase."""
+    held = sum(1 for result in results if result.result == "held")
+    total = len(results)
+    lines = [
+        f"## sockharness chaos: {held} of {total} scenario{'s' if total != 1 else ''} held",
+        "",
+        "| scenario | result | messages ok | errors | p50 ms | p99 ms | recovery s | broken |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for result in results:
+        steady = result.steady
+        recovery = steady.recovery_time if steady is not None else None
+        broken = ", ".join(f"`{invariant.name}`" for invariant in result.broken) or "-"
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _cell(result.scenario.name),
+                    f"{_MARKS.get(result.result, '')} {result.result}",
+                    f"{result.count('ok')}/{len(result.messages)}",
+                    str(len(result.messages) - result.count("ok")),
+                    _ms(result.latency(0.5)),
+                    _ms(result.latency(0.99)),
+                    "-" if recovery is None else f"{recovery:.2f}",
+                    broken,
+                ]
+            )
+            + " |"
+        )
+    for result in results:
+        if not result.failed:
+            continue
+        lines += [
+            "",
+            f"### {_MARKS.get(result.result, '')} {_cell(result.scenario.name)}: {result.result}",
+            "",
+        ]
+        lines.append(f"`{_cell(result.scenario.file)}`, seed {result.seed}")
+        lines.append("")
+        if result.error is not None:
+            lines.append(f"- could not run: {_cell(result.error)}")
+        for invariant in result.broken:
+            lines.append(f"- **{invariant.phase}** `{invariant.name}`: {_cell(invariant.detail)}")
+    return "\n".join(lines) + "\n"

@@ -593,9 +593,12 @@ class Scenario:
     description: str = ""
     seed: int = 0
     steady_state: SteadyState | None = None
+    #: Labels to select scenarios by (``sockharness run --tag``).
+    tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _string(("scenario", "name"), self.name)
+        self._check_tags()
         if not self.name.strip():
             raise SpecError(("scenario", "name"), "expected a name, found an empty string")
         _string(("scenario", "description"), self.description)
@@ -607,6 +610,20 @@ class Scenario:
         self._check_workload_faults()
         if self.steady_state is not None:
             object.__setattr__(self, "steady_state", self._resolved_steady_state())
+
+    def _check_tags(self) -> None:
+        if not isinstance(self.tags, (list, tuple)):
+            raise SpecError(
+                ("scenario", "tags"), f"expected an array of strings, found {type_name(self.tags)}"
+            )
+        for tag in self.tags:
+            _string(("scenario", "tags"), tag)
+            if not re.fullmatch(r"[A-Za-z0-9_.:/-]+", tag):
+                raise SpecError(
+                    ("scenario", "tags"),
+                    f"expected a tag of letters, digits and _.:/- (no spaces), found {tag!r}",
+                )
+        object.__setattr__(self, "tags", tuple(self.tags))
 
     def _resolved_steady_state(self) -> SteadyState:
         steady = self.steady_state

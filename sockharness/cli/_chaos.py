@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import fnmatch
+import os
 import re
 import shlex
 import signal
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -21,7 +24,13 @@ if TYPE_CHECKING:
 __all__ = ["check_scenarios", "run_scenarios"]
 
 
-def check_scenarios(paths: list[str], *, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
+def check_scenarios(
+    paths: list[str],
+    *,
+    variables: Mapping[str, str] | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     """Validate every scenario under ``paths`` without running it: 0 all valid, 2 not."""
     from sockharness.chaos import ScenarioError, find_scenario_files, load_scenario, resolve_classes
 
@@ -36,7 +45,7 @@ def check_scenarios(paths: list[str], *, out: TextIO = sys.stdout, err: TextIO =
     invalid = 0
     for file in files:
         try:
-            scenario = load_scenario(file)
+            scenario = load_scenario(file, variables=variables)
             resolve_classes(scenario)
         except ScenarioError as error:
             invalid += 1
@@ -63,10 +72,20 @@ def run_scenarios(
     failures: str | None = None,
     seeds: int | None = None,
     check_determinism: bool = False,
+    variables: Mapping[str, str] | None = None,
+    names: Sequence[str] = (),
+    tags: Sequence[str] = (),
+    markdown_path: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
-    """Run every scenario under ``paths``: 0 all held, 1 an invariant broke, 2 invalid.
+    """Run every scenario under ``paths``: 0 all held, 1 one failed (broken, aborted, not
+    steady or not run), 2 invalid.
+
+    ``variables`` fill in ``${NAME}`` before the environment; ``names`` (glob
+    patterns) and ``tags`` select the scenarios to run. The Markdown summary
+    goes to ``markdown_path`` and, when it is set, is added to the file
+    ``$GITHUB_STEP_SUMMARY`` names.
 
     A broken scenario's replay file goes under ``failures`` (``None``: nowhere);
     ``replay`` runs only the scenario a replay file recorded, with its seed,
@@ -75,13 +94,26 @@ def run_scenarios(
     ``seed``); ``check_determinism`` runs each twice with the same seed and
     fails where their fault decisions differ.
     """
-    from sockharness.chaos import json_report, junit_report, render_html, summary_table
+    from sockharness.chaos import (
+        json_report,
+        junit_report,
+        markdown_report,
+        render_html,
+        summary_table,
+    )
 
-    for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json"), (html_path, "--html")):
+    summary = os.environ.get("GITHUB_STEP_SUMMARY") or None
+    for path, option in (
+        (junit_xml, "--junit-xml"),
+        (json_path, "--json"),
+        (html_path, "--html"),
+        (markdown_path, "--markdown"),
+        (summary, "$GITHUB_STEP_SUMMARY"),
+    ):
         if path:
             check_writable(path, option)
     try:
-        scenarios = _load(paths)
+        scenarios = _select(_load(paths, variables), names, tags)
         recording = None
         if replay is not None:
             if seeds is not None or check_determinism:
@@ -102,9 +134,12 @@ def run_scenarios(
         (junit_xml, junit_report),
         (json_path, json_report),
         (html_path, lambda rs: render_html([r.to_dict() for r in rs])),
+        (markdown_path, markdown_report),
     ):
         if path:
             write_report(path, text(results))
+    if summary:
+        _append(summary, markdown_report(results), out)
     if interrupted:
         return INTERRUPTED
     held = not any(result.failed for result in results)
@@ -132,11 +167,42 @@ def _after_the_run(
     return 0 if held else 1
 
 
-def _load(paths: list[str]) -> list[Scenario]:
+def _append(path: str, text: str, out: TextIO) -> None:
+    """Add ``text`` to the file at ``path`` (GitHub's step summary collects, so never replace)."""
+    try:
+        with open(path, "a", encoding="utf-8") as stream:
+            stream.write(text)
+    except OSError as error:
+        print(f"no step summary written to {path}: {error.strerror or error}", file=out)
+
+
+def _select(scenarios: list[Scenario], names: Sequence[str], tags: Sequence[str]) -> list[Scenario]:
+    """The scenarios whose name matches one of ``names`` and that have one of ``tags``."""
+    chosen = [
+        scenario
+        for scenario in scenarios
+        if (not names or any(fnmatch.fnmatchcase(scenario.name, name) for name in names))
+        and (not tags or set(tags) & set(scenario.tags))
+    ]
+    if not chosen:
+        asked = " and ".join(
+            part
+            for part in (
+                " or ".join(f"--name {name!r}" for name in names),
+                " or ".join(f"--tag {tag!r}" for tag in tags),
+            )
+            if part
+        )
+        found = ", ".join(repr(scenario.name) for scenario in scenarios[:10])
+        raise _Invalid(f"no scenario matches {asked} (found: {found})")
+    return chosen
+
+
+def _load(paths: list[str], variables: Mapping[str, str] | None = None) -> list[Scenario]:
     from sockharness.chaos import ScenarioError, load_scenarios, resolve_classes
 
     try:
-        scenarios = load_scenarios(paths)
+        scenarios = load_scenarios(paths, variables=variables)
         for scenario in scenarios:  # Every class imports and fits, before anything runs.
             resolve_classes(scenario)
     except ScenarioError as error:

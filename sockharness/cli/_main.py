@@ -256,6 +256,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="run each scenario twice with the same seed and fail where a fault decision differs",
     )
     run.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="run only the scenarios whose name matches this glob pattern; repeat for more",
+    )
+    run.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        help="run only the scenarios with this tag ([scenario] tags); repeat for more",
+    )
+    run.add_argument(
+        "--markdown",
+        metavar="FILE",
+        help="also write a Markdown summary (added to $GITHUB_STEP_SUMMARY too, when it is set)",
+    )
+    _add_variables(run)
+    run.add_argument(
         "--failures",
         metavar="DIR",
         default=".sockharness/failures",
@@ -272,7 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
         "values, fault parameters and import paths. Exit 0: all valid; 2: one is not.",
     )
     check.add_argument("paths", nargs="+", metavar="PATH")
+    _add_variables(check)
     return parser
+
+
+def _add_variables(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of ${NAME} in the scenarios' strings (before the environment's); "
+        "repeat for more",
+    )
+    command.add_argument(
+        "--var-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="NAME=VALUE lines (# comments), read before --var; repeat for more",
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -313,6 +352,7 @@ def _conform(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from ._chaos import run_scenarios
+    from ._variables import variables_from
 
     return run_scenarios(
         args.paths,
@@ -324,6 +364,10 @@ def _run(args: argparse.Namespace) -> int:
         failures=None if args.failures == "off" else args.failures,
         seeds=args.seeds,
         check_determinism=args.check_determinism,
+        variables=variables_from(args.var_file, args.var),
+        names=args.name,
+        tags=args.tag,
+        markdown_path=args.markdown,
     )
 
 
@@ -345,8 +389,9 @@ def _explore(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from ._chaos import check_scenarios
+    from ._variables import variables_from
 
-    return check_scenarios(args.paths)
+    return check_scenarios(args.paths, variables=variables_from(args.var_file, args.var))
 
 
 _COMMANDS = {
