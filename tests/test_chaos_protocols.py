@@ -283,7 +283,8 @@ def test_a_workload_cannot_have_client_side_faults() -> None:
         side = "client"
         """
     )
-    with pytest.raises(ScenarioError, match=r"faults\[0\]\.side: a workload makes its own"):
+    message = r"faults\[0\]\.side: a workload or command makes its own"
+    with pytest.raises(ScenarioError, match=message):
         parse_scenario(text, "bad.toml")
 
 

@@ -20,6 +20,7 @@ from sockharness._core import UsageError
 from sockharness.faults import FAULT_NAMES, Fault, fault_class, network_profile
 
 from ._schema import (
+    COMMAND_TIMEOUT,
     STARTED_SERVER_KEYS,
     AbortWhen,
     ClientSpec,
@@ -206,18 +207,22 @@ class _Reader:
             key: Key = ("clients", index)
             self.keys(table, key, _fields(ClientSpec))
             self.protocol_keys(table, key)
-            groups.append(self.build(key, ClientSpec, **table))
+            values = dict(table)
+            if "command" in values and "timeout" not in values:
+                values["timeout"] = COMMAND_TIMEOUT
+            groups.append(self.build(key, ClientSpec, **values))
         return tuple(groups)
 
     def protocol_keys(self, table: Mapping[str, Any], key: Key) -> None:
         """Each key belongs to the group's protocol; a workload takes none of them."""
-        if "workload" in table:
+        own = next((name for name in ("workload", "command") if name in table), None)
+        if own is not None:
             for name in ("protocol", *_ECHO_KEYS, *_HTTP_KEYS, *_MESSAGE_KEYS):
                 if name in table:
                     raise self.fail(
                         (*key, name),
-                        "a workload is its own client and judges its own answers: leave the "
-                        "key out (or the workload)",
+                        f"a {own} is its own client and judges its own answers: leave the "
+                        f"key out (or the {own})",
                     )
             return
         protocol = table.get("protocol", "echo")

@@ -6,7 +6,9 @@ import contextlib
 import difflib
 import importlib
 import math
+import os
 import random
+import shutil
 import socket
 import ssl
 import threading
@@ -28,6 +30,7 @@ from sockharness._core import (
 from sockharness.faults import Fault, FaultProxy, Recording, Timeline, decisions_of
 from sockharness.harness import Client, RunningServer, connect, describe_address, start_server
 
+from ._command import CommandRunner, address_environment
 from ._invariants import RunRecord, evaluate
 from ._protocols import Workload, speak
 from ._result import ScenarioResult
@@ -142,13 +145,33 @@ def resolve_workloads(scenario: Scenario) -> list[Workload | None]:
     return workloads
 
 
+def check_commands(scenario: Scenario) -> None:
+    """Every command workload's program can be found (on ``PATH``, or as a path)."""
+    for index, group in enumerate(scenario.clients):
+        if group.command is None:
+            continue
+        program = group.command[0]
+        if shutil.which(program) is None:
+            where = "is not an executable file" if os.sep in program else "is not on PATH"
+            raise _invalid_at(
+                scenario,
+                ("clients", index, "command"),
+                f"the program {program!r} {where}: install it, or give its full path",
+            )
+
+
 def _invalid_at(scenario: Scenario, key: tuple[str | int, ...], message: str) -> ScenarioError:
     """The error for ``key`` (a path with list indexes) of the scenario, at its line."""
     return ScenarioError(scenario.file, message, key=dotted(key), line=_line(scenario, key))
 
 
 def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
-    """The scenario's handler and server classes, imported (``None`` where not given)."""
+    """The scenario's handler and server classes, imported (``None`` where not given).
+
+    Also checks that every command workload's program can be found, so that
+    everything a scenario names outside its file is checked before a run.
+    """
+    check_commands(scenario)
     server = scenario.server
     if server.target is not None:
         return None, None
@@ -371,6 +394,7 @@ class _Run:
         self.probe: str | None = None
         self.fired: dict[str, set[str]] = {}
         self.monitor: SteadyMonitor | None = None
+        self.upstream: Any = None
 
     def start_server(self, windows: _Windows) -> None:
         spec = self.scenario.server
@@ -418,7 +442,7 @@ class _Run:
         else:
             upstream = _target_address(spec)
             _check_reachable(spec, upstream)
-        address = upstream
+        self.upstream = address = upstream
         first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
         if spec.target is not None or "proxy" in scenario.fault_sides:
             now = [] if scenario.steady_state is not None else first
@@ -458,6 +482,7 @@ class _Run:
             client_faults=lambda when: windows.active("client", when),
             timeline=self.client_timeline,
             workloads=self.workloads,
+            command_environment=self.command_environment(address),
         )
         schedule: list[threading.Thread] = []
         wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
@@ -500,6 +525,12 @@ class _Run:
                 problems=tuple(self.result.problems),
                 steady=self.result.steady,
             )
+        )
+
+    def command_environment(self, address: Any) -> dict[str, str]:
+        """The addresses a command workload finds in its environment."""
+        return address_environment("server", address) | address_environment(
+            "server_upstream", self.upstream
         )
 
     # -- the steady state ---------------------------------------------------------------------
@@ -558,8 +589,8 @@ class _Run:
             if self.progress is not None:
                 ok, failed = traffic.counts()
                 self.progress(time.monotonic() - started, duration, ok, failed)
-            if time.monotonic() >= end:
-                break
+            if time.monotonic() >= end or traffic.finished():
+                break  # The time is up, or every client is done (commands that run once).
         if self.progress is not None:
             ok, failed = traffic.counts()
             self.progress(duration, duration, ok, failed)
@@ -619,6 +650,8 @@ class _Run:
             self.proxy.clear()
         group = self.scenario.clients[0]
         target = self.server.address if self.server is not None else address
+        if group.command is not None:
+            return self.probe_command(group, target)
         if group.workload is not None or group.protocol != "echo":
             return self.probe_protocol(group, target)
         probe = b"0:0:sockharness probe\n"
@@ -647,6 +680,22 @@ class _Run:
             except Exception as exc:
                 problem = f"the probe request failed: {type(exc).__name__}: {exc}"
         return problem
+
+    def probe_command(self, group: ClientSpec, target: Any) -> str | None:
+        """The probe of a command group: one more run, straight to the server."""
+        assert group.command is not None
+        runner = CommandRunner(
+            group.command,
+            environment=self.command_environment(target),
+            timeout=group.timeout,
+            client_id=0,
+        )
+        outcome, detail = runner.run(0)
+        return (
+            None
+            if outcome == "ok"
+            else f"the command's run after the faults was {outcome}: {detail}"
+        )
 
     def probe_protocol(self, group: ClientSpec, target: Any) -> str | None:
         """The probe of a group that speaks its own protocol (or runs a workload): one of

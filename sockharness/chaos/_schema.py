@@ -59,6 +59,9 @@ SIDES: tuple[Side, ...] = get_args(Side)
 MAX_DURATION = 300.0
 MAX_CLIENTS = 256
 MAX_DATAGRAM = 8192
+MAX_COMMAND_TIMEOUT = 3600.0
+#: A command's timeout when its group gives none (a message's default, 2 s, is no run's).
+COMMAND_TIMEOUT = 60.0
 
 Key = tuple[str | int, ...]
 
@@ -320,10 +323,39 @@ class ClientSpec:
     request: str = "{payload}"
     expect_reply: str | None = None
     expect_match: str | None = None
+    command: tuple[str, ...] | None = None
+    repeat: bool = False
 
     def __post_init__(self) -> None:
         self._check_load()
         self._check_protocol()
+        self._check_command()
+
+    @property
+    def own_client(self) -> bool:
+        """Whether the group is the user's own client (a workload or a command), which makes
+        its own connections and judges its own answers."""
+        return self.workload is not None or self.command is not None
+
+    def _check_command(self) -> None:
+        _boolean(("repeat",), self.repeat)
+        if self.command is None:
+            if self.repeat:
+                raise SpecError(("repeat",), "applies only to a command (command = [...])")
+            return
+        if not isinstance(self.command, (list, tuple)) or not self.command:
+            raise SpecError(
+                ("command",),
+                f"expected an array of strings (the program and its arguments), found "
+                f"{type_name(self.command)}",
+            )
+        for argument in self.command:
+            _string(("command",), argument)
+        if not self.command[0].strip():
+            raise SpecError(("command",), "expected a program name first, found ''")
+        if self.workload is not None:
+            raise SpecError(("command",), "a group runs a workload or a command: not both")
+        object.__setattr__(self, "command", tuple(self.command))
 
     @property
     def expected_statuses(self) -> frozenset[int]:
@@ -368,7 +400,9 @@ class ClientSpec:
         _number(("rate",), self.rate, low=0, high=100_000)
         _number(("size",), self.size, low=32, high=1_000_000, integer=True)
         _choice(("payload",), self.payload, PAYLOAD_KINDS)
-        _number(("timeout",), self.timeout, low=0, low_open=True, high=60)
+        # A command (a whole test suite, say) may take far longer than one message.
+        longest = MAX_COMMAND_TIMEOUT if self.command is not None else 60
+        _number(("timeout",), self.timeout, low=0, low_open=True, high=longest)
         if self.reply is not None:
             _choice(("reply",), self.reply, REPLIES)
         _number(("start",), self.start, low=0)
@@ -643,17 +677,23 @@ class Scenario:
         elif probe.count != 1 or probe.start != 0.0:
             name = "count" if probe.count != 1 else "start"
             raise SpecError((*key, name), "the probe is one client, from the start: leave it out")
+        if probe.command is not None:
+            raise SpecError(
+                (*key, "command"),
+                "a probe runs every interval and a command is a whole program: give the "
+                "probe a protocol or a workload ([steady_state.probe])",
+            )
         return dataclasses.replace(steady, probe=self._resolved_client(probe, key))
 
     def _check_workload_faults(self) -> None:
-        if not any(client.workload is not None for client in self.clients):
+        if not any(client.own_client for client in self.clients):
             return
         for index, window in enumerate(self.faults):
             if window.side == "client":
                 raise SpecError(
                     ("faults", index, "side"),
-                    "a workload makes its own connections, which in-process client faults "
-                    "cannot reach: use side = 'proxy' (or 'server')",
+                    "a workload or command makes its own connections, which in-process client "
+                    "faults cannot reach: use side = 'proxy' (or 'server')",
                 )
 
     @property
@@ -695,8 +735,8 @@ class Scenario:
             )
         if not server.stream:
             _number((*key, "size"), client.size, low=32, high=MAX_DATAGRAM, integer=True)
-        own = client.workload is not None or client.protocol != "echo"
-        if own and not server.stream and client.workload is None:
+        own = client.own_client or client.protocol != "echo"
+        if own and not server.stream and not client.own_client:
             raise SpecError(
                 (*key, "protocol"),
                 f"protocol = {client.protocol!r} runs over a stream, and {server.kind!r} "

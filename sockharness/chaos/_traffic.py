@@ -24,13 +24,14 @@ import ssl
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sockharness._core import ConnectionClosed, Outcome, ReceiveTimeout
 from sockharness.faults import Fault, Timeline
 from sockharness.harness import Client, Payloads, connect
 
+from ._command import CommandRunner
 from ._protocols import Workload, speak
 from ._schema import ClientSpec
 
@@ -95,8 +96,11 @@ class Traffic:
         client_faults: Callable[[float], tuple[Fault, ...]],
         timeline: Timeline,
         workloads: Sequence[Workload | None] = (),
+        command_environment: Mapping[str, str] | None = None,
     ) -> None:
         self.address = address
+        #: What a command workload finds in its environment (the addresses).
+        self.command_environment = dict(command_environment or {})
         self.kind = kind
         self.tls = tls
         self.seed = seed
@@ -130,6 +134,10 @@ class Traffic:
         self.boundaries = sorted(boundaries)
         for worker in self._workers:
             worker.start()
+
+    def finished(self) -> bool:
+        """Whether every client has ended by itself (commands that run once, say)."""
+        return all(worker.ident is not None and not worker.is_alive() for worker in self._workers)
 
     def counts(self) -> tuple[int, int]:
         """(ok, failed) messages so far, for progress displays."""
@@ -225,7 +233,18 @@ class _Worker(threading.Thread):
         self.spec = spec
         self.workload = workload
         #: Whether the group speaks a protocol of its own (or runs a workload), not echo.
-        self.speaks = spec.workload is not None or spec.protocol != "echo"
+        self.speaks = spec.own_client or spec.protocol != "echo"
+        #: A command workload's runs (``None`` for other groups).
+        self.command = (
+            CommandRunner(
+                spec.command,
+                environment=traffic.command_environment,
+                timeout=spec.timeout,
+                client_id=client_id,
+            )
+            if spec.command is not None
+            else None
+        )
         self.client_id = client_id
         self.bodies = bodies
         self.random = random.Random(f"{traffic.seed}:{client_id}")
@@ -268,6 +287,8 @@ class _Worker(threading.Thread):
                 break
             outcome = self.exchange(seq, now)
             seq += 1
+            if self.command is not None and not self.spec.repeat:
+                break  # A command that runs once.
             if outcome == "ok":
                 self.ok += 1
             else:
@@ -278,6 +299,8 @@ class _Worker(threading.Thread):
 
     def abort(self) -> None:
         """Unblock a client stuck in a receive (used only when it does not stop in time)."""
+        if self.command is not None:
+            self.command.kill()
         client = self._client
         if client is not None:
             # On the TCP level: an SSLSocket's own shutdown() would tear down its TLS
@@ -303,7 +326,9 @@ class _Worker(threading.Thread):
         message = header + body[: max(0, self.spec.size - len(header) - 1)] + b"\n"
         outcome: Outcome
         try:
-            if self.speaks:
+            if self.command is not None:
+                outcome, detail = self.command.run(seq)
+            elif self.speaks:
                 outcome, detail = speak(self, seq)
             elif self.spec.pattern == "connect-per-request":
                 outcome, detail = self.one_connection(message)
