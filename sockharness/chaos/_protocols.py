@@ -135,11 +135,27 @@ def _http(speaker: Speaker, seq: int) -> Judged:
     finally:
         if per_request:
             client.close()
-    return judge_http(spec, response.status, response.reason, body)
+    return judge_http(
+        spec,
+        response.status,
+        response.reason,
+        body,
+        fill=lambda text: render(text, speaker, seq).decode("utf-8", "replace"),
+    )
 
 
-def judge_http(spec: ClientSpec, status: int, reason: str, body: bytes) -> Judged:
-    """Whether a response meets the group's ``expect_*`` checks."""
+def judge_http(
+    spec: ClientSpec,
+    status: int,
+    reason: str,
+    body: bytes,
+    fill: Callable[[str], str] = lambda text: text,
+) -> Judged:
+    """Whether a response meets the group's ``expect_*`` checks.
+
+    ``fill`` puts the message's ``{seq}``, ``{client}`` and ``{payload}`` into
+    the string values ``expect_json`` expects.
+    """
     expected = spec.expected_statuses
     if status not in expected:
         wanted = _statuses(expected)
@@ -148,7 +164,11 @@ def judge_http(spec: ClientSpec, status: int, reason: str, body: bytes) -> Judge
     if spec.expect_body is not None and re.search(spec.expect_body, text) is None:
         return "corrupt", f"the body does not match {spec.expect_body!r}: {body[:80]!r}"
     if spec.expect_json:
-        return _judge_json(spec.expect_json, text)
+        expected_json = {
+            pointer: fill(value) if isinstance(value, str) else value
+            for pointer, value in spec.expect_json.items()
+        }
+        return _judge_json(expected_json, text)
     return "ok", ""
 
 

@@ -1,11 +1,11 @@
 """``${NAME}`` in a scenario's strings: from ``--var``, ``--var-file`` and the environment.
 
-A CI job often knows what a scenario cannot: the address of its service
-container, a token. Any string value of a scenario file may name variables as
-``${NAME}`` (letters, digits and ``_``, not starting with a digit); ``$${`` is a
-literal ``${``. A variable that is not defined is an error naming the file, the
-line, the key and the variable, never a silent empty string. Only strings are
-filled in: a number stays written as a number.
+A CI job often knows what a scenario cannot: the address of its service container, a
+token. Any string value of a scenario file may name variables as ``${NAME}`` (letters,
+digits and ``_``, not starting with a digit), or as ``${NAME:-default}`` for a value to
+fall back on; ``$${`` is a literal ``${``. A variable that is not defined is an error
+naming the file, the line, the key and the variable, never a silent empty string. Only
+strings are filled in: a number stays written as a number.
 """
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ def _fill(text: str, key: Key, variables: Mapping[str, str]) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
-        name = match.group(1)
+        name, fallback, default = match.group(1).partition(":-")
         if not _NAME.fullmatch(name):
             raise UndefinedVariable(
                 key,
                 f"${{{name}}} is not a variable name (letters, digits and _, not starting "
                 f"with a digit); write $${{ for a literal ${{",
             )
+        if name not in variables and fallback:
+            return default
         if name not in variables:
             raise UndefinedVariable(
                 key,
