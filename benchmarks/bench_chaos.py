@@ -14,12 +14,18 @@ in rounds:
 
 The ratio runner/raw is the share of the raw rate the runner's clients reach.
 
+A last row does the same for a real protocol: an ``http.server`` JSON app
+(HTTP/1.1, keep-alive) under 4 clients, **raw** being ``http.client`` threads
+doing GETs as fast as they can, **runner** a scenario of 4 ``protocol = "http"``
+clients that check each status and JSON value.
+
 Usage: ``python benchmarks/bench_chaos.py [--quick] [--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import platform
 import socket
@@ -27,6 +33,7 @@ import statistics
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from sockharness import start_server
@@ -74,6 +81,80 @@ def raw_rate(kind: str, clients: int, duration: float) -> float:
         return sum(counts) / duration
 
 
+class JSONApp(BaseHTTPRequestHandler):
+    """A keep-alive JSON answer to every GET (the real-protocol row's server)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # Headers and body are two writes: no 40 ms stall between.
+    BODY = b'{"ok": true, "items": [1, 2, 3]}'
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.BODY)))
+        self.end_headers()
+        self.wfile.write(self.BODY)
+
+
+def raw_http_rate(clients: int, duration: float) -> float:
+    """GETs per second of ``clients`` http.client threads, one keep-alive connection each."""
+    with start_server(JSONApp, "tcp", leaks="off") as server:
+        counts = [0] * clients
+        start = threading.Barrier(clients + 1)
+
+        def loop(index: int) -> None:
+            connection = http.client.HTTPConnection(*server.address, timeout=5.0)
+            try:
+                start.wait()
+                deadline = time.perf_counter() + duration
+                while time.perf_counter() < deadline:
+                    connection.request("GET", "/items")
+                    response = connection.getresponse()
+                    if response.status == 200 and json.loads(response.read())["ok"]:
+                        counts[index] += 1
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        for thread in threads:
+            thread.join(duration + 10)
+        return sum(counts) / duration
+
+
+def runner_http_rate(clients: int, duration: float) -> float:
+    """Ok HTTP requests per second of the runner's ``protocol = "http"`` clients."""
+    app = f"{JSONApp.__module__}:{JSONApp.__qualname__}"
+    scenario = parse_scenario(
+        f"""
+        [scenario]
+        name = "bench http"
+        duration = {duration}
+        [server]
+        handler = "{app}"
+        [[clients]]
+        protocol = "http"
+        count = {clients}
+        rate = 0
+        path = "/items"
+        expect_status = 200
+        expect_json = {{ "/ok" = true }}
+        [expect]
+        serving_after_faults = false
+        """.replace("        ", ""),
+        "<bench>",
+    )
+    result = run_scenario(scenario)
+    if result.result != "held":
+        raise RuntimeError(result.failure_message())
+    return result.count("ok") / duration
+
+
 def runner_rate(kind: str, clients: int, duration: float) -> float:
     """Ok messages per second that the chaos runner's clients drive."""
     pattern = "persistent" if kind == "tcp" else "datagram"
@@ -118,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                 "raw": statistics.median(raw),
                 "runner": statistics.median(runner),
             }
+    raw, runner = [], []
+    for _ in range(rounds):
+        raw.append(raw_http_rate(4, duration))
+        runner.append(runner_http_rate(4, duration))
+    results["http x4"] = {"raw": statistics.median(raw), "runner": statistics.median(runner)}
     lines = [
         f"chaos runner overhead (Python {platform.python_version()}, "
         f"{rounds} rounds of {duration:g} s, median messages per second)",

@@ -26,6 +26,7 @@ class ItemsApp(BaseHTTPRequestHandler):
     """The healthy service."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # Headers and body are two writes: no stall between.
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: no line per request."""
