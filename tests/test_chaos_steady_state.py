@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -349,3 +350,17 @@ def test_not_steady_fails_the_command_and_the_junit_report(tmp_path: Path) -> No
     assert 'message="not steady: steady_before"' in junit.read_text()
     assert 'failures="1"' in junit.read_text()  # A failure of the service, not an error.
     assert 'errors="0"' in junit.read_text()
+
+
+def test_the_probe_stops_when_the_run_fails_midway() -> None:
+    # A progress display that fails ends the run with an error: the probe of the
+    # run must stop with it, not keep probing in the background.
+    def progress(elapsed: float, duration: float, ok: int, failed: int) -> None:
+        raise RuntimeError("the display broke")
+
+    scenario = parse_scenario(_scenario(ECHO + "[steady_state]\nsamples = 1\ninterval = 0.05\n"))
+    result = run_scenario(scenario, progress=progress)
+    assert result.result == "error"
+    assert "the display broke" in (result.error or "")
+    probes = [t for t in threading.enumerate() if t.name == "sockharness steady-state probe"]
+    assert not [t for t in probes if t.is_alive()]

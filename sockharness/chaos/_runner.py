@@ -496,7 +496,10 @@ class _Run:
                 _schedule_proxy(self.proxy, scenario.faults, started, stop, self.result.problems)
             )
         if self.monitor is not None:
-            self.monitor.start_during(lambda reason: self.abort(stop, windows))
+            monitor = self.monitor
+            monitor.start_during(lambda reason: self.abort(stop, windows))
+            # Stopped however the run ends (an error, Ctrl-C), not only after the faults.
+            stack.callback(monitor.stop_during, 2 * self.probe_timeout() + 5.0)
         traffic.start(started, windows.boundaries({"client", "server"}))
         self.wait(traffic, started, stop)
         wind_down()
@@ -559,11 +562,16 @@ class _Run:
             with contextlib.suppress(Exception):  # Cleared again once the schedule stopped.
                 self.proxy.clear()
 
+    def probe_timeout(self) -> float:
+        """The steady-state probe's timeout (one exchange's longest wait)."""
+        steady = self.scenario.steady_state
+        assert steady is not None
+        assert steady.probe is not None
+        return steady.probe.timeout
+
     def after_the_faults(self, monitor: SteadyMonitor, windows: _Windows, started: float) -> None:
         """Stop the probe of the run, take every fault away, and wait for the steady state."""
-        probe = monitor.steady.probe
-        assert probe is not None
-        if not monitor.stop_during(2 * probe.timeout + 5.0):
+        if not monitor.stop_during(2 * self.probe_timeout() + 5.0):
             self.result.problems.append("the steady-state probe did not stop in time")
         now = time.monotonic()
         windows.cut_at = min(windows.cut_at, now)
