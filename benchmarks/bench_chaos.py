@@ -43,6 +43,19 @@ from sockharness.handlers import EchoHandler
 PAYLOAD = b"x" * 63 + b"\n"
 
 
+def _run_threads(
+    loop: Any, clients: int, start: threading.Barrier, counts: list[int], duration: float
+) -> float:
+    """Run ``loop(index)`` in ``clients`` threads released together; the rate they reached."""
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    for thread in threads:
+        thread.join(duration + 10)
+    return sum(counts) / duration
+
+
 def raw_rate(kind: str, clients: int, duration: float) -> float:
     """Echo round trips per second of ``clients`` threads on plain sockets."""
     with start_server(EchoHandler, kind, leaks="off") as server:
@@ -72,13 +85,7 @@ def raw_rate(kind: str, clients: int, duration: float) -> float:
                     sock.shutdown(socket.SHUT_WR)
                 sock.close()
 
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        for thread in threads:
-            thread.join(duration + 10)
-        return sum(counts) / duration
+        return _run_threads(loop, clients, start, counts, duration)
 
 
 class JSONApp(BaseHTTPRequestHandler):
@@ -118,13 +125,7 @@ def raw_http_rate(clients: int, duration: float) -> float:
             finally:
                 connection.close()
 
-        threads = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
-        for thread in threads:
-            thread.start()
-        start.wait()
-        for thread in threads:
-            thread.join(duration + 10)
-        return sum(counts) / duration
+        return _run_threads(loop, clients, start, counts, duration)
 
 
 def runner_http_rate(clients: int, duration: float) -> float:

@@ -7,7 +7,6 @@ import difflib
 import importlib
 import math
 import os
-import random
 import shutil
 import socket
 import ssl
@@ -28,16 +27,16 @@ from sockharness._core import (
     server_class_for,
 )
 from sockharness.faults import Fault, FaultProxy, Recording, Timeline, decisions_of
-from sockharness.harness import Client, RunningServer, connect, describe_address, start_server
+from sockharness.harness import RunningServer, connect, describe_address, start_server
 
 from ._command import CommandRunner, address_environment
 from ._invariants import RunRecord, evaluate
-from ._protocols import Workload, speak
+from ._protocols import Workload
 from ._result import ScenarioResult
 from ._schema import ClientSpec, FaultWindow, Scenario, ScenarioError, ServerSpec, dotted
 from ._steady import SteadyMonitor
 from ._toml import line_of
-from ._traffic import ProbeClient, Traffic, make_bodies
+from ._traffic import ProbeClient, Traffic
 
 __all__ = ["Progress", "resolve_classes", "run_scenario"]
 
@@ -75,50 +74,6 @@ def _import(scenario: Scenario, key: str, value: str) -> type:
     if not isinstance(found, type):
         raise _invalid(scenario, key, f"{module_name!r} has no class {name!r}")
     return found
-
-
-class _Probe:
-    """The :class:`~._protocols.Speaker` of the probe after the faults: one client, no faults."""
-
-    def __init__(
-        self,
-        spec: ClientSpec,
-        address: Any,
-        *,
-        kind: str,
-        tls: ssl.SSLContext | None,
-        bodies: list[bytes],
-        workload: Workload | None,
-    ) -> None:
-        self.spec = spec
-        self.client_id = 0
-        self.random = random.Random(f"probe:{address}")
-        self.workload = workload
-        self._address = address
-        self._kind = kind
-        self._tls = tls
-        self._bodies = bodies
-        self._client: Client | None = None
-
-    @property
-    def address(self) -> Any:
-        return self._address
-
-    def body(self, seq: int) -> bytes:
-        return self._bodies[seq % len(self._bodies)]
-
-    def connect(self) -> Client:
-        return connect(self._address, self._kind, tls=self._tls, timeout=self.spec.timeout)
-
-    def connection(self) -> Client:
-        if self._client is None:
-            self._client = self.connect()
-        return self._client
-
-    def disconnect(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()
 
 
 def resolve_workloads(scenario: Scenario) -> list[Workload | None]:
@@ -708,22 +663,23 @@ class _Run:
     def probe_protocol(self, group: ClientSpec, target: Any) -> str | None:
         """The probe of a group that speaks its own protocol (or runs a workload): one of
         its exchanges, straight to the server, judged as the load's are."""
-        probe = _Probe(
+        probe = ProbeClient(
             group,
-            target,
+            address=target,
             kind=self.scenario.server.kind,
             tls=self.client_tls(),
-            bodies=make_bodies(group, self.seed, 0),
+            seed=self.seed,
             workload=self.workloads[0] if self.workloads else None,
         )
         problem = None
-        for attempt in range(3):
+        for _ in range(3):
             try:
-                outcome, detail = speak(probe, attempt)
-            except Exception as exc:
+                message = probe.exchange()
+                outcome, detail = message.outcome, message.detail
+            except Exception as exc:  # A bug in the exchange: the probe failed, and says why.
                 outcome, detail = "error", f"{type(exc).__name__}: {exc}"
             finally:
-                probe.disconnect()
+                probe.close()
             if outcome == "ok":
                 return None
             problem = f"the probe request was {outcome}: {detail}"
