@@ -127,7 +127,7 @@ class SteadyMonitor:
             if stop.wait(max(0.0, due - time.monotonic())):
                 break
             taken.append(self._sample(phase))
-            due += self.steady.interval
+            due = max(due + self.steady.interval, time.monotonic())  # A slow one: no burst.
         return taken
 
     # -- before ---------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ class SteadyMonitor:
         due = began
         while not self._stop.wait(max(0.0, due - time.monotonic())):
             sample = self._sample("during")
-            due += self.steady.interval
+            due = max(due + self.steady.interval, time.monotonic())  # A slow one: no burst.
             if self.record.aborted is None:
                 reason = self._abort_reason(began, sample.done)
                 if reason is not None:
