@@ -128,11 +128,19 @@ def raw_http_rate(clients: int, duration: float) -> float:
         return _run_threads(loop, clients, start, counts, duration)
 
 
+def _ok_rate(text: str, duration: float) -> float:
+    """Run the scenario in ``text`` (no probe after it); its ok messages per second."""
+    body = text.replace("        ", "") + "[expect]\nserving_after_faults = false\n"
+    result = run_scenario(parse_scenario(body, "<bench>"))
+    if result.result != "held":
+        raise RuntimeError(result.failure_message())
+    return result.count("ok") / duration
+
+
 def runner_http_rate(clients: int, duration: float) -> float:
     """Ok HTTP requests per second of the runner's ``protocol = "http"`` clients."""
     app = f"{JSONApp.__module__}:{JSONApp.__qualname__}"
-    scenario = parse_scenario(
-        f"""
+    text = f"""
         [scenario]
         name = "bench http"
         duration = {duration}
@@ -145,22 +153,14 @@ def runner_http_rate(clients: int, duration: float) -> float:
         path = "/items"
         expect_status = 200
         expect_json = {{ "/ok" = true }}
-        [expect]
-        serving_after_faults = false
-        """.replace("        ", ""),
-        "<bench>",
-    )
-    result = run_scenario(scenario)
-    if result.result != "held":
-        raise RuntimeError(result.failure_message())
-    return result.count("ok") / duration
+        """
+    return _ok_rate(text, duration)
 
 
 def runner_rate(kind: str, clients: int, duration: float) -> float:
     """Ok messages per second that the chaos runner's clients drive."""
     pattern = "persistent" if kind == "tcp" else "datagram"
-    scenario = parse_scenario(
-        f"""
+    text = f"""
         [scenario]
         name = "bench"
         duration = {duration}
@@ -171,15 +171,8 @@ def runner_rate(kind: str, clients: int, duration: float) -> float:
         pattern = "{pattern}"
         rate = 0
         size = {len(PAYLOAD)}
-        [expect]
-        serving_after_faults = false
-        """.replace("        ", ""),
-        "<bench>",
-    )
-    result = run_scenario(scenario)
-    if result.result != "held":
-        raise RuntimeError(result.failure_message())
-    return result.count("ok") / duration
+        """
+    return _ok_rate(text, duration)
 
 
 def main(argv: list[str] | None = None) -> int:
