@@ -10,7 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from sockharness.server import StreamRequestHandler
+from sockharness.server import StreamRequestHandler, ThreadingTCPServer
 
 
 class _Quiet(BaseHTTPRequestHandler):
@@ -141,3 +141,21 @@ def works_three_times(address: Any, rng: random.Random, seq: int) -> None:
         sock.sendall(b"ping\n")
         assert sock.recv(16) == b"ping\n", "no echo"
     assert seq < 3, "the service broke and stayed broken"
+
+
+#: What the RecordingServer instances did, in order: ("start" | "stop", label).
+SERVER_EVENTS: list[tuple[str, str]] = []
+
+
+class RecordingServer(ThreadingTCPServer):
+    """Records when it starts serving and when it closes (the order services start and stop)."""
+
+    label = ""
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        SERVER_EVENTS.append(("start", self.label))
+
+    def server_close(self) -> None:
+        SERVER_EVENTS.append(("stop", self.label))
+        super().server_close()

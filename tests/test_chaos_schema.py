@@ -113,7 +113,10 @@ def test_minimal_scenario_takes_the_documented_defaults() -> None:
         timeout=2.0,
         reply="echo",
         start=0.0,
+        service="server",
     )
+    assert [service.name for service in scenario.services] == ["server"]
+    assert scenario.short_form
 
     expect = scenario.expect
     assert expect.intact_outside_faults is True
@@ -235,7 +238,9 @@ def test_a_full_scenario_reads_every_section() -> None:
     assert (second.pattern, second.timeout, second.start) == ("connect-per-request", 0.5, 1.0)
     assert second.count == 1
     latency, down = scenario.faults
-    assert latency == FaultWindow(fault=Latency(0.1), side="proxy", at=0.5, until=1.5)
+    assert latency == FaultWindow(
+        fault=Latency(0.1), side="proxy", at=0.5, until=1.5, service="server"
+    )
     assert latency.covers(1.0, 1.2)
     assert not latency.covers(1.6, 2.0)
     assert (down.side, down.at, down.until) == ("proxy", 0.0, 3.0)
@@ -251,7 +256,9 @@ def test_a_server_side_datagram_fault_may_cover_the_whole_run() -> None:
         faults='[[faults]]\nfault = "loss"\nprobability = 0.1\nside = "server"\n',
     )
     (window,) = parse_scenario(text, FILE).faults
-    assert window == FaultWindow(fault=Loss(0.1), side="server", at=0.0, until=2.0)
+    assert window == FaultWindow(
+        fault=Loss(0.1), side="server", at=0.0, until=2.0, service="server"
+    )
 
 
 def test_fault_names_are_normalised() -> None:

@@ -299,6 +299,7 @@ CHAOS_API = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "Service",
     "SpecError",
     "SteadyRecord",
     "SteadyState",
@@ -313,6 +314,7 @@ CHAOS_API = [
     "parse_scenario",
     "render_html",
     "resolve_classes",
+    "resolve_services",
     "run_scenario",
     "summary_table",
 ]

@@ -23,7 +23,7 @@ from ._html import render_html
 from ._reader import load_scenario, parse_scenario
 from ._reports import json_report, junit_report, markdown_report, summary_table
 from ._result import Invariant, ScenarioResult
-from ._runner import resolve_classes, run_scenario, scenario_id
+from ._runner import resolve_classes, resolve_services, run_scenario, scenario_id
 from ._schema import (
     AbortWhen,
     ClientSpec,
@@ -32,6 +32,7 @@ from ._schema import (
     Scenario,
     ScenarioError,
     ServerSpec,
+    Service,
     SpecError,
     SteadyState,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ScenarioError",
     "ScenarioResult",
     "ServerSpec",
+    "Service",
     "SpecError",
     "SteadyRecord",
     "SteadyState",
@@ -61,6 +63,7 @@ __all__ = [
     "parse_scenario",
     "render_html",
     "resolve_classes",
+    "resolve_services",
     "run_scenario",
     "scenario_id",
     "summary_table",

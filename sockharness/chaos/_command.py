@@ -34,24 +34,17 @@ from typing import Any
 
 from sockharness._core import Outcome
 
+from ._schema import address_parts
+
 __all__ = ["CommandRunner", "address_environment"]
 
 #: How much of a failed run's output its detail keeps (the end, where the summary is).
 _TAIL = 300
 
 
-def _address_parts(address: Any) -> tuple[str, str, str]:
-    """``(host, port, address)`` of a socket address; a path has no host or port."""
-    if isinstance(address, tuple):
-        host, port = str(address[0]), str(address[1])
-        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        return host, port, shown
-    return "", "", os.fsdecode(address)
-
-
 def address_environment(name: str, address: Any) -> dict[str, str]:
     """``SOCKHARNESS_<NAME>_HOST``, ``_PORT`` and ``_ADDRESS`` for ``address``."""
-    host, port, shown = _address_parts(address)
+    host, port, shown = address_parts(address)
     prefix = f"SOCKHARNESS_{name.upper()}"
     return {f"{prefix}_HOST": host, f"{prefix}_PORT": port, f"{prefix}_ADDRESS": shown}
 

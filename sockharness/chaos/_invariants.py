@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from sockharness._core import Phase
 
 from ._result import ABORTED, NOT_STEADY, Invariant, percentile
-from ._schema import Scenario
+from ._schema import FaultWindow, Scenario
 from ._steady import SteadyRecord
 from ._traffic import Message
 
-__all__ = ["RunRecord", "evaluate"]
+__all__ = ["RunRecord", "evaluate", "fired_key"]
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,8 @@ class RunRecord:
 
     scenario: Scenario
     messages: tuple[Message, ...]
-    #: The faults (by repr) that did something, per side.
-    fired: Mapping[str, frozenset[str]]
+    #: The faults (by repr) that did something, per (service, side): see :func:`fired_key`.
+    fired: Mapping[tuple[str, str], frozenset[str]]
     #: Why the probe after the faults failed (``None``: it got its reply, or was not asked).
     probe: str | None
     #: Whether sockharness started the server (not an outside target).
@@ -34,6 +34,11 @@ class RunRecord:
     problems: tuple[str, ...]
     #: The steady-state probe's record (``None``: the scenario has no [steady_state]).
     steady: SteadyRecord | None = None
+
+
+def fired_key(window: FaultWindow) -> tuple[str, str]:
+    """Where a window's fault is looked for among those that fired: (service, side)."""
+    return (window.service or "", window.side)
 
 
 def _ms(seconds: float | None) -> str:
@@ -196,7 +201,7 @@ def evaluate(run: RunRecord) -> list[Invariant]:
         unfired = [
             f"{window.fault!r} ({window.side}, {window.at:g}-{window.until:g} s)"
             for window in run.scenario.faults
-            if repr(window.fault) not in run.fired.get(window.side, set())
+            if repr(window.fault) not in run.fired.get(fired_key(window), set())
         ]
         add(
             "faults_fired",

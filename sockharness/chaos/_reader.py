@@ -21,6 +21,7 @@ from sockharness.faults import FAULT_NAMES, Fault, fault_class, network_profile
 
 from ._schema import (
     COMMAND_TIMEOUT,
+    SHORT_FORM_NAME,
     STARTED_SERVER_KEYS,
     AbortWhen,
     ClientSpec,
@@ -30,6 +31,7 @@ from ._schema import (
     Scenario,
     ScenarioError,
     ServerSpec,
+    Service,
     SpecError,
     SteadyState,
     dotted,
@@ -40,11 +42,11 @@ from ._variables import UndefinedVariable, environment_with, expand
 
 __all__ = ["load_scenario", "parse_scenario"]
 
-_SECTIONS = {"scenario", "server", "clients", "faults", "expect", "steady_state"}
+_SECTIONS = {"scenario", "server", "services", "clients", "faults", "expect", "steady_state"}
 #: What a steady-state probe is not: it is one client, from the start.
 _NOT_PROBE_KEYS = {"count", "rate", "start"}
 _HEAD_KEYS = {"name", "description", "seed", "duration", "tags"}
-_WINDOW_KEYS = {"fault", "side", "at", "until"}
+_WINDOW_KEYS = {"fault", "side", "at", "until", "service"}
 #: The [[clients]] keys of one protocol only.
 _HTTP_KEYS = ("method", "path", "headers", "body", "expect_status", "expect_body", "expect_json")
 _MESSAGE_KEYS = ("request", "expect_reply", "expect_match")
@@ -153,9 +155,18 @@ class _Reader:
             raise self.fail(("scenario",), "the key 'name' is required")
         if "duration" not in head:
             raise self.fail(("scenario",), "the key 'duration' (seconds the load runs) is required")
-        server = self.server(self.table(document, ("server",), required=False))
+        if "server" in document and "services" in document:
+            named = document["services"]
+            first = next(iter(named), None) if isinstance(named, dict) else None
+            raise self.fail(
+                ("services", first) if first is not None else ("services",),
+                "a scenario has one [server] (the short form) or [services.NAME] tables: "
+                "not both (move [server] into [services.NAME])",
+            )
+        server = self.server(self.table(document, ("server",), required=False), ("server",))
+        services = self.services(document)
         clients = self.clients(document.get("clients"))
-        faults = self.faults(document.get("faults"), server.kind)
+        faults = self.faults(document.get("faults"), server, services)
         expect = self.expect(self.table(document, ("expect",), required=False))
         steady = None
         if "steady_state" in document:
@@ -169,11 +180,39 @@ class _Reader:
             faults=faults,
             expect=expect,
             steady_state=steady,
+            services=services,
             **head,
         )
 
-    def server(self, table: Mapping[str, Any]) -> ServerSpec:
-        key: Key = ("server",)
+    def services(self, document: Mapping[str, Any]) -> tuple[Service, ...]:
+        """The [services.NAME] tables, as written (the scenario orders them)."""
+        if "services" not in document:
+            return ()
+        tables = self.table(document, ("services",), required=True)
+        if not tables:
+            raise self.fail(("services",), "expected at least one [services.NAME] table")
+        services = []
+        for name, table in tables.items():
+            key: Key = ("services", name)
+            if not isinstance(table, dict):
+                raise self.fail(
+                    key, f"expected a [services.{name}] table, found {type_name(table)}"
+                )
+            if name == SHORT_FORM_NAME:
+                raise self.fail(
+                    key,
+                    "'server' names the one service of the short form: write [server], or name "
+                    "the service after what it is (app, db, cache)",
+                )
+            values = {k: v for k, v in table.items() if k != "after"}
+            self.keys(table, key, _fields(ServerSpec) | {"after"})
+            server = self.server(values, key)
+            services.append(
+                self.build(key, Service, name=name, server=server, after=table.get("after", ()))
+            )
+        return tuple(services)
+
+    def server(self, table: Mapping[str, Any], key: Key) -> ServerSpec:
         self.keys(table, key, _fields(ServerSpec))
         if "target" in table:
             given = [name for name in STARTED_SERVER_KEYS if name in table]
@@ -242,13 +281,21 @@ class _Reader:
                 f"expect_match (a regular expression): what a right answer is",
             )
 
-    def faults(self, value: Any, kind: str) -> tuple[FaultWindow, ...]:
+    def faults(
+        self, value: Any, server: ServerSpec, services: tuple[Service, ...]
+    ) -> tuple[FaultWindow, ...]:
         if value is None:
             return ()
+        kinds = {service.name: service.server.kind for service in services}
         windows = []
         for index, table in enumerate(self.tables(value, ("faults",))):
             key: Key = ("faults", index)
             if "profile" in table:
+                # A profile's faults are those of its service's transport.
+                named = table.get("service")
+                kind = kinds.get(named, server.kind) if isinstance(named, str) else server.kind
+                if len(kinds) > 1 and named not in kinds:
+                    kind = next(iter(kinds.values()))  # The scenario names the missing service.
                 windows += self.profile(dict(table), key, kind)
                 continue
             fault, rest = self.fault(dict(table), key)

@@ -9,7 +9,7 @@ from typing import Any
 from sockharness._core import FAILED_OUTCOMES, Phase, ScenarioOutcome
 from sockharness.faults import Recording
 
-from ._schema import FaultWindow, Scenario
+from ._schema import FaultWindow, Scenario, ServerSpec
 from ._steady import SteadyRecord
 from ._traffic import Message
 
@@ -142,15 +142,11 @@ class ScenarioResult:
             "elapsed": round(self.elapsed, 3),
             "result": self.result,
             "error": self.error or self.skipped,
-            "server": {
-                "kind": server.kind,
-                "concurrency": None if server.target or server.server_class else server.concurrency,
-                "handler": None if server.target else server.handler,
-                "tls": server.tls,
-                "target": server.target,
-                "server_class": server.server_class,
-                "description": server.describe(),
-            },
+            "server": _server_dict(server),
+            "services": [
+                {"name": service.name, "after": list(service.after)} | _server_dict(service.server)
+                for service in scenario.services
+            ],
             "messages": {
                 "sent": len(self.messages),
                 "ok": self.count("ok"),
@@ -214,6 +210,18 @@ class ScenarioResult:
         }
 
 
+def _server_dict(server: ServerSpec) -> dict[str, Any]:
+    return {
+        "kind": server.kind,
+        "concurrency": None if server.target or server.server_class else server.concurrency,
+        "handler": None if server.target else server.handler,
+        "tls": server.tls,
+        "target": server.target,
+        "server_class": server.server_class,
+        "description": server.describe(),
+    }
+
+
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 6)
 
@@ -222,6 +230,7 @@ def _window_dict(window: FaultWindow, *, fired: bool | None) -> dict[str, Any]:
     return {
         "fault": repr(window.fault),
         "side": window.side,
+        "service": window.service,
         "at": window.at,
         "until": window.until,
         "fired": fired,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import importlib
 import math
 import os
 import shutil
-import socket
-import ssl
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sockharness import handlers
@@ -22,23 +21,23 @@ from sockharness._core import (
     UsageError,
     import_object,
     kind_of_class,
-    parse_address,
     parse_kind,
     server_class_for,
 )
 from sockharness.faults import Fault, FaultProxy, Recording, Timeline, decisions_of
-from sockharness.harness import RunningServer, connect, describe_address, start_server
+from sockharness.harness import connect
 
 from ._command import CommandRunner, address_environment
-from ._invariants import RunRecord, evaluate
+from ._invariants import RunRecord, evaluate, fired_key
 from ._protocols import Workload
 from ._result import ScenarioResult
 from ._schema import ClientSpec, FaultWindow, Scenario, ScenarioError, ServerSpec, dotted
+from ._services import ServiceRun
 from ._steady import SteadyMonitor
 from ._toml import line_of
-from ._traffic import ProbeClient, Traffic
+from ._traffic import ProbeClient, Route, Traffic
 
-__all__ = ["Progress", "resolve_classes", "run_scenario"]
+__all__ = ["Progress", "resolve_classes", "resolve_services", "run_scenario"]
 
 #: Called about five times a second while the load runs: (elapsed, duration, ok, failed).
 Progress = Callable[[float, float, int, int], None]
@@ -121,42 +120,58 @@ def _invalid_at(scenario: Scenario, key: tuple[str | int, ...], message: str) ->
 
 
 def resolve_classes(scenario: Scenario) -> tuple[type | None, type | None]:
-    """The scenario's handler and server classes, imported (``None`` where not given).
+    """The handler and server classes of the scenario's (first client group's) server,
+    imported (``None`` where not given).
 
-    Also checks that every command workload's program can be found, so that
-    everything a scenario names outside its file is checked before a run.
+    Checks every service's classes and every command workload's program, so
+    that everything a scenario names outside its file is checked before a run.
     """
+    return resolve_services(scenario)[scenario.clients[0].service or ""]
+
+
+def resolve_services(scenario: Scenario) -> dict[str, tuple[type | None, type | None]]:
+    """Each service's handler and server classes, imported (``None`` where not given)."""
     check_commands(scenario)
-    server = scenario.server
+    return {
+        service.name: _service_classes(scenario, service.name, service.server)
+        for service in scenario.services
+    }
+
+
+def _service_classes(
+    scenario: Scenario, name: str, server: ServerSpec
+) -> tuple[type | None, type | None]:
     if server.target is not None:
         return None, None
+    where = "server" if scenario.short_form else f"services.{name}"
     if server.handler == "slow":
         handler: type | None = handlers.SlowHandler.with_delay(server.handler_delay)
     elif server.handler in handlers.BUILTIN_HANDLERS:
         handler = handlers.BUILTIN_HANDLERS[server.handler].handler
     else:
-        handler = _import(scenario, "server.handler", server.handler)
+        handler = _import(scenario, f"{where}.handler", server.handler)
     server_class = (
-        _import(scenario, "server.server_class", server.server_class)
+        _import(scenario, f"{where}.server_class", server.server_class)
         if server.server_class is not None
         else None
     )
-    _check_server(scenario, server_class)
+    _check_server(scenario, where, server, server_class)
     return handler, server_class
 
 
-def _check_server(scenario: Scenario, server_class: type | None) -> None:
-    """The class serves the scenario's kind, and has every attribute the scenario sets."""
-    spec = scenario.server
+def _check_server(
+    scenario: Scenario, where: str, spec: ServerSpec, server_class: type | None
+) -> None:
+    """The class serves the service's kind, and has every attribute the scenario sets."""
     if server_class is not None:
         try:
             own = kind_of_class(server_class).name
         except UsageError as exc:
-            raise _invalid(scenario, "server.server_class", str(exc)) from None
+            raise _invalid(scenario, f"{where}.server_class", str(exc)) from None
         if own != spec.kind:
             raise _invalid(
                 scenario,
-                "server.kind",
+                f"{where}.kind",
                 f"{server_class.__name__} serves {own!r}, and the scenario says kind = "
                 f"{spec.kind!r}; write kind = {own!r}",
             )
@@ -170,38 +185,10 @@ def _check_server(scenario: Scenario, server_class: type | None) -> None:
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise _invalid(
                 scenario,
-                f"server.attributes.{name}",
+                f"{where}.attributes.{name}",
                 f"{cls.__name__} has no attribute {name!r}{hint} (attributes are set on "
                 f"the server before it starts: timeout, block_on_close, daemon_threads, ...)",
             )
-
-
-def _target_address(server: ServerSpec) -> Any:
-    assert server.target is not None
-    return parse_address(server.target, parse_kind(server.kind), "the target", connect=True)
-
-
-def _check_reachable(spec: ServerSpec, address: Any) -> None:
-    """An outside stream target accepts a connection, or the run cannot start: say why.
-
-    (Through the proxy, a target with nothing listening would look like a
-    connection reset at every message.)
-    """
-    if not spec.stream:
-        return
-    kind = parse_kind(spec.kind)
-    where = describe_address(kind, address)
-    try:
-        with socket.socket(kind.family, socket.SOCK_STREAM) as probe:
-            probe.settimeout(5.0)
-            probe.connect(address)
-    except (ConnectionRefusedError, FileNotFoundError):
-        raise ConnectionRefusedError(
-            f"the target {where} refused the connection: nothing is listening there (start "
-            f"the service first, or fix [server] target)"
-        ) from None
-    except OSError as exc:
-        raise ConnectionError(f"the target {where} cannot be reached: {exc}") from None
 
 
 class _Windows:
@@ -214,11 +201,16 @@ class _Windows:
         #: When the faults were cut short (``abort_when``): no window is open from then on.
         self.cut_at = math.inf
 
-    def active(self, side: str, when: float) -> tuple[Fault, ...]:
+    def active(self, side: str, when: float, service: str) -> tuple[Fault, ...]:
+        """The faults of ``service`` on ``side`` in force at ``when``."""
         if when >= self.cut_at:
             return ()
         offset = when - self.started
-        return tuple(w.fault for w in self.windows if w.side == side and w.at <= offset < w.end)
+        return tuple(
+            w.fault
+            for w in self.windows
+            if w.side == side and w.service == service and w.at <= offset < w.end
+        )
 
     def last_end(self, duration: float) -> float:
         """When the last window closes, in seconds from the start (0 without windows)."""
@@ -279,19 +271,13 @@ def run_scenario(
     why.
     """
     seed = scenario.seed if seed is None else seed
-    handler, server_class = resolve_classes(scenario)
+    classes = resolve_services(scenario)
     workloads = resolve_workloads(scenario)
     result = ScenarioResult(scenario=scenario, seed=seed)
     began = time.monotonic()
     try:
         _Run(
-            scenario,
-            seed,
-            handler=handler,
-            server_class=server_class,
-            result=result,
-            progress=progress,
-            workloads=workloads,
+            scenario, seed, classes=classes, result=result, progress=progress, workloads=workloads
         ).run()
     except ScenarioError:
         raise
@@ -328,8 +314,7 @@ class _Run:
         scenario: Scenario,
         seed: int,
         *,
-        handler: type | None,
-        server_class: type | None,
+        classes: Mapping[str, tuple[type | None, type | None]],
         result: ScenarioResult,
         progress: Progress | None,
         workloads: Sequence[Workload | None] = (),
@@ -337,107 +322,94 @@ class _Run:
         self.scenario = scenario
         self.workloads = workloads
         self.seed = seed
-        self.handler = handler
-        self.server_class = server_class
         self.result = result
         self.progress = progress
-        self.server: RunningServer | None = None
-        self.proxy: FaultProxy | None = None
+        #: The services, in the order they start.
+        self.services = {
+            service.name: ServiceRun(
+                scenario,
+                service,
+                handler=classes[service.name][0],
+                server_class=classes[service.name][1],
+                seed=seed,
+            )
+            for service in scenario.services
+        }
         self.client_timeline = Timeline()
-        self.shutdown_took: float | None = None
-        self.leaks: str | None = None
         self.probe: str | None = None
-        self.fired: dict[str, set[str]] = {}
+        self.fired: dict[tuple[str, str], set[str]] = {}
         self.monitor: SteadyMonitor | None = None
-        self.upstream: Any = None
-
-    def start_server(self, windows: _Windows) -> None:
-        spec = self.scenario.server
-        server_faults = [w.fault for w in self.scenario.faults if w.side == "server"]
-        assert self.handler is not None
-        windowed = bool(server_faults) and spec.stream
-        self.server = start_server(
-            self.handler,
-            spec.kind,
-            concurrency=None if self.server_class is not None else spec.concurrency,
-            tls=spec.tls,
-            server_class=self.server_class,
-            faults=server_faults or None,
-            # Each accepted connection gets the server-side faults whose window is open.
-            select_faults=(lambda: windows.active("server", time.monotonic()))
-            if windowed
-            else None,
-            seed=self.seed,
-            leaks="off",
-            **dict(spec.attributes),
-        )
 
     def run(self) -> None:
         windows = _Windows(self.scenario.faults)
         # Torn down in reverse, whatever fails: the clients and the fault schedule
-        # first, then the probe, the proxy, then the server.
+        # first, then the probe, then each service's proxy and server, the last
+        # started first.
         with contextlib.ExitStack() as stack:
-            address, first = self.start_targets(stack, windows)
-            if self.steady_before(stack, address, first):
-                self.load_and_faults(stack, address, windows)
+            self.start_services(stack, windows)
+            if self.steady_before(stack):
+                self.load_and_faults(stack, windows)
         self.judge()
 
-    def start_targets(
-        self, stack: contextlib.ExitStack, windows: _Windows
-    ) -> tuple[Any, list[Fault]]:
-        """Start the server and the proxy: where the clients go, and the proxy's first faults
-        (those from 0 s; added here unless a steady state is to be checked first)."""
-        scenario = self.scenario
-        spec = scenario.server
-        if spec.target is None:
-            self.start_server(windows)
-            assert self.server is not None
-            stack.callback(self.stop_server)
-            upstream = self.server.address
-        else:
-            upstream = _target_address(spec)
-            _check_reachable(spec, upstream)
-        self.upstream = address = upstream
-        first = [w.fault for w in scenario.faults if w.side == "proxy" and w.at == 0]
-        if spec.target is not None or "proxy" in scenario.fault_sides:
-            now = [] if scenario.steady_state is not None else first
-            self.proxy = FaultProxy(upstream, spec.kind, now, seed=self.seed)
-            stack.callback(self.proxy.close)
-            address = self.proxy.address
-        return address, first
+    def start_services(self, stack: contextlib.ExitStack, windows: _Windows) -> None:
+        """Start each service after those it needs; with a steady state to check first, the
+        proxies' first faults wait."""
+        reached: dict[str, Any] = {}
+        for name, service in self.services.items():
+            service.start(
+                stack,
+                lambda service_name, when: windows.active("server", when, service_name),
+                reached,
+                hold_first_faults=self.scenario.steady_state is not None,
+            )
+            reached[name] = service.address
 
-    def steady_before(self, stack: contextlib.ExitStack, address: Any, first: list[Fault]) -> bool:
+    def route(self, group: ClientSpec, windows: _Windows | None = None) -> Route:
+        """Where ``group``'s clients go (its service, through the proxy when there is one)."""
+        service = self.services[self.service_name(group)]
+        name = service.name
+        return Route(
+            address=service.address,
+            kind=service.spec.kind,
+            tls=service.client_tls(),
+            client_faults=(lambda when: windows.active("client", when, name))
+            if windows is not None
+            else (lambda when: ()),
+            command_environment=self.command_environment(service),
+        )
+
+    def service_name(self, group: ClientSpec) -> str:
+        """The service a (resolved) client group addresses."""
+        assert group.service is not None
+        return group.service
+
+    def steady_before(self, stack: contextlib.ExitStack) -> bool:
         """Check the steady state before any fault (``True`` without one); then add the
-        proxy's first faults."""
+        proxies' first faults."""
         if self.scenario.steady_state is None:
             return True
-        self.monitor = monitor = self.steady_monitor(address)
+        self.monitor = monitor = self.steady_monitor()
         stack.callback(monitor.client.close)
         self.result.steady = monitor.record
         self.result.clock_started = time.monotonic()
         if not monitor.check_before():
             return False
-        if self.proxy is not None:
-            for fault in first:
-                self.proxy.add(fault)
+        for service in self.services.values():
+            service.add_first_faults()
         return True
 
-    def load_and_faults(self, stack: contextlib.ExitStack, address: Any, windows: _Windows) -> None:
+    def load_and_faults(self, stack: contextlib.ExitStack, windows: _Windows) -> None:
         """The load, the fault schedule and the probe for the scenario's duration; then the
         recovery, and the probe after the faults."""
         scenario = self.scenario
         stop = threading.Event()
         traffic = Traffic(  # Builds the message bodies: before the clock starts.
             scenario.clients,
-            address=address,
-            kind=scenario.server.kind,
-            tls=self.client_tls(),
+            routes=[self.route(group, windows) for group in scenario.clients],
             seed=self.seed,
             duration=scenario.duration,
-            client_faults=lambda when: windows.active("client", when),
             timeline=self.client_timeline,
             workloads=self.workloads,
-            command_environment=self.command_environment(address),
         )
         schedule: list[threading.Thread] = []
         wind_down = _Once(lambda: self.wind_down(stop, traffic, schedule))
@@ -446,10 +418,13 @@ class _Run:
         started = time.monotonic()
         windows.started = started
         self.result.clock_started = started
-        if self.proxy is not None:
-            schedule.append(
-                _schedule_proxy(self.proxy, scenario.faults, started, stop, self.result.problems)
-            )
+        for service in self.services.values():
+            if service.proxy is not None:
+                schedule.append(
+                    _schedule_proxy(
+                        service.proxy, service.windows, started, stop, self.result.problems
+                    )
+                )
         if self.monitor is not None:
             monitor = self.monitor
             monitor.start_during(lambda reason: self.abort(stop, windows))
@@ -461,49 +436,62 @@ class _Run:
         if self.monitor is not None:
             self.after_the_faults(self.monitor, windows, started)
         self.fired = self.fired_faults()
-        self.probe = self.probe_serving(address)
+        self.probe = self.probe_serving()
 
     def judge(self) -> None:
         """Fill in the result's invariants from what the run saw."""
         scenario = self.scenario
         self.result.fired = [
-            repr(window.fault) in self.fired.get(window.side, set()) for window in scenario.faults
+            repr(window.fault) in self.fired.get(fired_key(window), set())
+            for window in scenario.faults
         ]
         self.result.recording = self.recording()
+        started = [service for service in self.services.values() if service.server is not None]
+        self.result.handler_errors = [
+            error if scenario.short_form else f"{service.name}: {error}"
+            for service in started
+            for error in service.handler_errors
+        ]
+        took = [service.shutdown_took for service in started if service.shutdown_took is not None]
+        leaks = [
+            service.leaks if scenario.short_form else f"{service.name}: {service.leaks}"
+            for service in started
+            if service.leaks
+        ]
         self.result.invariants = evaluate(
             RunRecord(
                 scenario=scenario,
                 messages=tuple(self.result.messages),
-                fired={side: frozenset(names) for side, names in self.fired.items()},
+                fired={key: frozenset(names) for key, names in self.fired.items()},
                 probe=self.probe,
-                server_started=self.server is not None,
-                shutdown_took=self.shutdown_took,
-                leaks=self.leaks,
+                server_started=bool(started),
+                shutdown_took=max(took) if took else None,
+                leaks="\n".join(leaks) if leaks else None,
                 handler_errors=tuple(self.result.handler_errors),
                 problems=tuple(self.result.problems),
                 steady=self.result.steady,
             )
         )
 
-    def command_environment(self, address: Any) -> dict[str, str]:
-        """The addresses a command workload finds in its environment."""
-        return address_environment("server", address) | address_environment(
-            "server_upstream", self.upstream
-        )
+    def command_environment(self, service: ServiceRun) -> dict[str, str]:
+        """What a command workload of ``service``'s clients finds in its environment: every
+        service by name, and its own as ``SOCKHARNESS_SERVER_*``."""
+        environment: dict[str, str] = {}
+        for other in self.services.values():
+            environment |= other.environment()
+        return environment | service.environment("server")
 
     # -- the steady state ---------------------------------------------------------------------
 
-    def steady_monitor(self, address: Any) -> SteadyMonitor:
-        """The probe of the steady state: its own client, to where the load goes."""
+    def steady_monitor(self) -> SteadyMonitor:
+        """The probe of the steady state: its own client, to where its service's load goes."""
         steady = self.scenario.steady_state
         assert steady is not None
         assert steady.probe is not None
         own = len(self.scenario.clients) < len(self.workloads)
         client = ProbeClient(
             steady.probe,
-            address=address,
-            kind=self.scenario.server.kind,
-            tls=self.client_tls(),
+            route=self.route(steady.probe),
             seed=self.seed,
             workload=self.workloads[-1 if own else 0] if self.workloads else None,
         )
@@ -513,9 +501,9 @@ class _Run:
         """``abort_when`` came true (in the probe's thread): stop the run, take the faults away."""
         windows.cut_at = time.monotonic()
         stop.set()
-        if self.proxy is not None:
+        for service in self.services.values():
             with contextlib.suppress(Exception):  # Cleared again once the schedule stopped.
-                self.proxy.clear()
+                service.clear_faults()
 
     def probe_timeout(self) -> float:
         """The steady-state probe's timeout (one exchange's longest wait)."""
@@ -530,8 +518,8 @@ class _Run:
             self.result.problems.append("the steady-state probe did not stop in time")
         now = time.monotonic()
         windows.cut_at = min(windows.cut_at, now)
-        if self.proxy is not None:
-            self.proxy.clear()
+        for service in self.services.values():
+            service.clear_faults()
         record = monitor.record
         if record.aborted_at is not None:
             ended = record.aborted_at
@@ -539,10 +527,6 @@ class _Run:
             last = windows.last_end(self.scenario.duration)
             ended = now if last >= self.scenario.duration else started + last
         monitor.recover(ended)
-
-    def client_tls(self) -> ssl.SSLContext | None:
-        """The client context that trusts the server's certificate (``None`` without TLS)."""
-        return self.server.client_tls_context if self.server is not None else None
 
     def wait(self, traffic: Traffic, started: float, stop: threading.Event) -> None:
         """Let the load run its duration, reporting progress."""
@@ -576,19 +560,27 @@ class _Run:
         self.result.messages = messages
         self.result.problems.extend(problems)
 
+    def source(self, service: str, side: str) -> str:
+        """How recordings name a side of a service: ``proxy``, or ``db proxy`` of several."""
+        return side if self.scenario.short_form or side == "client" else f"{service} {side}"
+
     def recording(self) -> Recording:
         """The run's seed, fault windows and decisions, for a replay file."""
         sources: list[tuple[str, Timeline]] = [("client", self.client_timeline)]
-        if self.proxy is not None:
-            sources.append(("proxy", self.proxy.timeline))
-        if self.server is not None:
-            sources.append(("server", self.server.fault_timeline))
+        for name, service in self.services.items():
+            if service.proxy is not None:
+                sources.append((self.source(name, "proxy"), service.proxy.timeline))
+            if service.server is not None:
+                sources.append((self.source(name, "server"), service.server.fault_timeline))
         windows: dict[str, list[str]] = {}
         for window in self.scenario.faults:
             span = f"from {window.at:g} s" + (
                 f" until {window.until:g} s" if window.until is not None else ""
             )
-            windows.setdefault(window.side, []).append(f"{window.fault!r} {span}")
+            source = self.source(window.service or "", window.side)
+            if window.side == "client" and not self.scenario.short_form:
+                span += f" (clients of {window.service})"
+            windows.setdefault(source, []).append(f"{window.fault!r} {span}")
         return Recording(
             name=scenario_id(self.scenario),
             seed=self.seed,
@@ -597,33 +589,49 @@ class _Run:
             extra={"file": str(self.scenario.file), "scenario": self.scenario.name},
         )
 
-    def fired_faults(self) -> dict[str, set[str]]:
-        """The faults (by repr) that did something, per side."""
-        return {
-            "client": self.client_timeline.fired,
-            "proxy": self.proxy.timeline.fired if self.proxy is not None else set(),
-            "server": self.server.fault_timeline.fired if self.server is not None else set(),
-        }
+    def fired_faults(self) -> dict[tuple[str, str], set[str]]:
+        """The faults (by repr) that did something, per (service, side).
 
-    def probe_serving(self, address: Any) -> str | None:
+        The clients' timeline is shared: a client fault counts as fired for a
+        service when one of its clients' connections fired it.
+        """
+        fired: dict[tuple[str, str], set[str]] = {}
+        for name, service in self.services.items():
+            fired[(name, "client")] = self.client_timeline.fired
+            fired[(name, "proxy")] = (
+                service.proxy.timeline.fired if service.proxy is not None else set()
+            )
+            fired[(name, "server")] = (
+                service.server.fault_timeline.fired if service.server is not None else set()
+            )
+        return fired
+
+    def probe_serving(self) -> str | None:
         """After the faults: a fresh client's request gets its reply (``None``) or why not."""
         if not self.scenario.expect.serving_after_faults:
             return None
-        if self.proxy is not None:
-            self.proxy.clear()
+        for service in self.services.values():
+            service.clear_faults()
         group = self.scenario.clients[0]
-        target = self.server.address if self.server is not None else address
+        service = self.services[self.service_name(group)]
+        # Straight to the server when sockharness started it, past its proxy.
+        target = service.upstream if service.server is not None else service.address
+        route = dataclasses.replace(self.route(group), address=target)
         if group.command is not None:
-            return self.probe_command(group, target)
+            return self.probe_command(group, route)
         if group.workload is not None or group.protocol != "echo":
-            return self.probe_protocol(group, target)
+            return self.probe_protocol(group, route)
+        return self.probe_echo(group, route)
+
+    def probe_echo(self, group: ClientSpec, route: Route) -> str | None:
+        """The probe of an echo group: one numbered line, its reply checked."""
         probe = b"0:0:sockharness probe\n"
         expected = {"echo": probe, "upper": probe.upper()}.get(group.reply or "any")
         problem = None
         for _ in range(3):
             try:
                 with connect(
-                    target, self.scenario.server.kind, tls=self.client_tls(), timeout=group.timeout
+                    route.address, route.kind, tls=route.tls, timeout=group.timeout
                 ) as client:
                     client.send(probe)
                     if group.reply == "none":
@@ -644,14 +652,12 @@ class _Run:
                 problem = f"the probe request failed: {type(exc).__name__}: {exc}"
         return problem
 
-    def probe_command(self, group: ClientSpec, target: Any) -> str | None:
+    def probe_command(self, group: ClientSpec, route: Route) -> str | None:
         """The probe of a command group: one more run, straight to the server."""
         assert group.command is not None
+        environment = dict(route.command_environment) | address_environment("server", route.address)
         runner = CommandRunner(
-            group.command,
-            environment=self.command_environment(target),
-            timeout=group.timeout,
-            client_id=0,
+            group.command, environment=environment, timeout=group.timeout, client_id=0
         )
         outcome, detail = runner.run(0)
         return (
@@ -660,14 +666,12 @@ class _Run:
             else f"the command's run after the faults was {outcome}: {detail}"
         )
 
-    def probe_protocol(self, group: ClientSpec, target: Any) -> str | None:
+    def probe_protocol(self, group: ClientSpec, route: Route) -> str | None:
         """The probe of a group that speaks its own protocol (or runs a workload): one of
         its exchanges, straight to the server, judged as the load's are."""
         probe = ProbeClient(
             group,
-            address=target,
-            kind=self.scenario.server.kind,
-            tls=self.client_tls(),
+            route=route,
             seed=self.seed,
             workload=self.workloads[0] if self.workloads else None,
         )
@@ -684,15 +688,3 @@ class _Run:
                 return None
             problem = f"the probe request was {outcome}: {detail}"
         return problem
-
-    def stop_server(self) -> None:
-        server = self.server
-        if server is None:
-            return
-        began = time.monotonic()
-        server.stop(timeout=self.scenario.expect.shutdown_within + 10.0, check=False)
-        self.shutdown_took = time.monotonic() - began
-        self.leaks = server.leak_report()
-        self.result.handler_errors = [
-            f"{error.type_name}: {error.message}" for error in server.errors
-        ]

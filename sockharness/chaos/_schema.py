@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "ServerSpec",
+    "Service",
     "SpecError",
     "SteadyState",
     "type_name",
@@ -325,8 +327,12 @@ class ClientSpec:
     expect_match: str | None = None
     command: tuple[str, ...] | None = None
     repeat: bool = False
+    #: The service the group's clients address (``None``: the scenario's only one).
+    service: str | None = None
 
     def __post_init__(self) -> None:
+        if self.service is not None:
+            _string(("service",), self.service)
         self._check_load()
         self._check_protocol()
         self._check_command()
@@ -472,8 +478,12 @@ class FaultWindow:
     side: str = "proxy"
     at: float = 0.0
     until: float | None = None
+    #: The service whose proxy, server or clients the fault strikes (``None``: the only one).
+    service: str | None = None
 
     def __post_init__(self) -> None:
+        if self.service is not None:
+            _string(("service",), self.service)
         if not isinstance(self.fault, Fault):
             raise SpecError(("fault",), f"expected a fault spec, found {self.fault!r}")
         _choice(("side",), self.side, SIDES)
@@ -613,15 +623,146 @@ class SteadyState:
         return self.samples * self.interval
 
 
+#: The one service of the short form (``[server]``), as commands' variables name it.
+SHORT_FORM_NAME = "server"
+_SERVICE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+#: ``{db.address}`` in a service's attributes: where it reaches another service.
+ADDRESS_REFERENCE = re.compile(r"\{([A-Za-z][A-Za-z0-9_-]*)\.(host|port|address)\}")
+
+
+@dataclass(frozen=True)
+class Service:
+    """One named service of a scenario (``[services.NAME]``): a server, and what it needs first.
+
+    ``after`` names the services that must be serving before this one starts
+    (they stop after it). A string in the server's ``attributes`` may hold
+    ``{db.address}``, ``{db.host}`` or ``{db.port}`` for any service in
+    ``after``: where this one reaches it (through its proxy, when it has one),
+    filled in when the run starts; an attribute that is exactly ``"{db.port}"``
+    is the port as an integer.
+    """
+
+    name: str
+    server: ServerSpec = field(default_factory=ServerSpec)
+    after: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _string((), self.name)
+        if not _SERVICE_NAME.fullmatch(self.name) or self.name.lower().endswith("_upstream"):
+            raise SpecError(
+                (),
+                f"expected a service name of letters, digits, '_' and '-' that starts with a "
+                f"letter (and does not end in '_upstream'), found {self.name!r}",
+            )
+        if not isinstance(self.server, ServerSpec):
+            raise SpecError((), f"expected a server, found {type_name(self.server)}")
+        if not isinstance(self.after, (list, tuple)):
+            raise SpecError(
+                ("after",), f"expected an array of service names, found {type_name(self.after)}"
+            )
+        for name in self.after:
+            _string(("after",), name)
+            if name == self.name:
+                raise SpecError(("after",), f"a service cannot start after itself ({name!r})")
+        if len(set(self.after)) != len(self.after):
+            raise SpecError(("after",), f"names a service twice: {list(self.after)}")
+        object.__setattr__(self, "after", tuple(self.after))
+        for attribute, needed in self.references():
+            if needed not in self.after:
+                raise SpecError(
+                    ("attributes", attribute),
+                    f"refers to {needed!r}, which is not in after: add after = "
+                    f"[{', '.join(repr(n) for n in (*self.after, needed))}] so that it is "
+                    f"serving (and its address known) before {self.name!r} starts",
+                )
+
+    @property
+    def environment_name(self) -> str:
+        """The service's name in commands' variables: ``SOCKHARNESS_<NAME>_HOST``."""
+        return self.name.upper().replace("-", "_")
+
+    def references(self) -> Iterator[tuple[str, str]]:
+        """``(attribute, service)`` for each ``{service.address}`` in the attributes."""
+        for attribute, value in self.server.attributes.items():
+            if isinstance(value, str):
+                for match in ADDRESS_REFERENCE.finditer(value):
+                    yield attribute, match.group(1)
+
+    def attributes_with(self, addresses: Mapping[str, Any]) -> dict[str, Any]:
+        """The server's attributes, each ``{name.address}`` replaced from ``addresses``."""
+
+        def part(match: re.Match[str]) -> str:
+            host, port, shown = address_parts(addresses[match.group(1)])
+            return {"host": host, "port": port, "address": shown}[match.group(2)]
+
+        resolved: dict[str, Any] = {}
+        for attribute, value in self.server.attributes.items():
+            resolved[attribute] = value
+            if isinstance(value, str) and ADDRESS_REFERENCE.search(value):
+                whole = ADDRESS_REFERENCE.fullmatch(value)
+                text = ADDRESS_REFERENCE.sub(part, value)
+                port = whole is not None and whole.group(2) == "port" and text.isdigit()
+                resolved[attribute] = int(text) if port else text
+        return resolved
+
+
+def address_parts(address: Any) -> tuple[str, str, str]:
+    """``(host, port, address)`` of a socket address; a path has no host or port."""
+    if isinstance(address, tuple):
+        host, port = str(address[0]), str(address[1])
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return host, port, shown
+    return "", "", os.fsdecode(address)
+
+
+def _start_order(services: tuple[Service, ...]) -> tuple[Service, ...]:
+    """The services in an order that starts each after those it names (as written, else)."""
+    by_name = {service.name: service for service in services}
+    for service in services:
+        for needed in service.after:
+            if needed not in by_name:
+                close = difflib.get_close_matches(needed, list(by_name), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise SpecError(
+                    ("services", service.name, "after"),
+                    f"no service is named {needed!r}{hint} (services: "
+                    f"{', '.join(repr(name) for name in by_name)})",
+                )
+    ordered: list[Service] = []
+    placed: set[str] = set()
+    while len(ordered) < len(services):
+        ready = [
+            service
+            for service in services
+            if service.name not in placed and set(service.after) <= placed
+        ]
+        if not ready:
+            stuck = [service.name for service in services if service.name not in placed]
+            raise SpecError(
+                ("services", stuck[0], "after"),
+                f"the services {', '.join(repr(name) for name in stuck)} wait on each other "
+                f"(a cycle in after): none of them can start first",
+            )
+        ordered.append(ready[0])
+        placed.add(ready[0].name)
+    return tuple(ordered)
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """One chaos scenario, as its file says, with every default resolved."""
+    """One chaos scenario, as its file says, with every default resolved.
+
+    The services are ``server`` (the short form: one service, named
+    ``"server"``) or ``services`` (several, by name; ``server`` is then the
+    first client group's, for what speaks of one server); ``services`` holds
+    them in the order they start.
+    """
 
     name: str
     file: str
     duration: float
-    server: ServerSpec
-    clients: tuple[ClientSpec, ...]
+    server: ServerSpec = field(default_factory=ServerSpec)
+    clients: tuple[ClientSpec, ...] = ()
     faults: tuple[FaultWindow, ...] = ()
     expect: Expectations = Expectations()
     description: str = ""
@@ -629,6 +770,7 @@ class Scenario:
     steady_state: SteadyState | None = None
     #: Labels to select scenarios by (``sockharness run --tag``).
     tags: tuple[str, ...] = ()
+    services: tuple[Service, ...] = ()
 
     def __post_init__(self) -> None:
         _string(("scenario", "name"), self.name)
@@ -639,11 +781,86 @@ class Scenario:
         _number(("scenario", "seed"), self.seed, low=0, integer=True)
         _number(("scenario", "duration"), self.duration, low=0, low_open=True, high=MAX_DURATION)
         _as_float(self, "duration")
+        self._resolve_services()
         object.__setattr__(self, "clients", tuple(self._resolved_clients()))
+        primary = self.service(self.clients[0].service).server
+        if self.server not in (ServerSpec(), primary):
+            raise SpecError(
+                ("server",), "a scenario has one [server] or [services.NAME] tables: not both"
+            )
+        object.__setattr__(self, "server", primary)
         object.__setattr__(self, "faults", tuple(self._resolved_faults()))
         self._check_workload_faults()
         if self.steady_state is not None:
             object.__setattr__(self, "steady_state", self._resolved_steady_state())
+
+    def _resolve_services(self) -> None:
+        services = self.services
+        if not isinstance(services, (list, tuple)) or not all(
+            isinstance(service, Service) for service in services
+        ):
+            raise SpecError(("services",), "expected [services.NAME] tables")
+        if not services:
+            services = (Service(SHORT_FORM_NAME, self.server),)
+        names = [service.name for service in services]
+        for name in names:
+            if names.count(name) > 1:
+                raise SpecError(("services", name), "two services have this name")
+        environment = [service.environment_name for service in services]
+        for service in services:
+            if environment.count(service.environment_name) > 1:
+                raise SpecError(
+                    ("services", service.name),
+                    f"another service's name reads the same in commands' variables "
+                    f"(SOCKHARNESS_{service.environment_name}_...): rename one",
+                )
+            if service.name == SHORT_FORM_NAME and len(services) > 1:
+                raise SpecError(
+                    ("services", service.name),
+                    "'server' names the one service of the short form ([server]); name each "
+                    "of several services after what it is (app, db, cache)",
+                )
+            for attribute, needed in service.references():
+                if needed not in names:
+                    raise SpecError(
+                        ("services", service.name, "attributes", attribute),
+                        f"no service is named {needed!r} (services: "
+                        f"{', '.join(repr(name) for name in names)})",
+                    )
+        object.__setattr__(self, "services", _start_order(tuple(services)))
+
+    @property
+    def short_form(self) -> bool:
+        """Whether the scenario has the one service of the short form, ``[server]``."""
+        return len(self.services) == 1 and self.services[0].name == SHORT_FORM_NAME
+
+    def service(self, name: str | None) -> Service:
+        """The service named ``name`` (``None``: the only one)."""
+        if name is None:
+            (service,) = self.services
+            return service
+        return next(service for service in self.services if service.name == name)
+
+    def _service_name(self, given: str | None, key: Key) -> str:
+        """The service a client group, probe or fault addresses: as given, or the only one."""
+        names = [service.name for service in self.services]
+        if given is None:
+            if len(names) > 1:
+                raise SpecError(
+                    (*key, "service"),
+                    f"the scenario has several services: say which, service = one of "
+                    f"{', '.join(repr(name) for name in names)}",
+                )
+            return names[0]
+        if given not in names:
+            close = difflib.get_close_matches(given, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SpecError(
+                (*key, "service"),
+                f"no service is named {given!r}{hint} (services: "
+                f"{', '.join(repr(name) for name in names)})",
+            )
+        return given
 
     def _check_tags(self) -> None:
         if not isinstance(self.tags, (list, tuple)):
@@ -663,7 +880,7 @@ class Scenario:
         steady = self.steady_state
         assert steady is not None
         for index, window in enumerate(self.faults):
-            if window.side == "server" and not self.server.stream:
+            if window.side == "server" and not self.service(window.service).server.stream:
                 raise SpecError(
                     ("faults", index, "side"),
                     "a datagram server's faults apply from its start, before the steady "
@@ -674,6 +891,8 @@ class Scenario:
         if probe is None:
             probe = dataclasses.replace(self.clients[0], count=1, start=0.0)
             key = ("clients", 0)
+        elif probe.service is None:  # The system's front door: where the first group goes.
+            probe = dataclasses.replace(probe, service=self.clients[0].service)
         elif probe.count != 1 or probe.start != 0.0:
             name = "count" if probe.count != 1 else "start"
             raise SpecError((*key, name), "the probe is one client, from the start: leave it out")
@@ -686,10 +905,9 @@ class Scenario:
         return dataclasses.replace(steady, probe=self._resolved_client(probe, key))
 
     def _check_workload_faults(self) -> None:
-        if not any(client.own_client for client in self.clients):
-            return
+        own = {client.service for client in self.clients if client.own_client}
         for index, window in enumerate(self.faults):
-            if window.side == "client":
+            if window.side == "client" and window.service in own:
                 raise SpecError(
                     ("faults", index, "side"),
                     "a workload or command makes its own connections, which in-process client "
@@ -700,6 +918,10 @@ class Scenario:
     def fault_sides(self) -> set[str]:
         """The sides the scenario's faults apply on."""
         return {window.side for window in self.faults}
+
+    def faults_of(self, service: str) -> tuple[FaultWindow, ...]:
+        """The fault windows that strike ``service`` (its proxy, server or clients)."""
+        return tuple(window for window in self.faults if window.service == service)
 
     def _resolved_clients(self) -> Iterator[ClientSpec]:
         if not self.clients:
@@ -715,8 +937,10 @@ class Scenario:
             )
 
     def _resolved_client(self, client: ClientSpec, key: Key) -> ClientSpec:
-        """The group (or the steady state's probe) with the server's defaults filled in."""
-        server = self.server
+        """The group (or the steady state's probe) with its service's defaults filled in."""
+        service = self._service_name(client.service, key)
+        client = dataclasses.replace(client, service=service)
+        server = self.service(service).server
         builtin = BUILTIN_HANDLERS.get(server.handler)
         default_reply = builtin.reply if builtin is not None else "any"
         if server.target is not None or server.server_class is not None:
@@ -762,6 +986,7 @@ class Scenario:
                 if (
                     other.fault == window.fault
                     and other.side == window.side
+                    and other.service == window.service
                     and window.at < other.end
                     and other.at < window.end
                 ):
@@ -774,7 +999,9 @@ class Scenario:
         yield from windows
 
     def _resolved_fault(self, window: FaultWindow, key: Key) -> FaultWindow:
-        server, duration = self.server, self.duration
+        service = self._service_name(window.service, key)
+        window = dataclasses.replace(window, service=service)
+        server, duration = self.service(service).server, self.duration
         if window.at > duration:
             _number((*key, "at"), window.at, low=0, high=duration)
         if window.at >= duration:

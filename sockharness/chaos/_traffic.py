@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import json
 import random
@@ -25,6 +26,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sockharness._core import ConnectionClosed, Outcome, ReceiveTimeout
@@ -35,7 +37,7 @@ from ._command import CommandRunner
 from ._protocols import Workload, speak
 from ._schema import ClientSpec
 
-__all__ = ["Message", "ProbeClient", "Traffic", "make_bodies"]
+__all__ = ["Message", "ProbeClient", "Route", "Traffic", "make_bodies"]
 
 #: Bodies prepared per client group, cycled through by its messages.
 _POOL = 32
@@ -62,6 +64,19 @@ class Message(NamedTuple):
         return self.done - self.sent
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a client group's clients go and how: its service's address, as they reach it."""
+
+    address: Any
+    kind: str
+    tls: ssl.SSLContext | None = None
+    #: The client-side faults in force at a time (``time.monotonic()``).
+    client_faults: Callable[[float], tuple[Fault, ...]] = lambda when: ()
+    #: What a command workload finds in its environment (the addresses).
+    command_environment: Mapping[str, str] = field(default_factory=dict)
+
+
 def make_bodies(spec: ClientSpec, seed: int, group: int) -> list[bytes]:
     """The message bodies of one client group: no newline in any, each at most ``size``."""
     payloads = Payloads(seed * 1_000 + group)
@@ -81,31 +96,24 @@ class Traffic:
     """Every client of a scenario, as threads: :meth:`start`, then :meth:`stop` and collect.
 
     Making it builds every message body; the clients share what is here (the
-    address, TLS, the seed, the clock, the fault windows) and read it as they go.
+    seed, the clock, the timeline) and each group's :class:`Route` (where its
+    service is, TLS, its fault windows), and read them as they go.
     """
 
     def __init__(
         self,
         groups: Sequence[ClientSpec],
         *,
-        address: Any,
-        kind: str,
-        tls: ssl.SSLContext | None,
+        routes: Sequence[Route],
         seed: int,
         duration: float,
-        client_faults: Callable[[float], tuple[Fault, ...]],
         timeline: Timeline,
         workloads: Sequence[Workload | None] = (),
-        command_environment: Mapping[str, str] | None = None,
     ) -> None:
-        self.address = address
-        #: What a command workload finds in its environment (the addresses).
-        self.command_environment = dict(command_environment or {})
-        self.kind = kind
-        self.tls = tls
+        if len(routes) != len(groups):
+            raise ValueError(f"{len(groups)} client groups and {len(routes)} routes")
         self.seed = seed
         self.duration = duration
-        self.client_faults = client_faults
         self.timeline = timeline
         self.started = 0.0
         self.boundaries: list[float] = []
@@ -116,7 +124,14 @@ class Traffic:
             bodies = make_bodies(group, seed, group_index)
             workload = workloads[group_index] if group_index < len(workloads) else None
             for _ in range(group.count):
-                worker = _Worker(self, group, len(self._workers), bodies, workload)
+                worker = _Worker(
+                    self,
+                    group,
+                    len(self._workers),
+                    bodies,
+                    route=routes[group_index],
+                    workload=workload,
+                )
                 self._workers.append(worker)
 
     def next_connection(self) -> int:
@@ -183,23 +198,15 @@ class ProbeClient:
     """
 
     def __init__(
-        self,
-        spec: ClientSpec,
-        *,
-        address: Any,
-        kind: str,
-        tls: ssl.SSLContext | None,
-        seed: int,
-        workload: Workload | None,
+        self, spec: ClientSpec, *, route: Route, seed: int, workload: Workload | None
     ) -> None:
+        # No client-side faults on the probe: it judges the system, it does not strike it.
+        route = dataclasses.replace(route, client_faults=lambda when: ())
         self._traffic = Traffic(
             [spec],
-            address=address,
-            kind=kind,
-            tls=tls,
+            routes=[route],
             seed=seed,
             duration=float("inf"),
-            client_faults=lambda when: (),
             timeline=Timeline(),
             workloads=[workload],
         )
@@ -226,11 +233,14 @@ class _Worker(threading.Thread):
         spec: ClientSpec,
         client_id: int,
         bodies: list[bytes],
+        *,
+        route: Route,
         workload: Workload | None = None,
     ) -> None:
         super().__init__(name=f"sockharness chaos client {client_id}", daemon=True)
         self.traffic = traffic
         self.spec = spec
+        self.route = route
         self.workload = workload
         #: Whether the group speaks a protocol of its own (or runs a workload), not echo.
         self.speaks = spec.own_client or spec.protocol != "echo"
@@ -238,7 +248,7 @@ class _Worker(threading.Thread):
         self.command = (
             CommandRunner(
                 spec.command,
-                environment=traffic.command_environment,
+                environment=route.command_environment,
                 timeout=spec.timeout,
                 client_id=client_id,
             )
@@ -312,8 +322,8 @@ class _Worker(threading.Thread):
 
     @property
     def address(self) -> Any:
-        """Where the clients connect: the server, or the proxy in front of it."""
-        return self.traffic.address
+        """Where the clients connect: the service, or the proxy in front of it."""
+        return self.route.address
 
     def body(self, seq: int) -> bytes:
         """The payload of message ``seq`` (seeded; no newline in it)."""
@@ -363,7 +373,7 @@ class _Worker(threading.Thread):
 
     def connect(self) -> Client:
         """A new connection, carrying the client-side faults in force now."""
-        traffic = self.traffic
+        traffic, route = self.traffic, self.route
         now = time.monotonic()
         later = bisect.bisect_right(traffic.boundaries, now)
         self._reconnect_at = (
@@ -371,11 +381,11 @@ class _Worker(threading.Thread):
         )
         try:
             return connect(
-                traffic.address,
-                traffic.kind,
-                tls=traffic.tls,
+                route.address,
+                route.kind,
+                tls=route.tls,
                 timeout=self.spec.timeout,
-                faults=traffic.client_faults(now),
+                faults=route.client_faults(now),
                 seed=traffic.seed,
                 connection=traffic.next_connection(),
                 timeline=traffic.timeline,
