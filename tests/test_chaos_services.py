@@ -14,6 +14,7 @@ from sockharness.chaos import (
     ScenarioResult,
     Service,
     parse_scenario,
+    render_html,
     run_scenario,
 )
 from tests import chaos_apps
@@ -209,7 +210,15 @@ def test_the_app_and_its_store_hold_and_the_store_faults_reach_the_app() -> None
     assert [plan["source"] for plan in result.recording.plans] == ["store proxy"]
     document = result.to_dict()
     assert [service["name"] for service in document["services"]] == ["store", "app"]
+    assert document["services"][1]["after"] == ["store"]
     assert document["faults"][0]["service"] == "store"
+    page = render_html([document])
+    assert "<dt>Services</dt>" in page
+    assert (
+        "<code>app</code>: examples.services.store_app:StoreAppServer over tcp (after store)"
+        in (page)
+    )
+    assert "on the proxy side of <code>store</code>" in page
 
 
 def test_a_store_that_loses_what_it_is_given_breaks_the_app_scenario() -> None:

@@ -268,6 +268,19 @@ def _broken_invariants(scenario: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def _describe_services(services: Sequence[Mapping[str, Any]]) -> str:
+    """The services in their start order, each with what it starts after (HTML)."""
+    items = []
+    for service in services:
+        after = [str(name) for name in _sequence(service.get("after"))]
+        needs = f" (after {', '.join(after)})" if after else ""
+        items.append(
+            f"<code>{_esc(service.get('name', '?'))}</code>: "
+            f"{_esc(_describe_server(service))}{_esc(needs)}"
+        )
+    return "; ".join(items)
+
+
 def _describe_server(server: Mapping[str, Any]) -> str:
     """One line about the server under test.
 
@@ -420,9 +433,13 @@ def _details(scenario: Mapping[str, Any]) -> str:
         rows.append(("Description", _esc(scenario["description"])))
     if scenario.get("file"):
         rows.append(("File", f"<code>{_esc(scenario['file'])}</code>"))
-    server = _describe_server(_mapping(scenario.get("server")))
-    if server:
-        rows.append(("Server", _esc(server)))
+    services = [_mapping(raw) for raw in _sequence(scenario.get("services"))]
+    if len(services) > 1:
+        rows.append(("Services", _describe_services(services)))
+    else:
+        server = _describe_server(_mapping(scenario.get("server")))
+        if server:
+            rows.append(("Server", _esc(server)))
     if scenario.get("seed") is not None:
         rows.append(("Seed", f"<code>{_esc(scenario['seed'])}</code>"))
     timing = [
@@ -494,6 +511,8 @@ def _faults(scenario: Mapping[str, Any]) -> str:
     for raw in _sequence(scenario.get("faults")):
         fault = _mapping(raw)
         side = f" on the {_esc(fault['side'])} side" if fault.get("side") else ""
+        if fault.get("service") and fault.get("service") != "server":
+            side += f" of <code>{_esc(fault['service'])}</code>"
         unfired = fault.get("fired") is False
         note = ' <span class="unfired-note">— never fired</span>' if unfired else ""
         items.append(
@@ -585,6 +604,8 @@ def _fault_windows(scenario: Mapping[str, Any], x_max: float) -> list[_Fault]:
         if end <= start:
             continue
         side = f" on the {fault['side']} side" if fault.get("side") else ""
+        if fault.get("service") and fault.get("service") != "server":
+            side += f" of {fault['service']}"
         fired = fault.get("fired") is not False
         tooltip = f"fault {number}: {fault.get('fault', '?')}{side}, {_fault_window(fault)}" + (
             "" if fired else " (never fired)"
