@@ -289,6 +289,10 @@ def test_conformance_exports() -> None:
 
 
 CHAOS_API = [
+    "REPORT_SCHEMA_ID",
+    "SCENARIO_SCHEMA_ID",
+    "report_schema",
+    "scenario_schema",
     "scenario_id",
     "AbortWhen",
     "ClientSpec",

@@ -20,6 +20,12 @@ from typing import Any
 
 from ._discover import find_scenario_files, is_scenario_file, load_scenarios
 from ._html import render_html
+from ._json_schema import (
+    REPORT_SCHEMA_ID,
+    SCENARIO_SCHEMA_ID,
+    report_schema,
+    scenario_schema,
+)
 from ._reader import load_scenario, parse_scenario
 from ._reports import json_report, junit_report, markdown_report, summary_table
 from ._result import Invariant, ScenarioResult
@@ -39,6 +45,8 @@ from ._schema import (
 from ._steady import SteadyRecord
 
 __all__ = [
+    "REPORT_SCHEMA_ID",
+    "SCENARIO_SCHEMA_ID",
     "AbortWhen",
     "ClientSpec",
     "Expectations",
@@ -62,10 +70,12 @@ __all__ = [
     "markdown_report",
     "parse_scenario",
     "render_html",
+    "report_schema",
     "resolve_classes",
     "resolve_services",
     "run_scenario",
     "scenario_id",
+    "scenario_schema",
     "summary_table",
 ]
 

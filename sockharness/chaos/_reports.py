@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from sockharness._core import format_table
 
+from ._json_schema import REPORT_SCHEMA_ID
 from ._result import ScenarioResult
 
 __all__ = ["json_report", "junit_report", "markdown_report", "summary_table"]
@@ -75,6 +76,7 @@ def json_report(results: Sequence[ScenarioResult]) -> str:
     """Every result in full, as JSON."""
     return json.dumps(
         {
+            "schema": REPORT_SCHEMA_ID,
             "held": not any(result.failed for result in results),
             "scenarios": [result.to_dict() for result in results],
         },

@@ -67,6 +67,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_schema(commands: Any) -> None:
+    """The ``schema`` command's arguments."""
+    schema = commands.add_parser(
+        "schema",
+        help="print the JSON Schema of scenario files or of the JSON report",
+        description="Print the versioned JSON Schema (draft 2020-12) of scenario files "
+        "('scenario': point your editor's TOML validation at it) or of the JSON report of "
+        "'sockharness run --json' ('report').",
+    )
+    schema.add_argument("document", choices=("scenario", "report"), help="which schema")
+    schema.add_argument(
+        "--output", "-o", metavar="FILE", help="write it to FILE instead of standard output"
+    )
+
+
 def _add_explore(commands: Any) -> None:
     """The ``explore`` command's arguments."""
     explore = commands.add_parser(
@@ -293,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("paths", nargs="+", metavar="PATH")
     _add_variables(check)
+
+    _add_schema(commands)
     return parser
 
 
@@ -394,7 +411,14 @@ def _check(args: argparse.Namespace) -> int:
     return check_scenarios(args.paths, variables=variables_from(args.var_file, args.var))
 
 
+def _schema(args: argparse.Namespace) -> int:
+    from ._schema import print_schema
+
+    return print_schema(args.document, args.output)
+
+
 _COMMANDS = {
+    "schema": _schema,
     "serve": _serve,
     "proxy": _proxy,
     "conform": _conform,
