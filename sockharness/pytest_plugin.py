@@ -34,6 +34,7 @@ from ._core import (
     LeakMode,
     UnfiredMode,
     VirtualTime,
+    assignment_argument,
     sweep_count_argument,
 )
 
@@ -170,6 +171,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="replay a failed test from the replay file its report named: its seed, only "
         "that test, and a check that every fault decision is the recorded one",
+    )
+    group.addoption(
+        "--sockharness-var",
+        type=assignment_argument,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the value of ${NAME} in collected scenario files' strings (before the "
+        "environment's); repeat for more",
     )
     group.addoption(
         "--sockharness-seeds",

@@ -226,3 +226,49 @@ def test_markdown_goes_to_the_file_and_is_added_to_the_github_step_summary(
     )
     assert unwritable.returncode == 2
     assert "$GITHUB_STEP_SUMMARY" in unwritable.stderr
+
+
+# -- under pytest -----------------------------------------------------------------------------
+
+VARIABLE_SCENARIO = """\
+[scenario]
+name = "${NAME:-unnamed}"
+duration = 0.3
+
+[server]
+handler = "${HANDLER}"
+
+[[clients]]
+reply = "upper"
+"""
+
+
+def test_pytest_fills_in_variables_from_sockharness_var(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", vars=VARIABLE_SCENARIO)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-v",
+        "--sockharness-var", "HANDLER=upper", "--sockharness-var", "NAME=from the command line",
+    )  # fmt: skip
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*vars.toml::from the command line PASSED*"])
+    # The wrong handler is a wrong answer: the variable is what decides.
+    result = pytester.runpytest("-p", "no:cacheprovider", "--sockharness-var", "HANDLER=echo")
+    result.assert_outcomes(failed=1)
+
+
+def test_pytest_names_an_undefined_variable_at_its_key(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("HANDLER", raising=False)
+    pytester.makefile(".toml", vars=VARIABLE_SCENARIO)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*invalid scenario: *vars.toml:6: server.handler: ${HANDLER}*"])
+
+
+def test_a_bad_sockharness_var_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", vars=VARIABLE_SCENARIO)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--sockharness-var", "1X=2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--sockharness-var: expected NAME=VALUE*found '1X=2'*"])
+    assert "Traceback" not in result.stderr.str()

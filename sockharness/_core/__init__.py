@@ -5,6 +5,7 @@ Private to sockharness: every other layer imports what it needs from here
 modules inside. It depends on :mod:`sockharness.server` only.
 """
 
+from .assignments import assignment_argument, parse_assignment
 from .attribution import Creations, handler_running, install, not_attributed
 from .counting import ByteCounter, CountingSocket, count_bytes, counter_of
 from .draining import wait_until_sent
@@ -128,6 +129,7 @@ __all__ = [
     "UsageError",
     "VirtualTime",
     "accept_out_of_children",
+    "assignment_argument",
     "child_state",
     "concurrency_of_class",
     "count_bytes",
@@ -144,6 +146,7 @@ __all__ = [
     "object_path",
     "open_descriptors",
     "parse_address",
+    "parse_assignment",
     "parse_concurrency",
     "parse_kind",
     "plural",

@@ -43,7 +43,8 @@ class ScenarioFile(pytest.File):
 
     def collect(self) -> list[pytest.Item]:
         try:
-            scenario: Scenario | None = load_scenario(self.path)
+            variables = dict(self.config.getoption("--sockharness-var", None) or [])
+            scenario: Scenario | None = load_scenario(self.path, variables=variables)
             error = None
         except ScenarioError as exc:
             scenario, error = None, exc

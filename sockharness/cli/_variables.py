@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
-from sockharness._core import UsageError
+from sockharness._core import UsageError, parse_assignment
 
 __all__ = ["parse_var", "read_var_file", "variables_from"]
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def parse_var(text: str, where: str = "--var") -> tuple[str, str]:
     """``NAME=VALUE`` as ``(NAME, VALUE)``; a bad one is a :class:`UsageError`."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not _NAME.fullmatch(name):
-        raise UsageError(
-            f"{where}: expected NAME=VALUE (NAME of letters, digits and _), found {text!r}"
-        )
-    return name, value
+    return parse_assignment(text, where)
 
 
 def read_var_file(path: str) -> dict[str, str]:
