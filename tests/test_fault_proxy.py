@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sockharness import ReceiveTimeout, RunningServer, UsageError, connect
+from sockharness import ReceiveTimeout, RunningServer, UsageError, connect, start_server
 from sockharness.faults import (
     Bandwidth,
     Corrupt,
@@ -29,7 +29,7 @@ from sockharness.faults import (
     Truncate,
 )
 from sockharness.faults._plans import DatagramPlan, picks
-from sockharness.handlers import LineEchoHandler, RecordingHandler
+from sockharness.handlers import EchoHandler, LineEchoHandler, RecordingHandler
 from sockharness.server import BaseRequestHandler
 
 MakeServer = Callable[..., RunningServer]
@@ -519,3 +519,16 @@ def test_a_stuck_event_loop_is_an_error_not_a_silent_wait(
         release.set()
         proxy._loop.stop(5.0)
         proxy._loop.close()
+
+
+def test_replace_swaps_a_fault_in_its_place_in_the_order() -> None:
+    with start_server(EchoHandler) as server, FaultProxy(server.address) as proxy:
+        proxy.add(Latency(0.5))
+        proxy.add(LimitData(2, direction="downstream"))
+        assert proxy.replace(Latency(0.5), Latency(0.001)) == Latency(0.001)
+        assert list(proxy.faults) == [Latency(0.001), LimitData(2, direction="downstream")]
+        with connect(proxy.address, timeout=5) as client:
+            client.send(b"hello")
+            assert client.recv_all() == b"he"
+        with pytest.raises(UsageError, match="is not among"):
+            proxy.replace(Latency(0.5), Latency(0.2))

@@ -38,8 +38,9 @@ ALLOWED: dict[str, set[str]] = {
                     "conformance"},
     "chaos": {"server", "core", "faults", "handlers", "harness", "chaos"},
     "explore": {"server", "core", "faults", "handlers", "harness", "explore"},
+    "control": {"server", "core", "faults", "control"},
     "shell": {"server", "core", "faults", "handlers", "strategies", "harness", "conformance",
-              "chaos", "explore", "shell"},
+              "chaos", "explore", "control", "shell"},
 }  # fmt: skip
 
 
@@ -61,6 +62,7 @@ def layer_of(module: str) -> str:
         "conformance": "conformance",
         "chaos": "chaos",
         "explore": "explore",
+        "control": "control",
     }
     return layers.get(top, "shell")
 

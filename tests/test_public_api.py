@@ -450,6 +450,15 @@ EXPLORE_API = [
 ]
 
 
+def test_control_exports() -> None:
+    from sockharness import control
+
+    names = ["API_VERSION", "TOXIPROXY_TYPES", "APIError", "ProxyAPIServer", "Toxic"]
+    assert sorted(control.__all__) == sorted(names)
+    for name in ("APIError", "ProxyAPIServer", "Toxic"):
+        assert getattr(control, name).__doc__, f"sockharness.control.{name} has no docstring"
+
+
 def test_explore_exports() -> None:
     from sockharness import explore
 

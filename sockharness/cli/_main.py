@@ -67,6 +67,50 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_proxy(commands: Any, kinds: list[str]) -> None:
+    """The ``proxy`` command's arguments."""
+    from sockharness.faults import FAULT_NAMES
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="run a fault proxy in the foreground until Ctrl-C",
+        description="Relay --listen to --upstream, applying faults; Ctrl-C or SIGTERM stops. "
+        "A fault is name[=value][,param=value...], the first value its main parameter: "
+        + "  ".join(fault.example for fault in FAULT_NAMES.values())
+        + "; every fault also takes direction=upstream|downstream|both and toxicity=0..1.",
+    )
+    proxy.add_argument("--kind", default="tcp", choices=kinds, help="transport (default: tcp)")
+    proxy.add_argument(
+        "--listen",
+        help="host:port or path to listen on (default: loopback, a free port or a private path)",
+    )
+    proxy.add_argument("--upstream", help="host:port or path to relay to (not with --api)")
+    proxy.add_argument(
+        "--fault", action="append", default=[], metavar="FAULT", help="a fault; repeat for more"
+    )
+    proxy.add_argument(
+        "--network-profile",
+        metavar="NAME",
+        help="make the link behave like a named one (3g, edge, lte, wifi, lossy-wifi, "
+        "satellite), before the --fault ones",
+    )
+    proxy.add_argument(
+        "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
+    )
+    proxy.add_argument(
+        "--api",
+        metavar="HOST:PORT",
+        help="serve Toxiproxy's HTTP API there instead (e.g. 127.0.0.1:8474): every "
+        "Toxiproxy client creates proxies and toxics through it (docs/proxy-api.md)",
+    )
+    proxy.add_argument(
+        "--api-any-host",
+        action="store_true",
+        help="let --api listen beyond loopback. Off by default because whoever reaches the "
+        "API can open proxies from this machine to anywhere it reaches",
+    )
+
+
 def _add_schema(commands: Any) -> None:
     """The ``schema`` command's arguments."""
     schema = commands.add_parser(
@@ -138,7 +182,6 @@ def _add_explore(commands: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``sockharness`` command."""
-    from sockharness.faults import FAULT_NAMES
     from sockharness.handlers import BUILTIN_HANDLERS
 
     parser = _Parser(
@@ -173,32 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to serve (default: echo)",
     )
 
-    proxy = commands.add_parser(
-        "proxy",
-        help="run a fault proxy in the foreground until Ctrl-C",
-        description="Relay --listen to --upstream, applying faults; Ctrl-C or SIGTERM stops. "
-        "A fault is name[=value][,param=value...], the first value its main parameter: "
-        + "  ".join(fault.example for fault in FAULT_NAMES.values())
-        + "; every fault also takes direction=upstream|downstream|both and toxicity=0..1.",
-    )
-    proxy.add_argument("--kind", default="tcp", choices=kinds, help="transport (default: tcp)")
-    proxy.add_argument(
-        "--listen",
-        help="host:port or path to listen on (default: loopback, a free port or a private path)",
-    )
-    proxy.add_argument("--upstream", required=True, help="host:port or path to relay to")
-    proxy.add_argument(
-        "--fault", action="append", default=[], metavar="FAULT", help="a fault; repeat for more"
-    )
-    proxy.add_argument(
-        "--network-profile",
-        metavar="NAME",
-        help="make the link behave like a named one (3g, edge, lte, wifi, lossy-wifi, "
-        "satellite), before the --fault ones",
-    )
-    proxy.add_argument(
-        "--seed", type=_seed, default=0, help="seed of every random choice (default 0)"
-    )
+    _add_proxy(commands, kinds)
 
     conform = commands.add_parser(
         "conform",
@@ -340,8 +358,29 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _proxy(args: argparse.Namespace) -> int:
-    from ._proxy import run_proxy
+    from ._proxy import run_api, run_proxy
 
+    if args.api is not None:
+        given = [
+            option
+            for option, value in (
+                ("--upstream", args.upstream),
+                ("--listen", args.listen),
+                ("--fault", args.fault),
+                ("--network-profile", args.network_profile),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(
+                f"{given[0]} does not go with --api: proxies and their faults are made "
+                f"through the API"
+            )
+        return run_api(args.api, seed=args.seed, any_host=args.api_any_host)
+    if args.api_any_host:
+        raise UsageError("--api-any-host goes with --api")
+    if args.upstream is None:
+        raise UsageError("--upstream is required (where to relay to), or --api HOST:PORT")
     return run_proxy(
         listen=args.listen,
         upstream=args.upstream,

@@ -8,7 +8,7 @@ import sys
 import threading
 from typing import Any, TextIO
 
-from sockharness._core import parse_address, parse_kind, plural
+from sockharness._core import UsageError, parse_address, parse_kind, plural
 
 from ._serve import format_address
 
@@ -71,4 +71,43 @@ def run_proxy(
                 os.unlink(listen_address)
             except OSError:
                 pass
+    return 0
+
+
+def run_api(address: str, *, seed: int, any_host: bool, out: TextIO = sys.stdout) -> int:
+    """Serve the Toxiproxy-compatible API at ``address`` until SIGINT or SIGTERM."""
+    from sockharness.control import ProxyAPIServer
+
+    host, _, port_text = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise UsageError(
+            f"--api {address!r} is not HOST:PORT (for example 127.0.0.1:8474)"
+        ) from None
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--api {address!r}: {port} is not a port number (0-65535)")
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with ProxyAPIServer(host, port, seed=seed, any_host=any_host) as api:
+            print(
+                f"sockharness: proxy API at {api.url} (seed {seed}); Ctrl-C stops",
+                file=out,
+                flush=True,
+            )
+            while not stop.wait(0.5):
+                pass
+            count = len(api.registry.names())
+        print(
+            f"sockharness: stopped, with {plural(count, 'proxy', 'proxies')}", file=out, flush=True
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -345,6 +345,19 @@ class FaultProxy:
             self._faults = kept
         self._changed()
 
+    def replace(self, old: Fault, new: Fault) -> Fault:
+        """Apply ``new`` in the place of ``old`` (same position in the order), from now on."""
+        (checked,) = check_faults([new], self.kind, proxy=True)
+        with self._lock:
+            faults = list(self._faults)
+            if old not in faults:
+                raise UsageError(f"{old!r} is not among this proxy's faults {faults}")
+            faults[faults.index(old)] = checked
+            self._faults = tuple(faults)
+            self._ever[checked] = None
+        self._changed()
+        return checked
+
     def clear(self) -> None:
         """Remove every fault."""
         with self._lock:

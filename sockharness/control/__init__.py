@@ -1,0 +1,15 @@
+"""A control plane for fault proxies: Toxiproxy's HTTP API, served by sockharness.
+
+:class:`ProxyAPIServer` serves the API (``sockharness proxy --api``): every
+Toxiproxy client library can create proxies and toxics through it, and the
+toxics become sockharness faults (docs/proxy-api.md has the mapping and the
+differences).
+"""
+
+from __future__ import annotations
+
+from ._errors import APIError
+from ._server import API_VERSION, ProxyAPIServer
+from ._toxics import TOXIPROXY_TYPES, Toxic
+
+__all__ = ["API_VERSION", "TOXIPROXY_TYPES", "APIError", "ProxyAPIServer", "Toxic"]

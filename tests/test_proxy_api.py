@@ -1,0 +1,475 @@
+"""The Toxiproxy-compatible control API, over real HTTP: the stdlib's client, an existing
+Toxiproxy client library (toxiproxy-python), and the command line as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sockharness import RunningServer, connect, start_server
+from sockharness.control import ProxyAPIServer
+from sockharness.handlers import EchoHandler, LineEchoHandler
+
+
+@pytest.fixture
+def api() -> Iterator[ProxyAPIServer]:
+    with ProxyAPIServer(seed=7) as server:
+        yield server
+
+
+@pytest.fixture
+def echo() -> Iterator[RunningServer]:
+    with start_server(LineEchoHandler) as server:
+        yield server
+
+
+def call(
+    api: ProxyAPIServer, method: str, path: str, body: Any = None, headers: Any = None
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        api.url + path, data=data, method=method, headers=headers or {}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            raw = reply.read()
+            return reply.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as error:
+        with error:
+            raw = error.read()
+        return error.code, json.loads(raw) if raw else None
+
+
+def upstream(server: RunningServer) -> str:
+    host, port = server.address
+    return f"{host}:{port}"
+
+
+def make(api: ProxyAPIServer, server: RunningServer, name: str = "echo", **extra: Any) -> Any:
+    status, proxy = call(
+        api, "POST", "/proxies", {"name": name, "upstream": upstream(server)} | extra
+    )
+    assert status == 201, proxy
+    return proxy
+
+
+def address(proxy: dict[str, Any]) -> tuple[str, int]:
+    host, _, port = proxy["listen"].rpartition(":")
+    return host, int(port)
+
+
+def round_trip(where: tuple[str, int], payload: bytes = b"ping\n") -> float:
+    began = time.monotonic()
+    with connect(where, timeout=5) as client:
+        assert client.request(payload) == payload
+    return time.monotonic() - began
+
+
+# -- proxies ----------------------------------------------------------------------------------
+
+
+def test_version_is_json_as_toxiproxy_2_answers(api: ProxyAPIServer) -> None:
+    status, body = call(api, "GET", "/version")
+    assert status == 200
+    assert body["version"].startswith("2.")
+
+
+def test_a_proxy_is_created_listed_shown_and_deleted(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    proxy = make(api, echo, listen="127.0.0.1:0")
+    assert proxy["enabled"] is True
+    assert proxy["toxics"] == []
+    assert address(proxy)[1] != 0  # Port 0 became the real one, here and later.
+    assert call(api, "GET", "/proxies") == (200, {"echo": proxy})
+    assert call(api, "GET", "/proxies/echo") == (200, proxy)
+    round_trip(address(proxy))
+    assert call(api, "DELETE", "/proxies/echo") == (204, None)
+    assert call(api, "GET", "/proxies/echo")[0] == 404
+    with pytest.raises(ConnectionRefusedError):
+        round_trip(address(proxy))
+
+
+@pytest.mark.parametrize(
+    ("request_line", "body", "status", "message"),
+    [
+        ("POST /proxies", {"upstream": "127.0.0.1:1"}, 400, "missing required field: name"),
+        ("POST /proxies", {"name": "x"}, 400, "missing required field: upstream"),
+        ("POST /proxies", {"name": "x", "upstream": "nowhere"}, 400, "upstream 'nowhere'"),
+        ("POST /proxies", {"name": "x", "upstream": "h:1", "colour": 1}, 400, "colour"),
+        ("POST /proxies", {"name": "x", "upstream": "h:1", "enabled": "yes"}, 400, "enabled"),
+        ("POST /proxies", [1], 400, "bad request body"),
+        ("GET /proxies/ghost", None, 404, "proxy not found: ghost"),
+        ("GET /proxies/ghost/toxics", None, 404, "proxy not found: ghost"),
+        ("GET /nowhere", None, 404, "no such endpoint"),
+        ("DELETE /proxies", None, 405, "DELETE is not allowed"),
+        ("POST /populate", {"name": "x"}, 400, "a JSON array"),
+        ("POST /populate", [{"name": "x"}], 400, "upstream at proxy 1"),
+    ],
+)
+def test_a_bad_request_gets_toxiproxys_error_shape_naming_the_field(
+    api: ProxyAPIServer, request_line: str, body: Any, status: int, message: str
+) -> None:
+    method, path = request_line.split(" ")
+    got, error = call(api, method, path, body)
+    assert got == status
+    assert set(error) == {"error", "status"}
+    assert error["status"] == status
+    assert message in error["error"]
+    assert call(api, "GET", "/proxies") == (200, {})  # Nothing half made.
+
+
+def test_garbage_bodies_never_break_the_server(api: ProxyAPIServer) -> None:
+    for raw in (b"{", b"\xff\xfe", b"null", b"[]", b'"text"', b"1e999999"):
+        request = urllib.request.Request(api.url + "/proxies", data=raw, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=10)
+        caught.value.close()
+        assert caught.value.code == 400, raw
+    assert call(api, "GET", "/version")[0] == 200
+
+
+def test_a_second_proxy_of_the_same_name_is_a_conflict(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    make(api, echo)
+    status, error = call(api, "POST", "/proxies", {"name": "echo", "upstream": upstream(echo)})
+    assert (status, error["error"]) == (409, "proxy already exists: echo")
+
+
+def test_a_browser_is_refused_as_toxiproxy_refuses_it(api: ProxyAPIServer) -> None:
+    status, _ = call(api, "GET", "/proxies", headers={"User-Agent": "Mozilla/5.0 (X11)"})
+    assert status == 403
+
+
+def test_disabled_refuses_and_cuts_and_enabled_listens_again_at_the_same_address(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    proxy = make(api, echo)
+    where = address(proxy)
+    live = connect(where, timeout=5)
+    assert live.request(b"before\n") == b"before\n"
+    status, shown = call(api, "POST", "/proxies/echo", {"enabled": False})
+    assert (status, shown["enabled"], shown["listen"]) == (200, False, proxy["listen"])
+    with pytest.raises(ConnectionRefusedError):
+        round_trip(where)
+    assert live.recv_all() == b""  # The live connection was cut.
+    live.close()
+    status, shown = call(api, "PATCH", "/proxies/echo", {"enabled": True})
+    assert (status, shown["enabled"], shown["listen"]) == (200, True, proxy["listen"])
+    round_trip(where)
+
+
+def test_an_update_that_moves_the_upstream_keeps_the_toxics(api: ProxyAPIServer) -> None:
+    with start_server(LineEchoHandler) as first, start_server(LineEchoHandler) as second:
+        make(api, first)
+        call(
+            api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 50}}
+        )
+        status, moved = call(api, "POST", "/proxies/echo", {"upstream": upstream(second)})
+        assert status == 200
+        assert moved["upstream"] == upstream(second)
+        assert [toxic["name"] for toxic in moved["toxics"]] == ["latency_downstream"]
+        assert round_trip(address(moved)) >= 0.05
+
+
+def test_populate_creates_keeps_replaces_and_is_all_or_nothing(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    up = upstream(echo)
+    status, body = call(api, "POST", "/populate", [{"name": "a", "upstream": up}])
+    assert status == 201
+    (first,) = body["proxies"]
+    call(api, "POST", "/proxies/a/toxics", {"type": "latency", "attributes": {"latency": 1}})
+    # The same place again: kept, toxics and all; a new one beside it.
+    status, body = call(
+        api, "POST", "/populate", [{"name": "a", "upstream": up}, {"name": "b", "upstream": up}]
+    )
+    assert status == 201
+    kept, made = body["proxies"]
+    assert made["name"] == "b"
+    assert kept["listen"] == first["listen"]
+    assert len(kept["toxics"]) == 1
+    # A bad entry anywhere: nothing changes.
+    status, error = call(
+        api, "POST", "/populate", [{"name": "c", "upstream": up}, {"name": "d", "upstream": "x"}]
+    )
+    assert status == 400
+    assert "at proxy 2" in error["error"]
+    assert sorted(call(api, "GET", "/proxies")[1]) == ["a", "b"]
+
+
+def test_reset_enables_every_proxy_and_removes_every_toxic(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    proxy = make(api, echo)
+    call(api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 500}})
+    call(api, "POST", "/proxies/echo", {"enabled": False})
+    assert call(api, "POST", "/reset") == (204, None)
+    shown = call(api, "GET", "/proxies/echo")[1]
+    assert (shown["enabled"], shown["toxics"]) == (True, [])
+    assert round_trip(address(proxy)) < 0.5
+
+
+# -- toxics -----------------------------------------------------------------------------------
+
+
+def test_a_latency_toxic_in_toxiproxys_units_delays_and_its_update_takes_effect(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    where = address(make(api, echo))
+    status, toxic = call(
+        api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 120}}
+    )
+    assert status == 200
+    assert toxic == {
+        "attributes": {"latency": 120, "jitter": 0},
+        "name": "latency_downstream",
+        "type": "latency",
+        "stream": "downstream",
+        "toxicity": 1.0,
+    }
+    assert round_trip(where) >= 0.12
+    status, toxic = call(
+        api, "POST", "/proxies/echo/toxics/latency_downstream", {"attributes": {"latency": 0}}
+    )
+    assert (status, toxic["attributes"]["latency"]) == (200, 0)
+    assert round_trip(where) < 0.1
+    assert call(api, "GET", "/proxies/echo/toxics") == (200, [toxic])
+    assert call(api, "DELETE", "/proxies/echo/toxics/latency_downstream") == (204, None)
+    assert call(api, "GET", "/proxies/echo/toxics/latency_downstream")[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("toxic", "status", "message"),
+    [
+        ({"type": "latency", "stream": "sideways"}, 400, "stream was invalid"),
+        ({"type": "gremlin"}, 400, "invalid toxic type: 'gremlin'"),
+        ({"stream": "upstream"}, 400, "missing required field: type"),
+        ({"type": "latency", "attributes": {"latency": "x"}}, 400, "attributes.latency"),
+        ({"type": "latency", "attributes": {"latency": -1}}, 400, "attributes.latency"),
+        ({"type": "latency", "attributes": {"lag": 1}}, 400, "attributes.lag"),
+        ({"type": "latency", "toxicity": 1.5}, 400, "toxicity"),
+        ({"type": "bandwidth"}, 400, "attributes.rate"),
+        ({"type": "slicer", "attributes": {"average_size": 0}}, 400, "attributes.average_size"),
+        ({"type": "loss", "attributes": {"probability": 0.5}}, 400, "is a datagram fault"),
+        ({"type": "accept_delay", "attributes": {"delay": "soon"}}, 400, "attributes.delay"),
+    ],
+)
+def test_a_bad_toxic_is_a_400_naming_the_field_and_nothing_is_added(
+    api: ProxyAPIServer, echo: RunningServer, toxic: dict[str, Any], status: int, message: str
+) -> None:
+    make(api, echo)
+    got, error = call(api, "POST", "/proxies/echo/toxics", toxic)
+    assert (got, error["status"]) == (status, status)
+    assert message in error["error"]
+    assert call(api, "GET", "/proxies/echo/toxics") == (200, [])
+
+
+def test_a_toxic_name_is_unique_per_proxy(api: ProxyAPIServer, echo: RunningServer) -> None:
+    make(api, echo)
+    body = {"type": "latency", "attributes": {"latency": 1}}
+    assert call(api, "POST", "/proxies/echo/toxics", body)[0] == 200
+    status, error = call(api, "POST", "/proxies/echo/toxics", body)
+    assert (status, error["error"]) == (409, "toxic already exists: latency_downstream")
+
+
+def test_limit_data_and_timeout_zero_in_toxiproxys_units(
+    api: ProxyAPIServer,
+) -> None:
+    with start_server(EchoHandler) as server:
+        where = address(make(api, server))
+        call(
+            api, "POST", "/proxies/echo/toxics", {"type": "limit_data", "attributes": {"bytes": 4}}
+        )
+        with connect(where, timeout=5) as client:
+            client.send(b"abcdefgh")
+            assert client.recv_all() == b"abcd"
+        call(api, "DELETE", "/proxies/echo/toxics/limit_data_downstream")
+        # timeout 0: the data is held and the connection never closed.
+        call(api, "POST", "/proxies/echo/toxics", {"type": "timeout", "attributes": {"timeout": 0}})
+        with connect(where, timeout=0.3) as client:
+            client.send(b"held\n")
+            with pytest.raises(TimeoutError):
+                client.recv_line()
+
+
+def test_reset_peer_at_toxicity_zero_never_resets(api: ProxyAPIServer, echo: RunningServer) -> None:
+    where = address(make(api, echo))
+    call(
+        api,
+        "POST",
+        "/proxies/echo/toxics",
+        {"type": "reset_peer", "toxicity": 0, "attributes": {"timeout": 0}},
+    )
+    for _ in range(5):
+        round_trip(where)
+
+
+def test_a_half_close_is_passed_on(api: ProxyAPIServer) -> None:
+    with start_server(EchoHandler) as server:
+        where = address(make(api, server))
+        with connect(where, timeout=5) as client:
+            client.send(b"all of it")
+            client.shutdown_write()
+            assert client.recv_all() == b"all of it"
+
+
+def test_our_own_faults_are_toxic_types_with_their_own_attributes(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    where = address(make(api, echo))
+    status, toxic = call(
+        api, "POST", "/proxies/echo/toxics", {"type": "refuse", "attributes": {"connections": "0-"}}
+    )
+    assert status == 200, toxic
+    with pytest.raises((ConnectionError, OSError)):
+        round_trip(where)
+
+
+def test_a_udp_proxy_which_toxiproxy_cannot_make() -> None:
+    from sockharness.handlers import EchoHandler as Echo
+
+    with start_server(Echo, "udp") as server, ProxyAPIServer() as api:
+        status, proxy = call(
+            api,
+            "POST",
+            "/proxies",
+            {"name": "dns", "upstream": upstream(server), "protocol": "udp"},
+        )
+        assert status == 201, proxy
+        assert proxy["protocol"] == "udp"
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            client.sendto(b"datagram", address(proxy))
+            assert client.recv(100) == b"datagram"
+        status, toxic = call(
+            api, "POST", "/proxies/dns/toxics", {"type": "loss", "attributes": {"probability": 1}}
+        )
+        assert status == 200, toxic
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(0.3)
+            client.sendto(b"lost", address(proxy))
+            with pytest.raises(TimeoutError):
+                client.recv(100)
+
+
+def test_metrics_count_connections_bytes_and_toxic_events(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    where = address(make(api, echo))
+    call(api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 1}})
+    for _ in range(3):
+        round_trip(where, b"12345\n")
+    with urllib.request.urlopen(api.url + "/metrics", timeout=10) as reply:
+        assert reply.headers["Content-Type"].startswith("text/plain")
+        text = reply.read().decode()
+    assert 'sockharness_proxy_connections_total{proxy="echo"} 3' in text
+    assert 'sockharness_proxy_bytes_total{proxy="echo",direction="upstream"} 18' in text
+    assert 'sockharness_proxy_bytes_total{proxy="echo",direction="downstream"} 18' in text
+    assert "# TYPE sockharness_proxy_active_connections gauge" in text
+    events = [line for line in text.splitlines() if line.startswith("sockharness_proxy_toxic")]
+    (line,) = events
+    assert 'toxic="latency_downstream"' in line
+    assert int(line.rsplit(" ", 1)[1]) > 0
+
+
+def test_the_api_stays_on_loopback_unless_told() -> None:
+    from sockharness._core import UsageError
+
+    with pytest.raises(UsageError, match="--api-any-host"):
+        ProxyAPIServer("0.0.0.0")
+
+
+# -- an existing Toxiproxy client, unchanged --------------------------------------------------
+
+
+def test_the_toxiproxy_python_client_drives_it_unchanged(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    toxiproxy = pytest.importorskip("toxiproxy")
+    server = toxiproxy.Toxiproxy()
+    host, port = api.address
+    server.update_api_consumer(host, port)
+    assert server.running()
+    proxy = server.create(upstream=upstream(echo), name="echo")
+    where = address({"listen": proxy.listen})
+    assert round_trip(where) < 0.2
+    proxy.add_toxic(type="latency", attributes={"latency": 150})
+    assert list(proxy.toxics()) == ["latency_downstream"]
+    assert round_trip(where) >= 0.15
+    with proxy.down(), pytest.raises(ConnectionRefusedError):
+        round_trip(where)
+    round_trip(where)
+    proxy.destroy_toxic("latency_downstream")
+    assert round_trip(where) < 0.15
+    with pytest.raises(toxiproxy.exceptions.ProxyExists):
+        server.create(upstream=upstream(echo), name="echo")
+    server.reset()
+    server.destroy(proxy)
+    assert server.proxies() == {}
+
+
+# -- the command line -------------------------------------------------------------------------
+
+
+def test_sockharness_proxy_api_serves_until_interrupted(echo: RunningServer) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sockharness", "proxy", "--api", "127.0.0.1:0", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "proxy API at http://127.0.0.1:" in line, line
+        url = line.split(" at ", 1)[1].split(" ", 1)[0]
+        request = urllib.request.Request(
+            url + "/proxies",
+            data=json.dumps({"name": "echo", "upstream": upstream(echo)}).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            proxy = json.load(reply)
+        round_trip(address(proxy))
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "stopped, with 1 proxy" in out
+
+
+def test_sockharness_proxy_api_refuses_bad_options_in_one_line() -> None:
+    for arguments, message in [
+        (["--api", "10.1.2.3:8474"], "--api-any-host"),
+        (["--api", "127.0.0.1:port"], "is not HOST:PORT"),
+        (["--api", "127.0.0.1:0", "--upstream", "127.0.0.1:1"], "does not go with --api"),
+        ([], "--upstream is required"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "sockharness", "proxy", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 2, arguments
+        assert message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
