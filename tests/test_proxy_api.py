@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sockharness import RunningServer, connect, start_server
+from sockharness import RunningServer, UsageError, connect, start_server
 from sockharness.control import ProxyAPIServer
 from sockharness.handlers import EchoHandler, LineEchoHandler
 
@@ -386,8 +386,6 @@ def test_metrics_count_connections_bytes_and_toxic_events(
 
 
 def test_the_api_stays_on_loopback_unless_told() -> None:
-    from sockharness._core import UsageError
-
     with pytest.raises(UsageError, match="--api-any-host"):
         ProxyAPIServer("0.0.0.0")
 
@@ -473,3 +471,152 @@ def test_sockharness_proxy_api_refuses_bad_options_in_one_line() -> None:
         assert message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+# -- the config file --------------------------------------------------------------------------
+
+
+def _config(path: Any, proxies: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps(proxies))
+
+
+def test_populate_takes_toxics_and_makes_them_exactly_so(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    up = upstream(echo)
+    latency = {"type": "latency", "attributes": {"latency": 80}}
+    status, body = call(
+        api, "POST", "/populate", [{"name": "a", "upstream": up, "toxics": [latency]}]
+    )
+    assert status == 201, body
+    (proxy,) = body["proxies"]
+    assert [toxic["name"] for toxic in proxy["toxics"]] == ["latency_downstream"]
+    assert round_trip(address(proxy)) >= 0.08
+    # The same place, other toxics: those, and only those, on the same relay.
+    slow_close = {"type": "slow_close", "attributes": {"delay": 1}}
+    status, body = call(
+        api, "POST", "/populate", [{"name": "a", "upstream": up, "toxics": [slow_close]}]
+    )
+    (again,) = body["proxies"]
+    assert again["listen"] == proxy["listen"]
+    assert [toxic["name"] for toxic in again["toxics"]] == ["slow_close_downstream"]
+    assert round_trip(address(again)) < 0.08
+    status, error = call(
+        api, "POST", "/populate", [{"name": "a", "upstream": up, "toxics": [{"type": "nope"}]}]
+    )
+    assert status == 400
+    assert "(toxics[0] at proxy 1)" in error["error"]
+
+
+def test_the_config_file_makes_proxies_with_their_toxics_and_reloads(
+    tmp_path: Any, echo: RunningServer
+) -> None:
+    config = tmp_path / "proxies.json"
+    up = upstream(echo)
+    latency = {"type": "latency", "attributes": {"latency": 100}}
+    _config(
+        config,
+        [{"name": "db", "upstream": up, "toxics": [latency]}, {"name": "old", "upstream": up}],
+    )
+    with ProxyAPIServer(config=config) as api:
+        proxies = call(api, "GET", "/proxies")[1]
+        assert sorted(proxies) == ["db", "old"]
+        where = address(proxies["db"])
+        assert round_trip(where) >= 0.1
+        make(api, echo, name="mine")  # Made through the API: a reload leaves it alone.
+        _config(
+            config, [{"name": "db", "upstream": up, "toxics": []}, {"name": "new", "upstream": up}]
+        )
+        assert api.reload() == ["db", "new"]
+        proxies = call(api, "GET", "/proxies")[1]
+        assert sorted(proxies) == ["db", "mine", "new"]
+        assert proxies["db"]["listen"] == f"{where[0]}:{where[1]}"
+        assert round_trip(where) < 0.1
+        config.write_text("[{")
+        with pytest.raises(UsageError, match="is not valid JSON"):
+            api.reload()
+        assert sorted(call(api, "GET", "/proxies")[1]) == ["db", "mine", "new"]
+
+
+def test_a_toml_config_file(tmp_path: Any, echo: RunningServer) -> None:
+    config = tmp_path / "proxies.toml"
+    config.write_text(
+        f'[[proxies]]\nname = "db"\nupstream = "{upstream(echo)}"\n\n'
+        '[[proxies.toxics]]\ntype = "latency"\nattributes = { latency = 60 }\n'
+    )
+    with ProxyAPIServer(config=config) as api:
+        proxy = call(api, "GET", "/proxies/db")[1]
+        assert proxy["toxics"][0]["attributes"]["latency"] == 60
+        assert round_trip(address(proxy)) >= 0.06
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[{", "is not valid JSON"),
+        ('{"proxy": []}', "proxy: unknown key"),
+        ('[{"name": "x"}]', "missing required field: upstream at proxy 1"),
+        ('[{"name": "x", "upstream": "127.0.0.1:1", "toxics": [{"type": "lag"}]}]', "'lag'"),
+    ],
+)
+def test_a_bad_config_file_is_one_line_naming_the_file_and_leaves_nothing(
+    tmp_path: Any, text: str, message: str
+) -> None:
+    config = tmp_path / "bad.json"
+    config.write_text(text)
+    with pytest.raises(UsageError) as caught:
+        ProxyAPIServer(config=config)
+    assert str(config) in str(caught.value)
+    assert message in str(caught.value)
+    done = subprocess.run(
+        _api_command(config), capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def _line(stream: Any, timeout: float = 20.0) -> str:
+    """The next line of a process's output, within ``timeout`` (or a failure, never a hang)."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise AssertionError(f"no line within {timeout} s")
+    return str(stream.readline())
+
+
+def _api_command(config: Any) -> list[str]:
+    return [sys.executable, "-m", "sockharness", "proxy", "--api", "127.0.0.1:0", "--config",
+            str(config)]  # fmt: skip
+
+
+def test_sighup_reloads_the_config_file(tmp_path: Any, echo: RunningServer) -> None:
+    config = tmp_path / "proxies.json"
+    up = upstream(echo)
+    _config(config, [{"name": "a", "upstream": up}])
+    process = subprocess.Popen(
+        _api_command(config),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        first = _line(process.stdout)
+        assert "1 proxy from" in first, first
+        _config(config, [{"name": "a", "upstream": up}, {"name": "b", "upstream": up}])
+        process.send_signal(signal.SIGHUP)
+        line = _line(process.stdout)
+        assert "reloaded" in line
+        assert "a, b" in line
+        config.write_text("nonsense")
+        process.send_signal(signal.SIGHUP)
+        assert "reload failed, nothing changed" in _line(process.stderr)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert "stopped, with 2 proxies" in out

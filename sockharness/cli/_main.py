@@ -104,6 +104,12 @@ def _add_proxy(commands: Any, kinds: list[str]) -> None:
         "Toxiproxy client creates proxies and toxics through it (docs/proxy-api.md)",
     )
     proxy.add_argument(
+        "--config",
+        metavar="FILE",
+        help="with --api: proxies and their toxics to make at start (JSON as Toxiproxy's "
+        "-config, or .toml); SIGHUP applies the file again (POST /populate takes the same list)",
+    )
+    proxy.add_argument(
         "--api-any-host",
         action="store_true",
         help="let --api listen beyond loopback. Off by default because whoever reaches the "
@@ -376,9 +382,9 @@ def _proxy(args: argparse.Namespace) -> int:
                 f"{given[0]} does not go with --api: proxies and their faults are made "
                 f"through the API"
             )
-        return run_api(args.api, seed=args.seed, any_host=args.api_any_host)
-    if args.api_any_host:
-        raise UsageError("--api-any-host goes with --api")
+        return run_api(args.api, seed=args.seed, any_host=args.api_any_host, config=args.config)
+    if args.api_any_host or args.config:
+        raise UsageError(f"{'--config' if args.config else '--api-any-host'} goes with --api")
     if args.upstream is None:
         raise UsageError("--upstream is required (where to relay to), or --api HOST:PORT")
     return run_proxy(

@@ -74,8 +74,17 @@ def run_proxy(
     return 0
 
 
-def run_api(address: str, *, seed: int, any_host: bool, out: TextIO = sys.stdout) -> int:
-    """Serve the Toxiproxy-compatible API at ``address`` until SIGINT or SIGTERM."""
+def run_api(
+    address: str,
+    *,
+    seed: int,
+    any_host: bool,
+    config: str | None = None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Serve the Toxiproxy-compatible API at ``address`` until SIGINT or SIGTERM; SIGHUP
+    reloads the config file."""
     from sockharness.control import ProxyAPIServer
 
     host, _, port_text = address.rpartition(":")
@@ -89,20 +98,27 @@ def run_api(address: str, *, seed: int, any_host: bool, out: TextIO = sys.stdout
     if not 0 <= port <= 65535:
         raise UsageError(f"--api {address!r}: {port} is not a port number (0-65535)")
     stop = threading.Event()
+    reload = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
+        (reload if signum == signal.SIGHUP else stop).set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
-        with ProxyAPIServer(host, port, seed=seed, any_host=any_host) as api:
+        with ProxyAPIServer(host, port, seed=seed, any_host=any_host, config=config) as api:
+            loaded = f", {plural(len(api.registry.names()), 'proxy', 'proxies')} from {config}"
             print(
-                f"sockharness: proxy API at {api.url} (seed {seed}); Ctrl-C stops",
+                f"sockharness: proxy API at {api.url} (seed {seed}"
+                f"{loaded if config else ''}); Ctrl-C stops"
+                + ("; SIGHUP reloads the config" if config else ""),
                 file=out,
                 flush=True,
             )
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(0.2):
+                if reload.is_set():
+                    reload.clear()
+                    _reload(api, out, err)
             count = len(api.registry.names())
         print(
             f"sockharness: stopped, with {plural(count, 'proxy', 'proxies')}", file=out, flush=True
@@ -111,3 +127,20 @@ def run_api(address: str, *, seed: int, any_host: bool, out: TextIO = sys.stdout
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _reload(api: Any, out: TextIO, err: TextIO) -> None:
+    """SIGHUP: apply the config file again; a bad one changes nothing and says why."""
+    if api.config is None:
+        print("sockharness: SIGHUP, and no --config to reload", file=err, flush=True)
+        return
+    try:
+        names = api.reload()
+    except UsageError as exc:
+        print(f"sockharness: reload failed, nothing changed: {exc}", file=err, flush=True)
+        return
+    print(
+        f"sockharness: reloaded {api.config}: {', '.join(names) or 'no proxies'}",
+        file=out,
+        flush=True,
+    )

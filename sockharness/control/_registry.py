@@ -251,38 +251,52 @@ class ProxyRegistry:
             del self._proxies[name]
         proxy.stop()
 
-    def populate(self, body: Any) -> list[dict[str, Any]]:
-        """Create or replace every proxy of ``body`` (a list): all, or none of the new ones."""
+    def populate(self, body: Any, *, prune: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """Create or replace every proxy of ``body`` (a list): all, or none of the new ones.
+
+        An entry with ``toxics`` (a list of toxics, as ``POST .../toxics`` takes
+        them) gets exactly those; one without keeps its own. The proxies named
+        in ``prune`` that ``body`` does not name are deleted (a config file's,
+        reloaded).
+        """
         if not isinstance(body, list):
             raise APIError.bad_body("expected a JSON array of proxies")
-        specs = [
-            ProxySpec.from_json(item, where=f" at proxy {index + 1}")
-            for index, item in enumerate(body)
-        ]
-        names = [spec.name for spec in specs]
+        entries = [_entry(item, index) for index, item in enumerate(body)]
+        names = [spec.name for spec, _ in entries]
         for name in names:
             if names.count(name) > 1:
                 raise APIError.bad_body(f"name: {name!r} is given twice")
         with self._lock:
-            made: dict[str, _Proxy] = {}
-            try:
-                for spec in specs:
-                    existing = self._proxies.get(spec.name)
-                    if existing is not None and _same_place(existing.spec, spec):
-                        continue
-                    made[spec.name] = self._start(spec, ())
-            except BaseException:
-                for proxy in made.values():
-                    proxy.stop()
-                raise
+            made = self._made_for(entries)
             for name, proxy in made.items():
                 old = self._proxies.get(name)
                 if old is not None:
                     old.stop()
                 self._proxies[name] = proxy
-            for spec in specs:
-                self._proxies[spec.name].set_enabled(spec.enabled)
+            for spec, toxics in entries:
+                proxy = self._proxies[spec.name]
+                if toxics is not None and spec.name not in made:
+                    _set_toxics(proxy, toxics)
+                proxy.set_enabled(spec.enabled)
+            for name in set(prune) - set(names):
+                gone = self._proxies.pop(name, None)
+                if gone is not None:
+                    gone.stop()
             return [self._proxies[name].to_json() for name in names]
+
+    def _made_for(self, entries: list[tuple[ProxySpec, list[Toxic] | None]]) -> dict[str, _Proxy]:
+        """The new relays a populate needs (new names, or a new place): all, or none."""
+        made: dict[str, _Proxy] = {}
+        try:
+            for spec, toxics in entries:
+                existing = self._proxies.get(spec.name)
+                if existing is None or not _same_place(existing.spec, spec):
+                    made[spec.name] = self._start(spec, toxics or ())
+        except BaseException:
+            for proxy in made.values():
+                proxy.stop()
+            raise
+        return made
 
     def reset(self) -> None:
         """Enable every proxy and remove every toxic."""
@@ -391,3 +405,51 @@ def _check_transport(toxic: Toxic, kind: str) -> None:
     """The toxic's fault applies to the proxy's transport (a UsageError if not)."""
     assert toxic.fault is not None
     check_faults([toxic.fault], parse_kind(kind), proxy=True)
+
+
+def _entry(item: Any, index: int) -> tuple[ProxySpec, list[Toxic] | None]:
+    """A populate entry: the proxy, and its toxics when it lists them."""
+    where = f" at proxy {index + 1}"
+    spec = ProxySpec.from_json(item, where=where)
+    given = item.get("toxics")
+    if given is None:
+        return spec, None
+    if not isinstance(given, list):
+        raise APIError.bad_body(f"toxics{where}: expected a list of toxics")
+    toxics: list[Toxic] = []
+    for position, body in enumerate(given):
+        try:
+            toxic = toxic_from_json(body)
+            _check_transport(toxic, spec.kind)
+        except APIError as exc:
+            raise APIError(exc.status, f"{exc.message} (toxics[{position}]{where})") from None
+        except UsageError as exc:
+            raise APIError.bad_body(f"type: {exc} (toxics[{position}]{where})") from None
+        for other in toxics:
+            if other.name == toxic.name or other.fault == toxic.fault:
+                raise APIError(
+                    409,
+                    f"toxics[{position}]{where}: the same as {other.name!r} (a toxic's name, "
+                    f"and its type, stream, toxicity and attributes, are its own)",
+                )
+        toxics.append(toxic)
+    return spec, toxics
+
+
+def _set_toxics(proxy: _Proxy, toxics: list[Toxic]) -> None:
+    """Make the proxy's toxics exactly ``toxics``; those that do not change stay in force."""
+    wanted = {toxic.name: toxic for toxic in toxics}
+    relay = proxy.relay
+    for name, old in list(proxy.toxics.items()):
+        new = wanted.get(name)
+        if new is None or new.fault != old.fault:
+            assert old.fault is not None
+            if relay is not None:
+                relay.remove(old.fault)
+            del proxy.toxics[name]
+    for toxic in toxics:
+        if toxic.name not in proxy.toxics:
+            assert toxic.fault is not None
+            if relay is not None:
+                relay.add(toxic.fault)
+            proxy.toxics[toxic.name] = toxic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import socket
 import threading
@@ -14,6 +15,7 @@ from typing import Any
 from sockharness._core import UsageError
 from sockharness.server import ThreadingTCPServer
 
+from ._config import read_config
 from ._errors import APIError
 from ._metrics import prometheus_text
 from ._registry import ProxyRegistry
@@ -231,7 +233,13 @@ class ProxyAPIServer:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, any_host: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        seed: int = 0,
+        any_host: bool = False,
+        config: str | os.PathLike[str] | None = None,
     ) -> None:
         if not any_host and not _is_loopback(host):
             raise UsageError(
@@ -240,6 +248,9 @@ class ProxyAPIServer:
                 f"(--api-any-host)"
             )
         self.registry = ProxyRegistry(seed=seed)
+        self.config = None if config is None else os.fspath(config)
+        #: The proxies the config file made (a reload deletes those it no longer names).
+        self._from_config: set[str] = set()
         v6 = ":" in host
         server_class = _Server6 if v6 else _Server
         try:
@@ -247,6 +258,13 @@ class ProxyAPIServer:
         except OSError as exc:
             raise UsageError(f"the API cannot listen on {host}:{port}: {exc.strerror}") from None
         self._server.registry = self.registry
+        if self.config is not None:
+            try:
+                self.reload()
+            except BaseException:
+                self._server.server_close()
+                self.registry.close()
+                raise
         self._closed = False
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -255,6 +273,20 @@ class ProxyAPIServer:
             daemon=True,
         )
         self._thread.start()
+
+    def reload(self) -> list[str]:
+        """Read the config file again and apply it: its proxies, with their toxics, made,
+        kept or replaced; those it made before and no longer names, deleted. A bad file
+        changes nothing and raises :class:`UsageError`. Returns the names it holds."""
+        if self.config is None:
+            raise UsageError("no config file to reload: start the API with config=FILE")
+        entries = read_config(self.config)
+        try:
+            proxies = self.registry.populate(entries, prune=self._from_config)
+        except APIError as exc:
+            raise UsageError(f"--config {self.config}: {exc.message}") from None
+        self._from_config = {proxy["name"] for proxy in proxies}
+        return sorted(self._from_config)
 
     @property
     def address(self) -> tuple[str, int]:
