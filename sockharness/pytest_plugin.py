@@ -41,6 +41,7 @@ from ._core import (
 if TYPE_CHECKING:
     import trustme
 
+    from .control import ProxyAPI
     from .explore import Exploration
     from .faults import Fault, FaultProxy, Recording, ResolverFaults
     from .harness import Client, Payloads, RunningServer, TLSMaterial
@@ -876,6 +877,34 @@ def fault_proxy(
         proxy.close()
         reports += [f"{proxy!r}: {line}" for line in proxy.unfired()]
     _report_unfired(request, reports)
+
+
+@pytest.fixture(scope="session")
+def _sockharness_proxy_api(request: pytest.FixtureRequest) -> Iterator[Any]:
+    from .control import ProxyAPIServer
+
+    with ProxyAPIServer(seed=_run_seed(request.config)) as server:
+        yield server
+
+
+@pytest.fixture
+def proxy_api(_sockharness_proxy_api: Any) -> Iterator[ProxyAPI]:
+    """A client (:class:`~sockharness.control.ProxyAPI`) of a Toxiproxy-compatible proxy API
+    started once per session (per xdist worker), on loopback.
+
+    Hand ``proxy_api.url`` to a subprocess or a container, or make proxies
+    here: ``proxy_api.create("db", server.address)``. At teardown the proxies
+    the test made are deleted and the rest reset (enabled, no toxic).
+    """
+    from .control import ProxyAPI
+
+    client = ProxyAPI(_sockharness_proxy_api.url)
+    before = set(client.proxies())
+    yield client
+    for name, proxy in client.proxies().items():
+        if name not in before:
+            proxy.delete()
+    client.reset()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from sockharness import RunningServer, UsageError, connect, start_server
-from sockharness.control import ProxyAPIServer
+from sockharness.control import APIError, ProxyAPI, ProxyAPIServer
 from sockharness.handlers import EchoHandler, LineEchoHandler
 
 
@@ -173,13 +173,14 @@ def test_disabled_refuses_and_cuts_and_enabled_listens_again_at_the_same_address
 
 def test_an_update_that_moves_the_upstream_keeps_the_toxics(api: ProxyAPIServer) -> None:
     with start_server(LineEchoHandler) as first, start_server(LineEchoHandler) as second:
-        make(api, first)
+        made = make(api, first)
         call(
             api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 50}}
         )
         status, moved = call(api, "POST", "/proxies/echo", {"upstream": upstream(second)})
         assert status == 200
         assert moved["upstream"] == upstream(second)
+        assert moved["listen"] == made["listen"]  # Left out, the listen address stays.
         assert [toxic["name"] for toxic in moved["toxics"]] == ["latency_downstream"]
         assert round_trip(address(moved)) >= 0.05
 
@@ -620,3 +621,92 @@ def test_sighup_reloads_the_config_file(tmp_path: Any, echo: RunningServer) -> N
             process.communicate()
     assert process.returncode == 0, err
     assert "stopped, with 2 proxies" in out
+
+
+# -- the Python client and the fixture --------------------------------------------------------
+
+
+def test_the_client_makes_proxies_and_toxics_as_context_managers(
+    api: ProxyAPIServer, echo: RunningServer
+) -> None:
+    client = ProxyAPI(api.url)
+    assert client.version().startswith("2.")
+    proxy = client.create("echo", echo.address)
+    assert round_trip(proxy.address) < 0.1
+    with proxy.toxic("latency", latency=100) as toxic:
+        assert toxic["name"] == "latency_downstream"
+        assert round_trip(proxy.address) >= 0.1
+        client.proxy("echo").update_toxic("latency_downstream", latency=0)
+        assert round_trip(proxy.address) < 0.1
+    assert proxy.toxics() == []
+    with proxy.down(), pytest.raises(ConnectionRefusedError):
+        round_trip(proxy.address)
+    assert proxy.enabled
+    round_trip(proxy.address)
+    assert "sockharness_proxy_connections_total" in client.metrics()
+    (again,) = client.populate([{"name": "echo", "upstream": upstream(echo)}])
+    assert again.listen == proxy.listen
+    (again,) = client.populate(
+        [{"name": "echo", "upstream": upstream(echo), "listen": proxy.listen}]
+    )
+    assert again.listen == proxy.listen
+    with pytest.raises(APIError) as caught:
+        client.create("echo", echo.address)
+    assert (caught.value.status, caught.value.message) == (409, "proxy already exists: echo")
+    with pytest.raises(APIError, match="invalid toxic type"):
+        proxy.add_toxic("gremlin")
+    proxy.delete()
+    assert client.proxies() == {}
+
+
+def test_odd_proxy_names_travel_quoted() -> None:
+    with start_server(LineEchoHandler) as server, ProxyAPIServer() as api:
+        client = ProxyAPI(api.url)
+        proxy = client.create("my db/1 ünïcode", server.address)
+        assert client.proxy("my db/1 ünïcode").listen == proxy.listen
+        proxy.add_toxic("latency", latency=1)
+        assert [t["name"] for t in client.proxy("my db/1 ünïcode").toxics()] == [
+            "latency_downstream"
+        ]
+
+
+def test_the_client_says_when_there_is_no_api() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    with pytest.raises(APIError, match="no proxy API at"):
+        ProxyAPI(f"http://127.0.0.1:{port}").version()
+    with pytest.raises(APIError, match="http://HOST:PORT"):
+        ProxyAPI("127.0.0.1:8474")
+
+
+def test_the_proxy_api_fixture_cleans_up_after_each_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import json, subprocess, sys, time
+        from sockharness import connect
+        from sockharness.handlers import LineEchoHandler
+
+        def test_makes_a_proxy(proxy_api, make_server):
+            server = make_server(LineEchoHandler)
+            proxy = proxy_api.create("db", server.address)
+            proxy.add_toxic("latency", latency=50)
+            began = time.monotonic()
+            with connect(proxy.address) as client:
+                assert client.request(b"x\\n") == b"x\\n"
+            assert time.monotonic() - began >= 0.05
+            # The address goes to another process, as to a container.
+            code = (
+                "import json, sys, urllib.request;"
+                "print(json.load(urllib.request.urlopen(sys.argv[1] + '/proxies'))['db']['name'])"
+            )
+            done = subprocess.run([sys.executable, "-c", code, proxy_api.url],
+                                  capture_output=True, text=True, timeout=30)
+            assert done.stdout.strip() == "db"
+
+        def test_sees_none_of_it(proxy_api):
+            assert proxy_api.proxies() == {}
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
+    result.assert_outcomes(passed=2)

@@ -59,6 +59,7 @@ FIXTURES = [
     "make_client",
     "make_server",
     "payloads",
+    "proxy_api",
     "sockharness_seed",
     "tls_ca",
     "tls_client_context",
@@ -453,9 +454,12 @@ EXPLORE_API = [
 def test_control_exports() -> None:
     from sockharness import control
 
-    names = ["API_VERSION", "TOXIPROXY_TYPES", "APIError", "ProxyAPIServer", "Toxic"]
+    names = [
+        "API_VERSION", "TOXIPROXY_TYPES", "APIError", "APIProxy", "ProxyAPI", "ProxyAPIServer",
+        "Toxic",
+    ]  # fmt: skip
     assert sorted(control.__all__) == sorted(names)
-    for name in ("APIError", "ProxyAPIServer", "Toxic"):
+    for name in ("APIError", "APIProxy", "ProxyAPI", "ProxyAPIServer", "Toxic"):
         assert getattr(control, name).__doc__, f"sockharness.control.{name} has no docstring"
 
 

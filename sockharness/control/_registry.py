@@ -231,19 +231,24 @@ class ProxyRegistry:
     def update(self, name: str, body: Any) -> dict[str, Any]:
         with self._lock:
             proxy = self._get(name)
-            spec = ProxySpec.from_json(body, current=proxy.spec)
-            moved = (spec.listen, spec.upstream, spec.protocol) != (
-                proxy.spec.listen,
-                proxy.spec.upstream,
-                proxy.spec.protocol,
-            )
-            if moved:  # A new relay where asked, with the same toxics; then the old one goes.
-                replacement = self._start(spec, proxy.toxics.values())
-                proxy.stop()
-                self._proxies[name] = proxy = replacement
-            else:
+            # Left out, the listen address is where it listens now (not "port 0" again).
+            current = dataclasses.replace(proxy.spec, listen=proxy.listen)
+            spec = ProxySpec.from_json(body, current=current)
+            if _same_place(proxy.spec, spec, proxy.listen):
                 proxy.set_enabled(spec.enabled)
-            return proxy.to_json()
+                return proxy.to_json()
+            # Moved: the old relay goes first (the new one may take its port), and comes
+            # back if the new one cannot start.
+            was_enabled = proxy.relay is not None
+            proxy.stop()
+            try:
+                replacement = self._start(spec, proxy.toxics.values())
+            except BaseException:
+                if was_enabled:
+                    proxy.start(proxy.listen)
+                raise
+            self._proxies[name] = replacement
+            return replacement.to_json()
 
     def delete(self, name: str) -> None:
         with self._lock:
@@ -290,7 +295,7 @@ class ProxyRegistry:
         try:
             for spec, toxics in entries:
                 existing = self._proxies.get(spec.name)
-                if existing is None or not _same_place(existing.spec, spec):
+                if existing is None or not _same_place(existing.spec, spec, existing.listen):
                     made[spec.name] = self._start(spec, toxics or ())
         except BaseException:
             for proxy in made.values():
@@ -388,8 +393,16 @@ class ProxyRegistry:
             del proxy.toxics[toxic_name]
 
 
-def _same_place(old: ProxySpec, new: ProxySpec) -> bool:
-    return (old.listen, old.upstream, old.protocol) == (new.listen, new.upstream, new.protocol)
+def _same_place(old: ProxySpec, new: ProxySpec, listening: str) -> bool:
+    """Whether ``new`` asks for the proxy ``old`` is (``listening`` where it is): the same
+    upstream and protocol, and the same listen address, or any (none given, or port 0, on
+    the same host)."""
+    if (old.upstream, old.protocol) != (new.upstream, new.protocol):
+        return False
+    if new.listen in ("", old.listen, listening):
+        return True
+    host, _, port = new.listen.rpartition(":")
+    return port == "0" and old.listen.rpartition(":")[0] in (host, "")
 
 
 def _summed(proxy: _Proxy) -> ProxyStats:

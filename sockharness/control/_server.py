@@ -8,6 +8,7 @@ import os
 import re
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -85,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
             match = pattern.match(path)
             assert match is not None
             self.body = body
-            status, document = route(self, match.groupdict())
+            names = {key: urllib.parse.unquote(value) for key, value in match.groupdict().items()}
+            status, document = route(self, names)
         except APIError as error:
             status, document = error.status, error.to_json()
         except Exception as exc:  # A bug of ours: a 500 that says what, never a dead server.
