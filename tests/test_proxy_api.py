@@ -710,3 +710,59 @@ def test_the_proxy_api_fixture_cleans_up_after_each_test(pytester: pytest.Pytest
     )
     result = pytester.runpytest("-p", "no:cacheprovider", "-p", "no:randomly")
     result.assert_outcomes(passed=2)
+
+
+# -- -v: what the proxy does, as it happens ---------------------------------------------------
+
+
+def test_a_watched_proxy_tells_each_connection_and_decision(echo: RunningServer) -> None:
+    from sockharness.faults import FaultProxy, Latency
+
+    lines: list[str] = []
+    with FaultProxy(echo.address, faults=[Latency(0.001)]) as proxy:
+        proxy.watch(lines.append)
+        round_trip(proxy.address)
+        deadline = time.monotonic() + 5
+        while not any("closed" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.01)  # The close is told on the proxy's own thread; bounded.
+    assert lines[0].startswith("connection 0 opened from 127.0.0.1:")
+    assert any(line.startswith("connection 0 ") and "Latency" in line for line in lines)
+    assert lines[-1] == "connection 0 closed"
+
+
+@pytest.mark.parametrize("api_mode", [False, True])
+def test_proxy_verbose_prints_as_it_happens(echo: RunningServer, api_mode: bool) -> None:
+    command = [sys.executable, "-m", "sockharness", "proxy", "-v"]
+    command += (
+        ["--api", "127.0.0.1:0"]
+        if api_mode
+        else ["--upstream", upstream(echo), "--fault", "latency=0.001"]
+    )
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        first = _line(process.stdout)
+        if api_mode:
+            client = ProxyAPI(first.split(" at ", 1)[1].split(" ", 1)[0])
+            proxy = client.create("echo", echo.address)
+            proxy.add_toxic("latency", latency=1)
+            where = proxy.address
+        else:
+            where = address({"listen": first.split(" at ", 1)[1].split(" ", 1)[0]})
+        round_trip(where)
+        prefix = "echo: " if api_mode else ""
+        seen = [_line(process.stdout)]
+        while "closed" not in seen[-1] and len(seen) < 10:
+            seen.append(_line(process.stdout))
+        assert f"{prefix}connection 0 opened from 127.0.0.1:" in seen[0], seen
+        assert "Latency" in seen[1], seen
+        assert seen[-1].rstrip().endswith(f"{prefix}connection 0 closed"), seen
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0

@@ -104,6 +104,12 @@ def _add_proxy(commands: Any, kinds: list[str]) -> None:
         "Toxiproxy client creates proxies and toxics through it (docs/proxy-api.md)",
     )
     proxy.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="print a line per connection opened and closed and per fault decision, as it happens",
+    )
+    proxy.add_argument(
         "--config",
         metavar="FILE",
         help="with --api: proxies and their toxics to make at start (JSON as Toxiproxy's "
@@ -382,7 +388,13 @@ def _proxy(args: argparse.Namespace) -> int:
                 f"{given[0]} does not go with --api: proxies and their faults are made "
                 f"through the API"
             )
-        return run_api(args.api, seed=args.seed, any_host=args.api_any_host, config=args.config)
+        return run_api(
+            args.api,
+            seed=args.seed,
+            any_host=args.api_any_host,
+            config=args.config,
+            verbose=args.verbose,
+        )
     if args.api_any_host or args.config:
         raise UsageError(f"{'--config' if args.config else '--api-any-host'} goes with --api")
     if args.upstream is None:
@@ -394,6 +406,7 @@ def _proxy(args: argparse.Namespace) -> int:
         fault_texts=args.fault,
         seed=args.seed,
         network_profile=args.network_profile,
+        verbose=args.verbose,
     )
 
 

@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from typing import Any, TextIO
 
 from sockharness._core import UsageError, parse_address, parse_kind, plural
@@ -21,6 +22,7 @@ def run_proxy(
     fault_texts: list[str],
     seed: int,
     network_profile: str | None = None,
+    verbose: bool = False,
     out: TextIO = sys.stdout,
 ) -> int:
     """Relay until SIGINT or SIGTERM; return the exit status."""
@@ -40,6 +42,8 @@ def run_proxy(
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with FaultProxy(upstream_address, kind, faults, listen=listen_address, seed=seed) as proxy:
+            if verbose:
+                proxy.watch(_printer(out))
             print(
                 f"sockharness: proxy {kind.name} at {format_address(kind, proxy.address)} -> "
                 f"{format_address(kind, proxy.upstream)} with faults {list(proxy.faults)} "
@@ -80,6 +84,7 @@ def run_api(
     seed: int,
     any_host: bool,
     config: str | None = None,
+    verbose: bool = False,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -106,7 +111,10 @@ def run_api(
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {sig: signal.signal(sig, on_signal) for sig in signals}
     try:
-        with ProxyAPIServer(host, port, seed=seed, any_host=any_host, config=config) as api:
+        watch = _printer(out) if verbose else None
+        with ProxyAPIServer(
+            host, port, seed=seed, any_host=any_host, config=config, watch=watch
+        ) as api:
             loaded = f", {plural(len(api.registry.names()), 'proxy', 'proxies')} from {config}"
             print(
                 f"sockharness: proxy API at {api.url} (seed {seed}"
@@ -144,3 +152,15 @@ def _reload(api: Any, out: TextIO, err: TextIO) -> None:
         file=out,
         flush=True,
     )
+
+
+def _printer(out: TextIO) -> Any:
+    """What ``-v`` does with each line: print it at once, stamped with the time."""
+    lock = threading.Lock()
+
+    def show(line: str) -> None:
+        stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 1000) % 1000:03d}"
+        with lock:
+            print(f"{stamp} {line}", file=out, flush=True)
+
+    return show

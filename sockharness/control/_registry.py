@@ -10,7 +10,7 @@ import dataclasses
 import errno
 import ipaddress
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -120,9 +120,16 @@ class _Proxy:
     Toxiproxy's), and enabled again it listens where it listened before.
     """
 
-    def __init__(self, spec: ProxySpec, seed: int, toxics: Iterable[Toxic] = ()) -> None:
+    def __init__(
+        self,
+        spec: ProxySpec,
+        seed: int,
+        toxics: Iterable[Toxic] = (),
+        watch: Callable[[str], None] | None = None,
+    ) -> None:
         self.spec = spec
         self.seed = seed
+        self.watch = watch
         self.toxics: dict[str, Toxic] = {toxic.name: toxic for toxic in toxics}
         self.relay: FaultProxy | None = None
         self.listen = spec.listen
@@ -145,6 +152,9 @@ class _Proxy:
             ) from None
         self.relay = relay
         self.listen = _shown(spec.kind, relay.address)
+        if self.watch is not None:
+            name, watch = spec.name, self.watch
+            relay.watch(lambda line: watch(f"{name}: {line}"))
 
     def stop(self) -> None:
         """Close the port and every connection."""
@@ -176,8 +186,10 @@ class _Proxy:
 class ProxyRegistry:
     """The API's proxies by name; every method is safe from any thread."""
 
-    def __init__(self, *, seed: int = 0) -> None:
+    def __init__(self, *, seed: int = 0, watch: Callable[[str], None] | None = None) -> None:
         self.seed = seed
+        #: Called with a line per connection and fault decision of every proxy (``-v``).
+        self.watch = watch
         self._lock = threading.RLock()
         self._proxies: dict[str, _Proxy] = {}
 
@@ -226,7 +238,7 @@ class ProxyRegistry:
             return proxy.to_json()
 
     def _start(self, spec: ProxySpec, toxics: Iterable[Toxic]) -> _Proxy:
-        return _Proxy(spec, self.seed, toxics)
+        return _Proxy(spec, self.seed, toxics, self.watch)
 
     def update(self, name: str, body: Any) -> dict[str, Any]:
         with self._lock:

@@ -223,8 +223,10 @@ class ProxyAPIServer:
     Every Toxiproxy client can drive it: point the client at :attr:`url`.
     It binds to loopback unless ``any_host`` is true (the API can open
     proxies to anywhere the machine reaches, so it must not face a network
-    by accident). :meth:`close` (or leaving the ``with`` block) stops the
-    API and every proxy it made.
+    by accident). ``config`` is a file of proxies and toxics to make now
+    (:meth:`reload` applies it again); ``watch`` is called with a line per
+    connection and fault decision of every proxy. :meth:`close` (or leaving
+    the ``with`` block) stops the API and every proxy it made.
 
     Example:
         >>> import json, urllib.request
@@ -242,6 +244,7 @@ class ProxyAPIServer:
         seed: int = 0,
         any_host: bool = False,
         config: str | os.PathLike[str] | None = None,
+        watch: Callable[[str], None] | None = None,
     ) -> None:
         if not any_host and not _is_loopback(host):
             raise UsageError(
@@ -249,7 +252,7 @@ class ProxyAPIServer:
                 f"open proxies from this machine. Use 127.0.0.1, or allow it explicitly "
                 f"(--api-any-host)"
             )
-        self.registry = ProxyRegistry(seed=seed)
+        self.registry = ProxyRegistry(seed=seed, watch=watch)
         self.config = None if config is None else os.fspath(config)
         #: The proxies the config file made (a reload deletes those it no longer names).
         self._from_config: set[str] = set()

@@ -9,7 +9,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, final
 
@@ -217,6 +217,7 @@ class FaultProxy:
             "dropped_datagrams": 0,
         }
         self._closed = False
+        self._watchers: list[Callable[[str], None]] = []
         self._init_connection_phase()
         self._private_dir: str | None = None
         if self.kind.unix:
@@ -602,7 +603,20 @@ class FaultProxy:
             return
         self._relay(client, index)
 
+    def watch(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with a line for each connection opened and closed and each fault
+        decision, as it happens (``sockharness proxy -v``). It runs on the proxy's event
+        loop: it must be quick, and it must not raise."""
+        self._watchers.append(callback)
+        self.timeline.watch(lambda event: callback(_decision_line(event)))
+
+    def _tell(self, line: str) -> None:
+        for callback in self._watchers:
+            callback(line)
+
     def _relay(self, client: socket.socket, index: int) -> None:
+        if self._watchers:
+            self._tell(f"connection {index} opened from {_peer_of(client)}")
         relay = StreamRelay(
             loop=self._loop,
             client=client,
@@ -625,6 +639,8 @@ class FaultProxy:
             if relay in self._relays:
                 self._relays.remove(relay)
             self._retired_plans.extend(relay.plans)
+        if self._watchers:
+            self._tell(f"connection {relay.plans[0].connection} closed")
 
     def _receive_datagram(self) -> None:
         try:
@@ -645,6 +661,8 @@ class FaultProxy:
             with self._lock:
                 index = self._counts["connections"]
                 self._counts["connections"] += 1
+            if self._watchers:
+                self._tell(f"flow {index} opened from {peer!r}")
             flow = DatagramFlow(
                 loop=self._loop,
                 listener=self._outbox,
@@ -717,3 +735,19 @@ class FaultProxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _decision_line(event: Any) -> str:
+    """A fault decision as ``sockharness proxy -v`` prints it."""
+    where = f"connection {event.connection}" if event.connection >= 0 else "the proxy"
+    return f"{where} {event.direction}: {event.fault}: {event.effect}"
+
+
+def _peer_of(client: socket.socket) -> str:
+    try:
+        peer = client.getpeername()
+    except OSError:
+        return "?"
+    if isinstance(peer, tuple):
+        return f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+    return str(peer) or "an unnamed socket"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -36,6 +36,12 @@ class Timeline:
         self._limit = limit
         self.dropped = 0
         self._fired: set[str] = set()
+        self._watchers: list[Callable[[Event], None]] = []
+
+    def watch(self, callback: Callable[[Event], None]) -> None:
+        """Call ``callback`` with each event as it is recorded (from the recording thread)."""
+        with self._lock:
+            self._watchers.append(callback)
 
     @property
     def fired(self) -> set[str]:
@@ -52,6 +58,9 @@ class Timeline:
                 self._events.append(event)
             else:
                 self.dropped += 1
+            watchers = list(self._watchers)
+        for callback in watchers:
+            callback(event)
 
     @property
     def events(self) -> list[Event]:
