@@ -9,13 +9,17 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sockharness import RunningServer, UsageError, connect, start_server
 from sockharness.control import APIError, ProxyAPI, ProxyAPIServer
@@ -44,11 +48,18 @@ def call(
     try:
         with urllib.request.urlopen(request, timeout=10) as reply:
             raw = reply.read()
+            if "json" not in reply.headers.get("Content-Type", ""):
+                return reply.status, raw.decode() or None
             return reply.status, json.loads(raw) if raw else None
     except urllib.error.HTTPError as error:
         with error:
             raw = error.read()
         return error.code, json.loads(raw) if raw else None
+
+
+#: A toxic latency far above any loopback round trip on a busy machine: with it a round trip
+#: takes at least this long, without it less (an effect check with a wide margin).
+SLOW = 0.6
 
 
 def upstream(server: RunningServer) -> str:
@@ -215,12 +226,12 @@ def test_reset_enables_every_proxy_and_removes_every_toxic(
     api: ProxyAPIServer, echo: RunningServer
 ) -> None:
     proxy = make(api, echo)
-    call(api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 500}})
+    call(api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 600}})
     call(api, "POST", "/proxies/echo", {"enabled": False})
     assert call(api, "POST", "/reset") == (204, None)
     shown = call(api, "GET", "/proxies/echo")[1]
     assert (shown["enabled"], shown["toxics"]) == (True, [])
-    assert round_trip(address(proxy)) < 0.5
+    assert round_trip(address(proxy)) < SLOW
 
 
 # -- toxics -----------------------------------------------------------------------------------
@@ -231,22 +242,22 @@ def test_a_latency_toxic_in_toxiproxys_units_delays_and_its_update_takes_effect(
 ) -> None:
     where = address(make(api, echo))
     status, toxic = call(
-        api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 120}}
+        api, "POST", "/proxies/echo/toxics", {"type": "latency", "attributes": {"latency": 600}}
     )
     assert status == 200
     assert toxic == {
-        "attributes": {"latency": 120, "jitter": 0},
+        "attributes": {"latency": 600, "jitter": 0},
         "name": "latency_downstream",
         "type": "latency",
         "stream": "downstream",
         "toxicity": 1.0,
     }
-    assert round_trip(where) >= 0.12
+    assert round_trip(where) >= SLOW
     status, toxic = call(
         api, "POST", "/proxies/echo/toxics/latency_downstream", {"attributes": {"latency": 0}}
     )
     assert (status, toxic["attributes"]["latency"]) == (200, 0)
-    assert round_trip(where) < 0.1
+    assert round_trip(where) < SLOW
     assert call(api, "GET", "/proxies/echo/toxics") == (200, [toxic])
     assert call(api, "DELETE", "/proxies/echo/toxics/latency_downstream") == (204, None)
     assert call(api, "GET", "/proxies/echo/toxics/latency_downstream")[0] == 404
@@ -404,15 +415,15 @@ def test_the_toxiproxy_python_client_drives_it_unchanged(
     assert server.running()
     proxy = server.create(upstream=upstream(echo), name="echo")
     where = address({"listen": proxy.listen})
-    assert round_trip(where) < 0.2
-    proxy.add_toxic(type="latency", attributes={"latency": 150})
+    assert round_trip(where) < SLOW
+    proxy.add_toxic(type="latency", attributes={"latency": 600})
     assert list(proxy.toxics()) == ["latency_downstream"]
-    assert round_trip(where) >= 0.15
+    assert round_trip(where) >= SLOW
     with proxy.down(), pytest.raises(ConnectionRefusedError):
         round_trip(where)
     round_trip(where)
     proxy.destroy_toxic("latency_downstream")
-    assert round_trip(where) < 0.15
+    assert round_trip(where) < SLOW
     with pytest.raises(toxiproxy.exceptions.ProxyExists):
         server.create(upstream=upstream(echo), name="echo")
     server.reset()
@@ -485,14 +496,14 @@ def test_populate_takes_toxics_and_makes_them_exactly_so(
     api: ProxyAPIServer, echo: RunningServer
 ) -> None:
     up = upstream(echo)
-    latency = {"type": "latency", "attributes": {"latency": 80}}
+    latency = {"type": "latency", "attributes": {"latency": 600}}
     status, body = call(
         api, "POST", "/populate", [{"name": "a", "upstream": up, "toxics": [latency]}]
     )
     assert status == 201, body
     (proxy,) = body["proxies"]
     assert [toxic["name"] for toxic in proxy["toxics"]] == ["latency_downstream"]
-    assert round_trip(address(proxy)) >= 0.08
+    assert round_trip(address(proxy)) >= SLOW
     # The same place, other toxics: those, and only those, on the same relay.
     slow_close = {"type": "slow_close", "attributes": {"delay": 1}}
     status, body = call(
@@ -501,7 +512,7 @@ def test_populate_takes_toxics_and_makes_them_exactly_so(
     (again,) = body["proxies"]
     assert again["listen"] == proxy["listen"]
     assert [toxic["name"] for toxic in again["toxics"]] == ["slow_close_downstream"]
-    assert round_trip(address(again)) < 0.08
+    assert round_trip(address(again)) < SLOW
     status, error = call(
         api, "POST", "/populate", [{"name": "a", "upstream": up, "toxics": [{"type": "nope"}]}]
     )
@@ -514,7 +525,7 @@ def test_the_config_file_makes_proxies_with_their_toxics_and_reloads(
 ) -> None:
     config = tmp_path / "proxies.json"
     up = upstream(echo)
-    latency = {"type": "latency", "attributes": {"latency": 100}}
+    latency = {"type": "latency", "attributes": {"latency": 600}}
     _config(
         config,
         [{"name": "db", "upstream": up, "toxics": [latency]}, {"name": "old", "upstream": up}],
@@ -523,7 +534,7 @@ def test_the_config_file_makes_proxies_with_their_toxics_and_reloads(
         proxies = call(api, "GET", "/proxies")[1]
         assert sorted(proxies) == ["db", "old"]
         where = address(proxies["db"])
-        assert round_trip(where) >= 0.1
+        assert round_trip(where) >= SLOW
         make(api, echo, name="mine")  # Made through the API: a reload leaves it alone.
         _config(
             config, [{"name": "db", "upstream": up, "toxics": []}, {"name": "new", "upstream": up}]
@@ -532,7 +543,7 @@ def test_the_config_file_makes_proxies_with_their_toxics_and_reloads(
         proxies = call(api, "GET", "/proxies")[1]
         assert sorted(proxies) == ["db", "mine", "new"]
         assert proxies["db"]["listen"] == f"{where[0]}:{where[1]}"
-        assert round_trip(where) < 0.1
+        assert round_trip(where) < SLOW
         config.write_text("[{")
         with pytest.raises(UsageError, match="is not valid JSON"):
             api.reload()
@@ -577,15 +588,56 @@ def test_a_bad_config_file_is_one_line_naming_the_file_and_leaves_nothing(
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-def _line(stream: Any, timeout: float = 20.0) -> str:
-    """The next line of a process's output, within ``timeout`` (or a failure, never a hang)."""
-    import selectors
+#: Each stream's queue of lines (weak: a new process's stream may reuse an old one's id).
+_READERS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise AssertionError(f"no line within {timeout} s")
-    return str(stream.readline())
+
+def _line(stream: Any, timeout: float = 20.0) -> str:
+    """The next line of a process's output, within ``timeout`` (or a failure, never a hang).
+
+    A thread per stream reads its lines into a queue: a select() on the pipe would miss
+    lines already read into the stream's buffer.
+    """
+    import queue
+
+    lines = _READERS.get(stream)
+    if lines is None:
+        lines = _READERS[stream] = queue.Queue()
+        threading.Thread(target=_pump, args=(stream, lines), daemon=True).start()
+    try:
+        return str(lines.get(timeout=timeout))
+    except queue.Empty:
+        raise AssertionError(f"no line within {timeout} s") from None
+
+
+def _rest(stream: Any, timeout: float = 20.0) -> str:
+    """Every line left until the stream ends (the process exited), within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    rest = []
+    while (line := _line(stream, max(0.1, deadline - time.monotonic()))) != "":
+        rest.append(line)
+    return "".join(rest)
+
+
+def _finish(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Wait for the process (killed if it outlives 20 s): what is left of its output; its
+    pipes closed."""
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=20)
+    out, err = _rest(process.stdout), _rest(process.stderr)
+    for stream in (process.stdout, process.stderr):
+        assert stream is not None
+        stream.close()
+    return out, err
+
+
+def _pump(stream: Any, lines: Any) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put("")
 
 
 def _api_command(config: Any) -> list[str]:
@@ -614,11 +666,8 @@ def test_sighup_reloads_the_config_file(tmp_path: Any, echo: RunningServer) -> N
         process.send_signal(signal.SIGHUP)
         assert "reload failed, nothing changed" in _line(process.stderr)
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=20)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        out, err = _finish(process)
     assert process.returncode == 0, err
     assert "stopped, with 2 proxies" in out
 
@@ -632,12 +681,12 @@ def test_the_client_makes_proxies_and_toxics_as_context_managers(
     client = ProxyAPI(api.url)
     assert client.version().startswith("2.")
     proxy = client.create("echo", echo.address)
-    assert round_trip(proxy.address) < 0.1
-    with proxy.toxic("latency", latency=100) as toxic:
+    assert round_trip(proxy.address) < SLOW
+    with proxy.toxic("latency", latency=600) as toxic:
         assert toxic["name"] == "latency_downstream"
-        assert round_trip(proxy.address) >= 0.1
+        assert round_trip(proxy.address) >= SLOW
         client.proxy("echo").update_toxic("latency_downstream", latency=0)
-        assert round_trip(proxy.address) < 0.1
+        assert round_trip(proxy.address) < SLOW
     assert proxy.toxics() == []
     with proxy.down(), pytest.raises(ConnectionRefusedError):
         round_trip(proxy.address)
@@ -760,9 +809,97 @@ def test_proxy_verbose_prints_as_it_happens(echo: RunningServer, api_mode: bool)
         assert "Latency" in seen[1], seen
         assert seen[-1].rstrip().endswith(f"{prefix}connection 0 closed"), seen
         process.send_signal(signal.SIGINT)
-        process.communicate(timeout=20)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        _finish(process)
     assert process.returncode == 0
+
+
+# -- past Toxiproxy: Unix sockets, seeds that work --------------------------------------------
+
+
+def test_a_unix_socket_proxy(tmp_path: Any) -> None:
+    with start_server(LineEchoHandler, "unix") as server, ProxyAPIServer() as api:
+        listen = str(tmp_path / "proxy.sock")
+        client = ProxyAPI(api.url)
+        proxy = client.create("local", server.address, listen=listen)
+        assert proxy.listen == listen
+        with connect(listen, "unix", timeout=5) as connection:
+            assert connection.request(b"over a path\n") == b"over a path\n"
+
+
+def _reset_pattern(seed: int, server: RunningServer) -> list[bool]:
+    """Which of 12 connections a reset_peer at toxicity 0.5 strikes, under ``seed``."""
+    with ProxyAPIServer(seed=seed) as api:
+        client = ProxyAPI(api.url)
+        proxy = client.create("echo", server.address)
+        proxy.add_toxic("reset_peer", toxicity=0.5, timeout=0)
+        struck = []
+        for _ in range(12):
+            try:
+                round_trip(proxy.address)
+                struck.append(False)
+            except (ConnectionError, EOFError, AssertionError):
+                struck.append(True)
+        return struck
+
+
+def test_the_seed_decides_which_connections_a_toxicity_picks(echo: RunningServer) -> None:
+    echo.expect_errors(ConnectionResetError, BrokenPipeError)
+    first = _reset_pattern(11, echo)
+    assert first == _reset_pattern(11, echo)
+    assert any(first)
+    assert not all(first)
+    patterns = {tuple(_reset_pattern(seed, echo)) for seed in (12, 13, 14)}
+    assert len(patterns | {tuple(first)}) > 1  # Another seed, other picks.
+
+
+# -- nothing a client sends breaks it ---------------------------------------------------------
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": st.text(max_size=6) | _JSON,
+        "type": st.sampled_from(["latency", "bandwidth", "loss", "refuse", "x"]) | _JSON,
+        "stream": st.sampled_from(["upstream", "downstream", "x"]),
+        "toxicity": st.floats(-1, 2) | _JSON,
+        "upstream": st.sampled_from(["127.0.0.1:9", "[::1]:9", "x", ""]) | _JSON,
+        "listen": st.sampled_from(["127.0.0.1:0", "", "x:y"]) | _JSON,
+        "enabled": st.booleans() | _JSON,
+        "attributes": st.dictionaries(
+            st.sampled_from(["latency", "rate", "jitter", "delay", "bytes", "x"]),
+            st.integers(-5, 10**6) | _JSON,
+            max_size=3,
+        )
+        | _JSON,
+    },
+)
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    method=st.sampled_from(["GET", "POST", "PATCH", "DELETE"]),
+    path=st.sampled_from(
+        ["/proxies", "/proxies/p", "/proxies/p/toxics", "/proxies/p/toxics/latency_downstream",
+         "/populate", "/reset", "/version", "/metrics", "/proxies/%00", "/x"]
+    ),
+    body=_FIELDS | _JSON | st.lists(_FIELDS, max_size=2),
+)  # fmt: skip
+def test_any_request_gets_an_answer_and_the_api_goes_on(
+    api: ProxyAPIServer, method: str, path: str, body: Any
+) -> None:
+    status, answer = call(api, method, path, body)
+    assert 200 <= status < 600
+    if status >= 400:
+        assert set(answer) == {"error", "status"}
+        assert answer["status"] == status
+        assert status != 500, answer
+    assert call(api, "GET", "/version")[0] == 200

@@ -147,7 +147,7 @@ class _Proxy:
             relay = FaultProxy(upstream, spec.kind, faults, listen=listen, seed=self.seed)
         except OSError as exc:
             raise APIError(
-                409 if exc.errno == errno.EADDRINUSE else 500,
+                409 if exc.errno == errno.EADDRINUSE else 400,
                 f"listen {listen_text!r}: cannot listen there: {exc.strerror or exc}",
             ) from None
         self.relay = relay
