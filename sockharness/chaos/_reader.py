@@ -291,11 +291,11 @@ class _Reader:
         for index, table in enumerate(self.tables(value, ("faults",))):
             key: Key = ("faults", index)
             if "profile" in table:
-                # A profile's faults are those of its service's transport.
+                # A profile's faults are those of its service's transport (an unknown or
+                # missing service: any one's, and the scenario names the mistake).
                 named = table.get("service")
-                kind = kinds.get(named, server.kind) if isinstance(named, str) else server.kind
-                if len(kinds) > 1 and named not in kinds:
-                    kind = next(iter(kinds.values()))  # The scenario names the missing service.
+                kind = kinds.get(named) if isinstance(named, str) else None
+                kind = kind or next(iter(kinds.values()), server.kind)
                 windows += self.profile(dict(table), key, kind)
                 continue
             fault, rest = self.fault(dict(table), key)
