@@ -17,13 +17,13 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-__all__ = ["ItemsApp", "SilentApp", "SlowApp", "WrongItemsApp"]
+__all__ = ["ItemsApp", "JSONHandler", "SilentApp", "SlowApp", "WrongItemsApp"]
 
 _ITEM = re.compile(r"/items/(\d+)")
 
 
-class ItemsApp(BaseHTTPRequestHandler):
-    """The healthy service."""
+class JSONHandler(BaseHTTPRequestHandler):
+    """An HTTP/1.1 keep-alive handler that answers JSON, quietly (the apps' common part)."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # Headers and body are two writes: no stall between.
@@ -38,6 +38,10 @@ class ItemsApp(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class ItemsApp(JSONHandler):
+    """The healthy service."""
 
     def do_GET(self) -> None:
         if self.path == "/health":

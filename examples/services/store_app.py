@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import json
 import socket
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 from sockharness.server import ThreadingTCPServer
+
+from .items_app import JSONHandler
 
 __all__ = ["StoreApp", "StoreAppServer"]
 
@@ -36,14 +36,8 @@ class StoreUnavailable(Exception):
     """The store could not be reached, or broke off."""
 
 
-class StoreApp(BaseHTTPRequestHandler):
+class StoreApp(JSONHandler):
     """The app: each request is a short conversation with the store."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: no line per request."""
 
     def store(self, *commands: str) -> list[str]:
         """Send ``commands`` to the store on a fresh connection; its answers."""
@@ -61,14 +55,6 @@ class StoreApp(BaseHTTPRequestHandler):
                 return answers
         except (OSError, ValueError) as exc:
             raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from None
-
-    def answer(self, status: int, document: dict[str, Any]) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self) -> None:
         if self.path != "/health":
