@@ -68,8 +68,10 @@ def _socket_bound_to(fd: int, address: Any) -> bool:
             local = probe.getsockname()
         except OSError:
             return False
-    if isinstance(address, tuple) and isinstance(local, tuple):
-        return tuple(local[:2]) == tuple(address[:2])
+    if isinstance(address, tuple) or isinstance(local, tuple):
+        # An inet address is never a path's match, nor a path an inet address's.
+        both_inet = isinstance(address, tuple) and isinstance(local, tuple)
+        return both_inet and tuple(local[:2]) == tuple(address[:2])
     return bool(local) and os.fsencode(local) == os.fsencode(address)
 
 
