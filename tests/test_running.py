@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import socketserver as stdlib
+import threading
+import weakref
 from typing import Any
 
 import pytest
@@ -275,3 +278,24 @@ def test_tls_connections_have_nagle_off() -> None:
 
     with start_server(Reports, "tcp", tls=True) as server, server.connect() as client:
         assert client.request(b"?") == b"1\n"
+
+
+def test_a_long_running_threading_server_forgets_its_ended_handler_threads() -> None:
+    # Found by tools/soak.py: the harness kept every handler thread it had ever run
+    # (about 2 KB each), so a server serving for hours grew without bound.
+    seen: list[weakref.ref[threading.Thread]] = []
+
+    class Noting(EchoHandler):
+        def handle(self) -> None:
+            seen.append(weakref.ref(threading.current_thread()))
+            super().handle()
+
+    with start_server(Noting, "tcp", leaks="fail") as server:
+        for index in range(300):
+            with server.connect() as client:
+                assert client.request(b"%d\n" % index) == b"%d\n" % index
+        server.wait_stats(lambda stats: stats.connections_done >= 300)
+        gc.collect()
+        kept = sum(1 for ref in seen if ref() is not None)
+    assert len(seen) == 300
+    assert kept <= 130, f"{kept} of 300 ended handler threads still held"

@@ -146,6 +146,7 @@ class ServerEvents:
         self._received: list[Received] = []
         self._counter = itertools.count()
         self.handler_threads: list[threading.Thread] = []
+        self._threads_kept = 64  # When to forget the handler threads that have ended.
         self.children: set[int] = set()
         #: The threads and sockets handler code made (see ``_attribution.py``).
         self.creations = Creations()
@@ -303,8 +304,15 @@ class ServerEvents:
             return list(self._fault_usage)
 
     def note_handler_thread(self) -> None:
-        """Remember the calling thread as one of this server's handler threads."""
+        """Remember the calling thread as one of this server's handler threads.
+
+        Threads that have ended are forgotten as the list doubles, so a server
+        that runs for a long time keeps only about twice its live threads.
+        """
         with self._lock:
+            if len(self.handler_threads) >= self._threads_kept:
+                self.handler_threads = [t for t in self.handler_threads if t.is_alive()]
+                self._threads_kept = max(64, 2 * len(self.handler_threads))
             self.handler_threads.append(threading.current_thread())
 
     def note_children(self, pids: Iterable[int]) -> None:
