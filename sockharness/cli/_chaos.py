@@ -28,10 +28,12 @@ def check_scenarios(
     paths: list[str],
     *,
     variables: Mapping[str, str] | None = None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Validate every scenario under ``paths`` without running it: 0 all valid, 2 not."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     from sockharness.chaos import ScenarioError, find_scenario_files, load_scenario, resolve_classes
 
     try:
@@ -76,8 +78,8 @@ def run_scenarios(
     names: Sequence[str] = (),
     tags: Sequence[str] = (),
     markdown_path: str | None = None,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Run every scenario under ``paths``: 0 all held, 1 one failed (broken, aborted, not
     steady or not run), 2 invalid.
@@ -94,6 +96,8 @@ def run_scenarios(
     ``seed``); ``check_determinism`` runs each twice with the same seed and
     fails where their fault decisions differ.
     """
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     from sockharness.chaos import (
         json_report,
         junit_report,
@@ -126,7 +130,7 @@ def run_scenarios(
             print(_sweep_header(scenarios, seed, seeds), file=out, flush=True)
         results, interrupted = _run_all(runs, out, labelled=seeds is not None or check_determinism)
     except _Invalid as error:
-        print(f"sockharness run: {error}", file=err)
+        print(f"sockharness run: error: {error}", file=err)
         return 2
     print("", file=out)
     print(summary_table(results), file=out, flush=True)

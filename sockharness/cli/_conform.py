@@ -25,13 +25,14 @@ def run_conform(
     factory: str | None = None,
     junit_xml: str | None,
     json_path: str | None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Check ``target``, a line per property as it ends, then the table.
 
     Exit 0: all hold; 1: a property failed; 130: interrupted (the table and
     reports then cover what finished).
     """
+    out = sys.stdout if out is None else out
     from sockharness.conformance import Report, check
 
     for path, option in ((junit_xml, "--junit-xml"), (json_path, "--json")):

@@ -78,9 +78,10 @@ def run_explore(
     cases: list[str] | None,
     expect_errors: list[str] | None,
     timeout: float,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Explore the exchange and print the report. Exit 0: every case held; 1: one failed."""
+    out = sys.stdout if out is None else out
     from sockharness.explore import exchanges
 
     handler = _handler(handler_path)

@@ -23,9 +23,10 @@ def run_proxy(
     seed: int,
     network_profile: str | None = None,
     verbose: bool = False,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Relay until SIGINT or SIGTERM; return the exit status."""
+    out = sys.stdout if out is None else out
     from sockharness.faults import FaultProxy, parse_fault
     from sockharness.faults import network_profile as profile_faults
 
@@ -85,11 +86,13 @@ def run_api(
     any_host: bool,
     config: str | None = None,
     verbose: bool = False,
-    out: TextIO = sys.stdout,
-    err: TextIO = sys.stderr,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     """Serve the Toxiproxy-compatible API at ``address`` until SIGINT or SIGTERM; SIGHUP
     reloads the config file."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     from sockharness.control import ProxyAPIServer
 
     host, _, port_text = address.rpartition(":")

@@ -108,12 +108,13 @@ def serve(
     host: str | None = None,
     port: int = 0,
     path: str | None = None,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
 ) -> int:
     """Serve until SIGINT or SIGTERM; return the exit status.
 
     The first signal stops gracefully; a second Ctrl-C interrupts at once.
     """
+    out = sys.stdout if out is None else out
     kind = parse_kind(kind_name)
     parse_concurrency(concurrency)
     handler = BUILTIN_HANDLERS[handler_name].handler
