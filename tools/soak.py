@@ -1,0 +1,392 @@
+"""Soak: cycle servers, proxies and scenarios many times in one process; nothing may accumulate.
+
+Three phases, each in this one process, each sampled every ``--every`` cycles:
+
+* **servers**: ``start_server`` + one request + ``stop()`` for every kind and
+  concurrency (TCP, TCP over IPv6 where the host has it, UDP, UDP over IPv6,
+  Unix stream and datagram; sync, threading and forking), with TLS servers and
+  servers applying in-process faults in the mix, ``--cycles`` times in all;
+* **proxies**: a ``FaultProxy`` (TCP, UDP, Unix; with and without a fault) in
+  front of a running echo server, one request through it, ``close()``,
+  ``--proxy-cycles`` times;
+* **scenarios**: ``--scenario-runs`` back-to-back runs of one short chaos
+  scenario (its own, or ``--scenario FILE``), each of which must hold.
+
+A sample counts this process's threads, open descriptors, children, zombies,
+the entries under the private temporary directories sockharness makes
+(``sh-``, ``shc-``, ``shp-``, ``shl-``, ``sockharness-`` under ``$TMPDIR``:
+give the soak a ``TMPDIR`` of its own beside other work) and its resident set
+size. The verdict, per phase: no count above its value at the first sample
+(taken after one sample's worth of warm-up cycles; ``--every``,
+``--proxy-every`` and ``--scenario-every`` set the interval per phase) at the
+end of the phase, and RSS grown less than ``--rss-budget`` MB from that first
+sample. Exit 0 when every phase holds, 1 when one does not (each broken target
+named), 2 on bad arguments.
+
+``--inject-leak KIND`` makes each server cycle leave one thread, descriptor,
+child or temporary file behind: a check of the soak itself, whose verdict must
+then fail.
+
+    python tools/soak.py                          # the full profile: 10 000 / 1 000 / 200
+    python tools/soak.py --cycles 600 --proxy-cycles 120 --scenario-runs 4 --every 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import socket
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sockharness
+import sockharness.harness
+from sockharness.chaos import parse_scenario, run_scenario
+from sockharness.faults import FaultProxy, Latency, Slicer
+from sockharness.handlers import EchoHandler
+
+#: The prefixes of the private directories sockharness makes under the temporary directory.
+PRIVATE_PREFIXES = ("sh-", "shc-", "shp-", "shl-", "sockharness-")
+COUNTS = ("threads", "descriptors", "children", "zombies", "temp_entries")
+LEAK_KINDS = ("thread", "descriptor", "child", "file")
+
+#: A short scenario: two clients, a latency window, every invariant checked.
+SCENARIO = textwrap.dedent(
+    """
+    [scenario]
+    name = "soak"
+    seed = 7
+    duration = 0.4
+
+    [server]
+    kind = "tcp"
+    concurrency = "threading"
+    handler = "echo"
+
+    [[clients]]
+    count = 2
+    pattern = "persistent"
+    rate = 50
+    size = 64
+
+    [[faults]]
+    fault = "latency"
+    delay = 0.01
+    at = 0.1
+    until = 0.2
+
+    [expect]
+    max_error_rate = 0.0
+    """
+)
+
+
+@dataclass
+class Sample:
+    """What the process holds after ``cycle`` cycles of a phase."""
+
+    cycle: int
+    threads: int
+    descriptors: int
+    children: int
+    zombies: int
+    temp_entries: int
+    rss_mb: float
+
+
+@dataclass
+class PhaseResult:
+    """A phase's samples and its verdict."""
+
+    name: str
+    cycles: int
+    seconds: float
+    samples: list[Sample] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+
+
+def _children() -> tuple[int, int]:
+    """(children, zombies) of this process, read from /proc."""
+    me = str(os.getpid())
+    children = zombies = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == me:
+            children += 1
+            zombies += fields[0] == "Z"
+    return children, zombies
+
+
+def _private_base() -> str:
+    """Where sockharness makes its private directories: ``$TMPDIR``, or ``/tmp`` if too long."""
+    base = tempfile.gettempdir()
+    return "/tmp" if len(os.fsencode(base)) > 60 and os.path.isdir("/tmp") else base
+
+
+def _temp_entries() -> int:
+    """Entries (directories and what they hold) under sockharness's private directories."""
+    base = _private_base()
+    total = 0
+    for name in os.listdir(base):
+        if name.startswith(PRIVATE_PREFIXES):
+            total += 1
+            for _, dirs, files in os.walk(os.path.join(base, name)):
+                total += len(dirs) + len(files)
+    return total
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm", encoding="ascii") as statm:
+        resident_pages = int(statm.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def sample(cycle: int) -> Sample:
+    """Take a sample, after a garbage collection (what is unreachable is not a leak)."""
+    gc.collect()
+    children, zombies = _children()
+    return Sample(
+        cycle=cycle,
+        threads=threading.active_count(),
+        descriptors=len(os.listdir("/proc/self/fd")) - 1,  # Less the listing's own.
+        children=children,
+        zombies=zombies,
+        temp_entries=_temp_entries(),
+        rss_mb=round(_rss_mb(), 2),
+    )
+
+
+def judge(result: PhaseResult, rss_budget_mb: float) -> None:
+    """Fill ``result.broken``: any count above the first sample's, or RSS over the budget."""
+    if len(result.samples) < 2:
+        result.broken.append(
+            f"only {len(result.samples)} sample(s): run at least twice as many cycles as a sample"
+        )
+        return
+    first, last = result.samples[0], result.samples[-1]
+    for name in COUNTS:
+        before, after = getattr(first, name), getattr(last, name)
+        if after > before:
+            result.broken.append(f"{name} grew from {before} to {after}")
+    growth = last.rss_mb - first.rss_mb
+    if growth >= rss_budget_mb:
+        result.broken.append(f"RSS grew {growth:.1f} MB (budget {rss_budget_mb:g} MB)")
+
+
+# -- the subjects ---------------------------------------------------------------------------
+
+
+def _server_mix() -> list[dict[str, Any]]:
+    kinds = ["tcp", "udp", "unix", "unix_dgram"]
+    if sockharness.harness.has_ipv6_loopback():
+        kinds += ["tcp6", "udp6"]
+    mix: list[dict[str, Any]] = [
+        {"kind": kind, "concurrency": concurrency}
+        for kind in kinds
+        for concurrency in ("sync", "threading", "forking")
+    ]
+    mix.append({"kind": "tcp", "concurrency": "threading", "tls": True})
+    mix.append({"kind": "tcp", "concurrency": "threading", "faults": [Slicer(7)]})
+    mix.append({"kind": "unix", "concurrency": "sync", "faults": [Latency(0.001)]})
+    return mix
+
+
+class _Leaker:
+    """Leaves one thing behind per call, to show that the soak's verdict can fail."""
+
+    def __init__(self, kind: str | None) -> None:
+        self.kind = kind
+        self.kept: list[Any] = []
+        self._release = threading.Event()
+
+    def __call__(self) -> None:
+        if self.kind == "thread":
+            thread = threading.Thread(target=self._release.wait, args=(60,), daemon=True)
+            thread.start()
+            self.kept.append(thread)
+        elif self.kind == "descriptor":
+            self.kept.append(socket.socket())
+        elif self.kind == "child":
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)  # Never waited for: a zombie until the soak ends.
+            self.kept.append(pid)
+        elif self.kind == "file":
+            self.kept.append(tempfile.mkdtemp(prefix="sh-"))
+
+    def release(self) -> None:
+        self._release.set()
+        for item in self.kept:
+            if isinstance(item, socket.socket):
+                item.close()
+            elif isinstance(item, int):
+                os.waitpid(item, 0)
+            elif isinstance(item, str):
+                os.rmdir(item)
+
+
+def server_cycles(count: int, leaker: _Leaker) -> Iterator[None]:
+    """One server start, request and stop per step, every kind of the mix in turn."""
+    mix = _server_mix()
+    for index in range(count):
+        options = dict(mix[index % len(mix)])
+        with sockharness.start_server(EchoHandler, leaks="fail", **options) as server:
+            client = server.connect(timeout=5.0)
+            try:
+                payload = b"soak %d\n" % index
+                if client.request(payload) != payload:
+                    raise AssertionError(f"{options}: the echo came back wrong")
+            finally:
+                client.close()
+        leaker()
+        yield
+
+
+def proxy_cycles(count: int) -> Iterator[None]:
+    """One FaultProxy made, used once and closed per step, over a long-lived server per kind."""
+    kinds = ("tcp", "udp", "unix")
+    servers = {kind: sockharness.start_server(EchoHandler, kind, leaks="fail") for kind in kinds}
+    try:
+        for index in range(count):
+            kind = kinds[index % len(kinds)]
+            faults = [Latency(0.001)] if index % 2 else []
+            with FaultProxy(servers[kind].address, kind, faults, seed=index) as proxy:
+                client = sockharness.connect(proxy.address, kind, timeout=5.0)
+                try:
+                    payload = b"through %d\n" % index
+                    if client.request(payload) != payload:
+                        raise AssertionError(f"{kind} proxy: the echo came back wrong")
+                finally:
+                    client.close()
+            yield
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def scenario_cycles(count: int, path: Path | None) -> Iterator[None]:
+    """One scenario run per step; each must hold."""
+    text = path.read_text(encoding="utf-8") if path else SCENARIO
+    scenario = parse_scenario(text, str(path or "<soak scenario>"))
+    for _ in range(count):
+        result = run_scenario(scenario)
+        if result.result != "held":
+            raise AssertionError(f"scenario {scenario.name!r}: {result.failure_message()}")
+        yield
+
+
+def run_phase(
+    name: str, steps: Callable[[], Iterator[None]], cycles: int, every: int, rss_budget: float
+) -> PhaseResult:
+    """Run ``steps`` to the end, sampling every ``every`` steps after the first ``every``."""
+    result = PhaseResult(name=name, cycles=cycles, seconds=0.0)
+    began = time.monotonic()
+    done = 0
+    for done, _ in enumerate(steps(), start=1):
+        if done % every == 0:
+            result.samples.append(sample(done))
+            print(_row(name, result.samples[-1]), flush=True)
+    if done % every:
+        result.samples.append(sample(done))
+        print(_row(name, result.samples[-1]), flush=True)
+    result.seconds = time.monotonic() - began
+    judge(result, rss_budget)
+    return result
+
+
+def _row(phase: str, entry: Sample) -> str:
+    return (
+        f"{phase:<10} {entry.cycle:>7} {entry.threads:>8} {entry.descriptors:>12} "
+        f"{entry.children:>9} {entry.zombies:>8} {entry.temp_entries:>12} {entry.rss_mb:>9.1f}"
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 to skip a phase")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tools/soak.py", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
+    parser.add_argument("--cycles", type=_positive, default=10_000, help="server cycles")
+    parser.add_argument("--proxy-cycles", type=_positive, default=1_000, help="FaultProxy cycles")
+    parser.add_argument("--scenario-runs", type=_positive, default=200, help="scenario runs")
+    parser.add_argument("--every", type=_positive, default=500, help="server cycles per sample")
+    parser.add_argument(
+        "--proxy-every", type=_positive, default=100, help="proxy cycles per sample"
+    )
+    parser.add_argument("--scenario-every", type=_positive, default=20, help="runs per sample")
+    parser.add_argument("--rss-budget", type=float, default=5.0, help="MB of RSS growth allowed")
+    parser.add_argument("--scenario", type=Path, help="a scenario file instead of the built-in")
+    parser.add_argument("--inject-leak", choices=LEAK_KINDS, help="leak per server cycle")
+    parser.add_argument("--json", type=Path, help="write the samples and verdicts here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("every", "proxy_every", "scenario_every"):
+        if getattr(args, option) == 0:
+            parser.error(f"--{option.replace('_', '-')} must be at least 1")
+    if args.scenario is not None and not args.scenario.is_file():
+        parser.error(f"--scenario {args.scenario}: no such file")
+    leaker = _Leaker(args.inject_leak)
+    print(
+        f"{'phase':<10} {'cycles':>7} {'threads':>8} {'descriptors':>12} {'children':>9} "
+        f"{'zombies':>8} {'temp entries':>12} {'RSS MB':>9}"
+    )
+    phases = [
+        ("servers", lambda: server_cycles(args.cycles, leaker), args.cycles, args.every),
+        ("proxies", lambda: proxy_cycles(args.proxy_cycles), args.proxy_cycles, args.proxy_every),
+        (
+            "scenarios",
+            lambda: scenario_cycles(args.scenario_runs, args.scenario),
+            args.scenario_runs,
+            args.scenario_every,
+        ),
+    ]
+    results = []
+    try:
+        for name, steps, cycles, every in phases:
+            if cycles:
+                results.append(run_phase(name, steps, cycles, every, args.rss_budget))
+    finally:
+        leaker.release()
+    for result in results:
+        verdict = "held" if not result.broken else "BROKEN: " + "; ".join(result.broken)
+        first, last = result.samples[0], result.samples[-1]
+        print(
+            f"{result.name}: {result.cycles} cycles in {result.seconds:.1f} s "
+            f"({1000 * result.seconds / result.cycles:.2f} ms each), RSS {first.rss_mb:.1f} -> "
+            f"{last.rss_mb:.1f} MB: {verdict}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps([asdict(result) for result in results], indent=2) + "\n")
+    return 1 if any(result.broken for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
