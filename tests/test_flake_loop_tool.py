@@ -1,0 +1,50 @@
+"""tools/flake_loop.py, as a user runs it: it counts failures, names them with their seed."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOOP = str(ROOT / "tools" / "flake_loop.py")
+
+
+def _loop(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, LOOP, *args], check=False, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_a_steady_suite_passes_every_run(tmp_path: Path) -> None:
+    test_file = tmp_path / "test_steady.py"
+    test_file.write_text("def test_fine():\n    assert 1 + 1 == 2\n")
+    done = _loop("--runs", "2", "--seed", "5", "--", str(test_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "flake loop: 0 of 2 runs failed (loop seed 5)" in done.stdout
+
+
+def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) -> None:
+    test_file = tmp_path / "test_flaky.py"
+    test_file.write_text(
+        "def test_by_seed(request):\n"
+        "    assert request.config.getoption('sockharness_seed') % 2 == 0\n"
+    )
+    done = _loop("--runs", "3", "--seed", "11", "--cpu-load", "1", "--", str(test_file))
+    # The loop's seed decides the runs' seeds: these three are odd, even, even.
+    draw = random.Random(11)
+    odd = [seed for seed in (draw.randrange(2**32) for _ in range(3)) if seed % 2]
+    lines = [line for line in done.stdout.splitlines() if "replay: --sockharness-seed=" in line]
+    seeds = [int(line.rsplit("=", 1)[1].rstrip(")")) for line in lines]
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert seeds == odd
+    assert "flake loop: 1 of 3 runs failed" in done.stdout
+    assert all("FAILED " in line and "test_by_seed" in line for line in lines)
+
+
+def test_bad_arguments_exit_2_with_one_line() -> None:
+    done = _loop("--runs", "0")
+    assert done.returncode == 2
+    assert "--runs must be at least 1" in done.stderr
+    assert "Traceback" not in done.stderr
