@@ -96,6 +96,9 @@ class ScenarioItem(pytest.Item):
             self.result = run_scenario(self.scenario, seed=seed)
         except ScenarioError as exc:
             raise InvalidScenario(str(exc)) from None
+        # In the JUnit XML and in every worker's report: which seed ran, and the verdict.
+        self.user_properties.append(("sockharness_seed", self.result.seed))
+        self.user_properties.append(("sockharness_result", self.result.result))
         if self.result.skipped is not None:
             pytest.skip(self.result.skipped)
         if self.result.failed:
