@@ -31,7 +31,10 @@ def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) 
         "def test_by_seed(request):\n"
         "    assert request.config.getoption('sockharness_seed') % 2 == 0\n"
     )
-    done = _loop("--runs", "3", "--seed", "11", "--cpu-load", "1", "--", str(test_file))
+    logs = tmp_path / "logs"
+    done = _loop(
+        "--runs", "3", "--seed", "11", "--cpu-load", "1", "--logs", str(logs), "--", str(test_file)
+    )  # fmt: skip
     # The loop's seed decides the runs' seeds: these three are odd, even, even.
     draw = random.Random(11)
     odd = [seed for seed in (draw.randrange(2**32) for _ in range(3)) if seed % 2]
@@ -40,6 +43,9 @@ def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) 
     assert done.returncode == 1, done.stdout + done.stderr
     assert seeds == odd
     assert "flake loop: 1 of 3 runs failed" in done.stdout
+    kept = list(logs.iterdir())
+    assert [path.name for path in kept] == [f"run-1-seed-{odd[0]}.log"]
+    assert "test_by_seed" in kept[0].read_text()
     assert all("FAILED " in line and "test_by_seed" in line for line in lines)
 
 

@@ -3,7 +3,8 @@
 Each run is ``python -m pytest -n 2 -p no:cacheprovider -q --sockharness-seed SEED``
 (plus what follows ``--``) with a new seed, drawn from ``--seed`` so that the
 loop itself can be replayed. ``--cpu-load N`` runs N busy processes beside the
-suite for the whole loop (the suite on a loaded machine). A run that outlives
+suite for the whole loop (the suite on a loaded machine). A failed run's
+whole output is kept under ``--logs`` (default ``flake-logs/``). A run that outlives
 ``--run-timeout`` is killed and counted as a failure ("hung"). Exit 0 when no
 run failed, 1 when one did, 2 on bad arguments.
 
@@ -28,8 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FAILED = re.compile(r"^(FAILED|ERROR) (\S+)", re.MULTILINE)
-SUMMARY = re.compile(r"^=+ (.*\d+ (passed|failed|error).*) =+$", re.MULTILINE)
+FAILED = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
 
 
 @dataclass
@@ -49,7 +49,9 @@ def _burn(stop_at: float) -> None:  # pragma: no cover - runs in a child process
         sum(i * i for i in range(10_000))
 
 
-def run_once(index: int, seed: int, extra: list[str], timeout: float) -> Run:
+def run_once(
+    index: int, seed: int, extra: list[str], timeout: float, log_dir: Path | None = None
+) -> Run:
     command = [
         sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q",
         f"--sockharness-seed={seed}", *extra,
@@ -70,9 +72,12 @@ def run_once(index: int, seed: int, extra: list[str], timeout: float) -> Run:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         return Run(index, seed, -1, time.monotonic() - began, f"hung: over {timeout:g} s", [])
-    summaries = SUMMARY.findall(output)
-    summary = summaries[-1][0] if summaries else output.strip().splitlines()[-1:] or "no output"
+    lines = output.strip().splitlines()
+    summary = lines[-1].strip("= ") if lines else "no output"
     failures = [f"{kind} {test}" for kind, test in FAILED.findall(output)]
+    if failures and log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (log_dir / f"run-{index + 1}-seed-{seed}.log").write_text(output)
     if status != 0 and not failures:
         failures = [f"exit status {status} with no failed test named (see the output)"]
     return Run(index, seed, status, time.monotonic() - began, str(summary), failures)
@@ -97,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--run-timeout", type=float, default=1800.0, help="seconds before a run is 'hung'"
     )
     parser.add_argument("--json", type=Path, help="write every run here")
+    parser.add_argument(
+        "--logs",
+        type=Path,
+        default=Path("flake-logs"),
+        help="a failed run's whole output goes here",
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: passed on to pytest")
     return parser
 
@@ -121,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     try:
         for index in range(args.runs):
-            run = run_once(index, draw.randrange(2**32), args.pytest_args, args.run_timeout)
+            seed = draw.randrange(2**32)
+            run = run_once(index, seed, args.pytest_args, args.run_timeout, args.logs)
             runs.append(run)
             verdict = "ok" if not run.failures else f"{len(run.failures)} FAILED"
             print(f"run {index + 1:>3}: seed {run.seed:>10}  {run.seconds:7.1f} s  {verdict}  "

@@ -180,6 +180,8 @@ def stress_streams(connections: int, size: int, toggle: bool, timeout: float) ->
             stats = proxy.stats
             counted = (stats.upstream_bytes, stats.downstream_bytes)
         seconds = time.monotonic() - began
+        # The echo server's handlers close their ends as they finish: count once all have.
+        server.wait_stats(lambda s: s.connections_done >= s.connections, timeout=60)
         after = len(os.listdir("/proc/self/fd"))
     return StreamVerdict(
         seconds=seconds,
