@@ -180,9 +180,14 @@ def stress_streams(connections: int, size: int, toggle: bool, timeout: float) ->
             stats = proxy.stats
             counted = (stats.upstream_bytes, stats.downstream_bytes)
         seconds = time.monotonic() - began
-        # The echo server's handlers close their ends as they finish: count once all have.
+        # The echo server's handlers close their ends just after they finish: what is
+        # still open once 5 s have passed since the last of them is left for good.
         server.wait_stats(lambda s: s.connections_done >= s.connections, timeout=60)
+        settle = time.monotonic() + 5
         after = len(os.listdir("/proc/self/fd"))
+        while after > before and time.monotonic() < settle:
+            time.sleep(0.01)
+            after = len(os.listdir("/proc/self/fd"))
     return StreamVerdict(
         seconds=seconds,
         changes=changes[0] if changes else 0,
@@ -190,8 +195,17 @@ def stress_streams(connections: int, size: int, toggle: bool, timeout: float) ->
         broken=broken,
         counted=counted,
         descriptors_left=max(0, after - before),
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=_peak_rss_mb(),
     )
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (``ru_maxrss`` would carry a parent's over ``exec``)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _udp_receive_errors() -> int:
