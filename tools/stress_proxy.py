@@ -154,8 +154,8 @@ class StreamVerdict:
 
 
 def stress_streams(connections: int, size: int, toggle: bool, timeout: float) -> StreamVerdict:
+    before = len(os.listdir("/proc/self/fd"))  # Counted again once proxy and server are gone.
     with start_server(EchoHandler, daemon_threads=True, request_queue_size=1024) as server:
-        before = len(os.listdir("/proc/self/fd"))
         began = time.monotonic()
         with FaultProxy(server.address, seed=1) as proxy:
             streams = [_Stream(index, proxy.address, size) for index in range(connections)]
@@ -180,14 +180,13 @@ def stress_streams(connections: int, size: int, toggle: bool, timeout: float) ->
             stats = proxy.stats
             counted = (stats.upstream_bytes, stats.downstream_bytes)
         seconds = time.monotonic() - began
-        # The echo server's handlers close their ends just after they finish: what is
-        # still open once 5 s have passed since the last of them is left for good.
+        # The echo server's handlers close their ends just after they count as done.
         server.wait_stats(lambda s: s.connections_done >= s.connections, timeout=60)
-        settle = time.monotonic() + 5
+    settle = time.monotonic() + 5  # What is still open 5 s after the stop is left for good.
+    after = len(os.listdir("/proc/self/fd"))
+    while after > before and time.monotonic() < settle:
+        time.sleep(0.01)
         after = len(os.listdir("/proc/self/fd"))
-        while after > before and time.monotonic() < settle:
-            time.sleep(0.01)
-            after = len(os.listdir("/proc/self/fd"))
     return StreamVerdict(
         seconds=seconds,
         changes=changes[0] if changes else 0,
