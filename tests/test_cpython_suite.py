@@ -9,7 +9,6 @@ shell, and ``python tools/third_party_suites.py`` the third-party suites.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,21 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"_{name}", ROOT / "tools" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-cpython_suite = _load("cpython_suite")
-third_party_suites = _load("third_party_suites")
+cpython_suite = load_tool("cpython_suite")
+third_party_suites = load_tool("third_party_suites")
 
 INTERPRETERS = cpython_suite.find_interpreters()
 CURRENT = f"3.{sys.version_info.minor}"

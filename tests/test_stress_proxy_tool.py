@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
+
+from .helpers import load_tool
 
 STRESS = str(Path(__file__).resolve().parents[1] / "tools" / "stress_proxy.py")
 
@@ -40,18 +40,8 @@ def test_bad_arguments_exit_2() -> None:
     assert "Traceback" not in done.stderr
 
 
-def _tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("_stress_proxy", STRESS)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_verdict_names_each_thing_that_went_wrong() -> None:
-    tool = _tool()
+    tool = load_tool("stress_proxy")
     good = tool.StreamVerdict(1.0, 5, 0, 0, (200, 200), 0, 30.0)
     assert good.problems(2, 100) == []
     bad = tool.StreamVerdict(1.0, 5, 1, 2, (200, 150), 3, 30.0)

@@ -28,6 +28,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from _arguments import whole_number  # tools/, on the path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 FAILED = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
 
@@ -83,21 +85,13 @@ def run_once(
     return Run(index, seed, status, time.monotonic() - began, str(summary), failures)
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tools/flake_loop.py")
-    parser.add_argument("--runs", type=_count, default=20, help="runs in a row (default: 20)")
-    parser.add_argument("--cpu-load", type=_count, default=0, help="busy processes beside it")
-    parser.add_argument("--seed", type=_count, help="seed of the runs' seeds (default: random)")
+    parser.add_argument("--runs", type=whole_number, default=20, help="runs in a row (default: 20)")
+    parser.add_argument("--cpu-load", type=whole_number, default=0, help="busy processes beside it")
+    parser.add_argument(
+        "--seed", type=whole_number, help="seed of the runs' seeds (default: random)"
+    )
     parser.add_argument(
         "--run-timeout", type=float, default=1800.0, help="seconds before a run is 'hung'"
     )

@@ -48,6 +48,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from _arguments import whole_number  # tools/, on the path when run as a script
+
 import sockharness
 import sockharness.harness
 from sockharness.chaos import parse_scenario, run_scenario
@@ -240,19 +242,22 @@ class _Leaker:
                 os.rmdir(item)
 
 
+def _echo_once(client: Any, payload: bytes, what: str) -> None:
+    """One request on ``client``, which must come back as sent; the client is closed."""
+    try:
+        if client.request(payload) != payload:
+            raise AssertionError(f"{what}: the echo came back wrong")
+    finally:
+        client.close()
+
+
 def server_cycles(count: int, leaker: _Leaker) -> Iterator[None]:
     """One server start, request and stop per step, every kind of the mix in turn."""
     mix = _server_mix()
     for index in range(count):
         options = dict(mix[index % len(mix)])
         with sockharness.start_server(EchoHandler, leaks="fail", **options) as server:
-            client = server.connect(timeout=5.0)
-            try:
-                payload = b"soak %d\n" % index
-                if client.request(payload) != payload:
-                    raise AssertionError(f"{options}: the echo came back wrong")
-            finally:
-                client.close()
+            _echo_once(server.connect(timeout=5.0), b"soak %d\n" % index, str(options))
         leaker()
         yield
 
@@ -267,12 +272,7 @@ def proxy_cycles(count: int) -> Iterator[None]:
             faults = [Latency(0.001)] if index % 2 else []
             with FaultProxy(servers[kind].address, kind, faults, seed=index) as proxy:
                 client = sockharness.connect(proxy.address, kind, timeout=5.0)
-                try:
-                    payload = b"through %d\n" % index
-                    if client.request(payload) != payload:
-                        raise AssertionError(f"{kind} proxy: the echo came back wrong")
-                finally:
-                    client.close()
+                _echo_once(client, b"through %d\n" % index, f"{kind} proxy")
             yield
     finally:
         for server in servers.values():
@@ -316,28 +316,20 @@ def _row(phase: str, entry: Sample) -> str:
     )
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 to skip a phase")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tools/soak.py", description=__doc__.split("\n\n")[0] if __doc__ else None
     )
-    parser.add_argument("--cycles", type=_positive, default=10_000, help="server cycles")
-    parser.add_argument("--proxy-cycles", type=_positive, default=1_000, help="FaultProxy cycles")
-    parser.add_argument("--scenario-runs", type=_positive, default=200, help="scenario runs")
-    parser.add_argument("--every", type=_positive, default=500, help="server cycles per sample")
+    parser.add_argument("--cycles", type=whole_number, default=10_000, help="server cycles")
     parser.add_argument(
-        "--proxy-every", type=_positive, default=100, help="proxy cycles per sample"
+        "--proxy-cycles", type=whole_number, default=1_000, help="FaultProxy cycles"
     )
-    parser.add_argument("--scenario-every", type=_positive, default=20, help="runs per sample")
+    parser.add_argument("--scenario-runs", type=whole_number, default=200, help="scenario runs")
+    parser.add_argument("--every", type=whole_number, default=500, help="server cycles per sample")
+    parser.add_argument(
+        "--proxy-every", type=whole_number, default=100, help="proxy cycles per sample"
+    )
+    parser.add_argument("--scenario-every", type=whole_number, default=20, help="runs per sample")
     parser.add_argument("--rss-budget", type=float, default=5.0, help="MB of RSS growth allowed")
     parser.add_argument("--scenario", type=Path, help="a scenario file instead of the built-in")
     parser.add_argument("--inject-leak", choices=LEAK_KINDS, help="leak per server cycle")

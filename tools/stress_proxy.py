@@ -35,6 +35,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+from _arguments import whole_number  # tools/, on the path when run as a script
+
 from sockharness import start_server
 from sockharness.faults import FaultProxy, Latency, Slicer
 from sockharness.handlers import EchoHandler
@@ -271,23 +273,13 @@ def stress_datagrams(count: int, rate: float) -> tuple[dict[str, int], list[str]
     return figures, problems
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative: give 0 to skip")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/stress_proxy.py")
-    parser.add_argument("--connections", type=_whole, default=256)
-    parser.add_argument("--size", type=_whole, default=4 * 1024 * 1024, help="bytes each way")
+    parser.add_argument("--connections", type=whole_number, default=256)
+    parser.add_argument("--size", type=whole_number, default=4 * 1024 * 1024, help="bytes each way")
     parser.add_argument("--faults", choices=["toggle", "none"], default="toggle")
     parser.add_argument("--timeout", type=float, default=600.0, help="bound on the streams")
-    parser.add_argument("--datagrams", type=_whole, default=100_000)
+    parser.add_argument("--datagrams", type=whole_number, default=100_000)
     parser.add_argument("--rate", type=float, default=10_000.0, help="datagrams per second")
     args = parser.parse_args(argv)
     if not args.rate > 0 or not args.timeout > 0:
