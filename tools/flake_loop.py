@@ -70,6 +70,10 @@ def run_once(
     try:
         output, _ = process.communicate(timeout=timeout)
         status = process.returncode
+    except KeyboardInterrupt:  # Ctrl-C: the run (in a session of its own) ends with the loop.
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
@@ -134,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"({run.summary})", flush=True)  # fmt: skip
             for failure in run.failures:
                 print(f"      {failure}  (replay: --sockharness-seed={run.seed})", flush=True)
+    except KeyboardInterrupt:
+        print(f"flake loop: interrupted after {len(runs)} runs", flush=True)
     finally:
         for burner in burners:
             burner.terminate()
@@ -146,4 +152,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Ctrl-C ends the run even when the shell that started it ignored SIGINT (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main())

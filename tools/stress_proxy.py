@@ -29,6 +29,7 @@ import hashlib
 import os
 import resource
 import selectors
+import signal
 import socket
 import sys
 import threading
@@ -313,4 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Ctrl-C ends the run even when the shell that started it ignored SIGINT (a background job).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # Ctrl-C: what ran is printed above; no traceback.
+        sys.exit(f"{sys.argv[0]}: interrupted")
