@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import textwrap
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -187,6 +188,30 @@ def test_a_connect_later_than_its_timeout_times_out_at_once(make_server: MakeSer
     assert _effects(server) == [
         "the connect() did not complete within the timeout (at once, in virtual time: 1 s skipped)"
     ]
+
+
+def test_a_stall_before_the_connect_does_not_shorten_the_time_it_stood_for(
+    make_server: MakeServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The harness's own time before the connect (a garbage collection in a busy test
+    process, say) is not the connect's: the timeline still says the whole timeout."""
+    import sockharness.faults
+
+    decide = sockharness.faults.connection_fate
+
+    def after_a_stall(*args: Any) -> Any:
+        threading.Event().wait(0.005)  # The stall being simulated, not a wait for anything.
+        return decide(*args)
+
+    monkeypatch.setattr(sockharness.faults, "connection_fate", after_a_stall)
+    server = make_server(LineEchoHandler)
+    with pytest.raises(ReceiveTimeout):
+        server.connect(timeout=1.0, faults=[AcceptDelay(30.0)])
+    assert _effects(server) == [
+        "the connect() did not complete within the timeout (at once, in virtual time: 1 s skipped)"
+    ]
+    [event] = server.fault_timeline.events
+    assert event.at == 1.0
 
 
 def test_off_waits_the_connect_timeout_in_real_time(make_server: MakeServer) -> None:

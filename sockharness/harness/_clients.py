@@ -77,7 +77,7 @@ def _connect_with_fate(
     *,
     seed: int,
     what: str,
-    deadline: float,
+    timeout: float,
     connection: int,
     timeline: Timeline | None,
     clock: FaultClock,
@@ -86,15 +86,16 @@ def _connect_with_fate(
     it, never let it complete (until the client's timeout), or make it late.
 
     In virtual time a connect() certain to time out (a blackhole, a delay past
-    the timeout) does so at once, and the timeline records the time it stood for.
+    the timeout) does so at once, and the timeline records the time it stood for:
+    all of ``timeout``, since the connect has not begun (the harness's own work
+    before it, a garbage collection say, is not the network's time).
     """
     from sockharness.faults import AcceptDelay, Blackhole, Event, Refuse, connection_fate
 
     fault = connection_fate(faults, seed, connection)
     if fault is None:
         return
-    started = time.monotonic()
-    remaining = max(0.0, deadline - started)
+    remaining = timeout
 
     def record(effect: str, after: float) -> None:
         if timeline is not None:
@@ -191,7 +192,7 @@ def connect(
                     faults,
                     seed=seed,
                     what=what,
-                    deadline=deadline,
+                    timeout=timeout,
                     connection=connection,
                     timeline=timeline,
                     clock=clock,
