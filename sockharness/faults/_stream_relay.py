@@ -19,6 +19,12 @@ Faithful where nothing is injected:
 Reading pauses while a pipe holds more than ``HIGH_WATER`` bytes not yet
 written, so a slow destination (or a bandwidth fault) slows the source
 instead of filling memory.
+
+A direction with no fault on it (and nothing of a fault's still queued) moves
+its bytes inside the kernel where it can (``os.splice`` through a
+:class:`~._kernel_pipe.KernelPipe`, on Linux), and copies them through Python
+otherwise. A fault added later applies from the next read on: what the kernel
+pipe holds by then was read before it, and is written first.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from sockharness._core import socket_out_of_children
 
+from ._kernel_pipe import KernelPipe, SpliceUnsupported, open_kernel_pipe, splice_available
 from ._plans import Action, StreamPlan
 
 if TYPE_CHECKING:
@@ -77,16 +84,27 @@ class _Pipe:
         self.close_after_flush = False
         self.counter = itertools.count()
         self.armed_for: float | None = None
+        #: Where spliced bytes wait for the destination (opened on the first splice).
+        self.kernel: KernelPipe | None = None
+
+    @property
+    def held(self) -> int:
+        """Bytes in the kernel pipe: they go out before :attr:`out`."""
+        return self.kernel.held if self.kernel is not None else 0
 
     @property
     def backlog(self) -> int:
-        return len(self.out) + self.queued
+        return len(self.out) + self.queued + self.held
 
     def wants_read(self) -> bool:
-        return not self.read_done and (self.relay.draining or self.backlog < HIGH_WATER)
+        if self.read_done:
+            return False
+        if self.relay.draining:
+            return True
+        return self.backlog < HIGH_WATER and not (self.kernel is not None and self.kernel.full)
 
     def wants_write(self) -> bool:
-        return bool(self.out) and not self.shut
+        return bool(self.out or self.held) and not self.shut
 
     def push(self, actions: list[Action]) -> None:
         for action in actions:
@@ -104,6 +122,13 @@ class _Pipe:
         self.heap.clear()
         self.queued = 0
         self.out.clear()
+        self.release_kernel()
+
+    def release_kernel(self) -> None:
+        """Close the kernel pipe (dropping what it holds), if there is one."""
+        if self.kernel is not None:
+            self.kernel.close()
+            self.kernel = None
 
 
 class StreamRelay:
@@ -127,6 +152,8 @@ class StreamRelay:
         self.closed = False
         self.connected = False
         self.draining = False
+        #: Whether fault-free directions splice (off for good once splicing fails).
+        self.splicing = splice_available()
         self.client.setblocking(False)
         self.upstream = socket_out_of_children(family, socket.SOCK_STREAM)
         self.upstream.setblocking(False)
@@ -182,6 +209,8 @@ class StreamRelay:
         self._rewatch()
 
     def _read(self, pipe: _Pipe) -> None:
+        if self._may_splice(pipe) and self._splice_in(pipe):
+            return
         try:
             data = pipe.src.recv(CHUNK)
         except (BlockingIOError, InterruptedError):
@@ -211,6 +240,49 @@ class StreamRelay:
         self._rearm(pipe)
         self.run_due()
 
+    def _may_splice(self, pipe: _Pipe) -> bool:
+        """Whether ``pipe``'s next bytes may go through the kernel: no fault on the
+        direction, nothing of one queued, nothing copied waiting."""
+        return (
+            self.splicing
+            and self.connected
+            and not self.draining
+            and not pipe.plan.stages
+            and not pipe.heap
+            and not pipe.out
+        )
+
+    def _splice_in(self, pipe: _Pipe) -> bool:
+        """Read from ``pipe``'s source into its kernel pipe and pass it on; ``False`` when
+        it cannot be spliced (the caller copies instead; nothing was read)."""
+        kernel = pipe.kernel
+        if kernel is None:
+            kernel = pipe.kernel = open_kernel_pipe()
+            if kernel is None:  # No descriptor for a pipe: copy for now.
+                return False
+        try:
+            moved = kernel.fill_from(pipe.src.fileno())
+        except (BlockingIOError, InterruptedError):
+            return True
+        except SpliceUnsupported:
+            self.splicing = False
+            if not kernel.held:
+                pipe.release_kernel()
+            return False
+        except ConnectionResetError:
+            self._pass_on_reset(pipe)
+            return True
+        except OSError:
+            self.close()
+            return True
+        if moved:
+            self.on_bytes(pipe.direction, moved)
+            pipe.plan.passed += moved
+            self._write(pipe)
+        else:
+            self._straight_through(pipe, b"")
+        return True
+
     def _straight_through(self, pipe: _Pipe, data: bytes) -> bool:
         """No fault on this direction (or none that strikes yet): send ``data`` on as it
         is, no timed actions. Whether it did."""
@@ -236,6 +308,18 @@ class StreamRelay:
             self.arm_timers()
 
     def _write(self, pipe: _Pipe) -> None:
+        kernel = pipe.kernel
+        while kernel is not None and kernel.held and not pipe.shut:
+            try:
+                kernel.empty_into(pipe.dst.fileno())
+            except (BlockingIOError, InterruptedError):
+                return
+            except (ConnectionResetError, BrokenPipeError):
+                self._pass_on_reset(self.down if pipe is self.up else self.up)
+                return
+            except OSError:
+                self.close()
+                return
         while pipe.out and not pipe.shut:
             try:
                 sent = pipe.dst.send(pipe.out)
@@ -252,13 +336,14 @@ class StreamRelay:
         self._after_flush(pipe)
 
     def _after_flush(self, pipe: _Pipe) -> None:
-        if pipe.out or self.closed:
+        if pipe.out or pipe.held or self.closed:
             return
         if pipe.close_after_flush:
             self.close_gracefully()
             return
         if pipe.eof_due and not pipe.shut:
             pipe.shut = True
+            pipe.release_kernel()  # Done with: its descriptors go back now.
             with contextlib.suppress(OSError):
                 pipe.dst.shutdown(socket.SHUT_WR)
             if self.up.shut and self.down.shut:
@@ -349,6 +434,7 @@ class StreamRelay:
         if self.closed:
             return
         self.closed = True
+        self._release_kernel_pipes()
         for sock in (self.client, self.upstream):
             self.loop.forget(sock)
             reset(sock)
@@ -366,6 +452,7 @@ class StreamRelay:
         if self.closed:
             return
         self.closed = True
+        self._release_kernel_pipes()
         for sock in (self.client, self.upstream):
             self.loop.forget(sock)
         reset(pipe.dst)
@@ -407,11 +494,16 @@ class StreamRelay:
                 events |= selectors.EVENT_WRITE
             self.loop.watch(sock, events, callback)
 
+    def _release_kernel_pipes(self) -> None:
+        for pipe in (self.up, self.down):
+            pipe.release_kernel()
+
     def close(self) -> None:
         """Close both sides now (FIN for a peer that has not closed). Idempotent."""
         if self.closed:
             return
         self.closed = True
+        self._release_kernel_pipes()
         for sock in (self.client, self.upstream):
             self.loop.forget(sock)
             sock.close()
