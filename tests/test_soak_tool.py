@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 SOAK = str(ROOT / "tools" / "soak.py")
-SHORT = ["--every", "20", "--proxy-every", "6", "--scenario-every", "1"]
+SHORT = ["--every", "20", "--proxy-every", "6", "--scenario-every", "1", "--api-every", "5"]
 
 
 @pytest.fixture
@@ -40,11 +42,14 @@ def _soak(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_a_short_soak_of_every_phase_holds(soak_env: dict[str, str]) -> None:
-    done = _soak(soak_env, "--cycles", "60", "--proxy-cycles", "18", "--scenario-runs", "2", *SHORT)
+    done = _soak(
+        soak_env, "--cycles", "60", "--proxy-cycles", "18", "--scenario-runs", "2",
+        "--api-cycles", "15", "--reload-every", "5", *SHORT,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    for phase, cycles in (("servers", 60), ("proxies", 18), ("scenarios", 2)):
+    for phase, cycles in (("servers", 60), ("proxies", 18), ("scenarios", 2), ("api", 15)):
         assert f"{phase}: {cycles} cycles in" in done.stdout
-    assert done.stdout.count(": held") == 3, done.stdout
+    assert done.stdout.count(": held") == 4, done.stdout
     assert "BROKEN" not in done.stdout
 
 
@@ -56,8 +61,8 @@ def test_the_soak_fails_on_what_accumulates(
     soak_env: dict[str, str], leak: str, count: str
 ) -> None:
     done = _soak(
-        soak_env, "--cycles", "40", "--proxy-cycles", "0", "--scenario-runs", "0", "--inject-leak",
-        leak, *SHORT,
+        soak_env, "--cycles", "40", "--proxy-cycles", "0", "--scenario-runs", "0",
+        "--api-cycles", "0", "--inject-leak", leak, *SHORT,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout + done.stderr
     assert "BROKEN: " in done.stdout
@@ -69,6 +74,7 @@ def test_the_soak_fails_on_what_accumulates(
     [
         (["--cycles", "many"], "argument --cycles: 'many' is not a whole number"),
         (["--every", "0"], "--every must be at least 1"),
+        (["--reload-every", "0"], "--reload-every must be at least 1"),
         (["--cycles", "-3"], "-3 is negative"),
         (["--scenario", "/nonexistent.toml"], "--scenario /nonexistent.toml: no such file"),
     ],
@@ -80,3 +86,33 @@ def test_bad_arguments_are_one_line_and_exit_2(
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_sample_of_another_process_counts_what_it_holds() -> None:
+    """The API phase samples its child: the counts must be the child's, not zeros."""
+    soak = load_tool("soak")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n"
+        held = soak.sample(1, holder.pid)
+    finally:
+        holder.communicate("", timeout=10)
+    assert held.descriptors >= 40
+    assert held.threads >= 6
+    assert held.rss_mb > 1.0
+
+
+HOLDER = """
+import socket, sys, threading
+sockets = [socket.socket() for _ in range(40)]
+ending = threading.Event()
+threads = [threading.Thread(target=ending.wait) for _ in range(5)]
+for thread in threads:
+    thread.start()
+print("holding", flush=True)
+sys.stdin.read()
+ending.set()
+"""

@@ -10,7 +10,13 @@ Three phases, each in this one process, each sampled every ``--every`` cycles:
   front of a running echo server, one request through it, ``close()``,
   ``--proxy-cycles`` times;
 * **scenarios**: ``--scenario-runs`` back-to-back runs of one short chaos
-  scenario (its own, or ``--scenario FILE``), each of which must hold.
+  scenario (its own, or ``--scenario FILE``), each of which must hold;
+* **api**: the control plane as it is run: ``sockharness proxy --api --config
+  FILE`` in a child process, driven over HTTP ``--api-cycles`` times (a proxy
+  created, a request through it with a toxic and without, the proxy deleted),
+  its config file rewritten and reloaded with SIGHUP every ``--reload-every``
+  cycles (and a request through a proxy the file made). The samples of this
+  phase are the child's.
 
 A sample counts this process's threads, open descriptors, children, zombies,
 the entries under the private temporary directories sockharness makes
@@ -27,8 +33,9 @@ named), 2 on bad arguments.
 child or temporary file behind: a check of the soak itself, whose verdict must
 then fail.
 
-    python tools/soak.py                          # the full profile: 10 000 / 1 000 / 200
-    python tools/soak.py --cycles 600 --proxy-cycles 120 --scenario-runs 4 --every 100
+    python tools/soak.py                  # the full profile: 10 000 / 1 000 / 200 / 1 000
+    python tools/soak.py --cycles 600 --proxy-cycles 120 --scenario-runs 4 --api-cycles 60 \
+        --every 100 --api-every 20
 """
 
 from __future__ import annotations
@@ -37,8 +44,10 @@ import argparse
 import gc
 import json
 import os
+import select
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -54,6 +63,7 @@ from _arguments import whole_number  # tools/, on the path when run as a script
 import sockharness
 import sockharness.harness
 from sockharness.chaos import parse_scenario, run_scenario
+from sockharness.control import ProxyAPI
 from sockharness.faults import FaultProxy, Latency, Slicer
 from sockharness.handlers import EchoHandler
 
@@ -117,9 +127,9 @@ class PhaseResult:
     broken: list[str] = field(default_factory=list)
 
 
-def _children() -> tuple[int, int]:
-    """(children, zombies) of this process, read from /proc."""
-    me = str(os.getpid())
+def _children(pid: int) -> tuple[int, int]:
+    """(children, zombies) of process ``pid``, read from /proc."""
+    me = str(pid)
     children = zombies = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -153,24 +163,36 @@ def _temp_entries() -> int:
     return total
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm", encoding="ascii") as statm:
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/statm", encoding="ascii") as statm:
         resident_pages = int(statm.read().split()[1])
     return resident_pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def sample(cycle: int) -> Sample:
-    """Take a sample, after a garbage collection (what is unreachable is not a leak)."""
-    gc.collect()
-    children, zombies = _children()
+def _threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError(f"/proc/{pid}/status has no thread count")
+
+
+def sample(cycle: int, pid: int | None = None) -> Sample:
+    """Take a sample of this process, after a garbage collection (what is unreachable is
+    not a leak), or of process ``pid`` (as it is)."""
+    if pid is None:
+        gc.collect()
+    me = os.getpid() if pid is None else pid
+    children, zombies = _children(me)
     return Sample(
         cycle=cycle,
-        threads=threading.active_count(),
-        descriptors=len(os.listdir("/proc/self/fd")) - 1,  # Less the listing's own.
+        threads=threading.active_count() if pid is None else _threads_of(pid),
+        # Less the listing's own descriptor, when this process lists itself.
+        descriptors=len(os.listdir(f"/proc/{me}/fd")) - (pid is None),
         children=children,
         zombies=zombies,
         temp_entries=_temp_entries(),
-        rss_mb=round(_rss_mb(), 2),
+        rss_mb=round(_rss_mb(me), 2),
     )
 
 
@@ -291,19 +313,138 @@ def scenario_cycles(count: int, path: Path | None) -> Iterator[None]:
         yield
 
 
+#: The config file's two forms, swapped at each reload: a proxy kept (with its toxic
+#: changed), one replaced by another.
+_CONFIGS = (
+    """
+[[proxies]]
+name = "kept"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+[[proxies.toxics]]
+type = "latency"
+attributes = {{ latency = 1 }}
+
+[[proxies]]
+name = "first"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+""",
+    """
+[[proxies]]
+name = "kept"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+[[proxies.toxics]]
+type = "slicer"
+attributes = {{ average_size = 3, size_variation = 1, delay = 0 }}
+
+[[proxies]]
+name = "second"
+listen = "127.0.0.1:0"
+upstream = "{upstream}"
+""",
+)
+
+
+class _APIChild:
+    """``sockharness proxy --api 127.0.0.1:0 --config FILE`` in a child process, its output
+    read line by line with a bound on every wait."""
+
+    def __init__(self, config: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sockharness", "proxy", "--api", "127.0.0.1:0", "--config",
+             str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        line = self.line(20.0)
+        if " proxy API at " not in line:
+            self.stop()
+            raise AssertionError(f"the proxy API did not start: {line!r}")
+        self.url = line.split(" proxy API at ", 1)[1].split(" ", 1)[0]
+
+    def line(self, timeout: float) -> str:
+        """The child's next line of output, within ``timeout`` seconds."""
+        assert self.process.stdout is not None
+        ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"the proxy API printed nothing for {timeout:g} s")
+        return self.process.stdout.readline().rstrip("\n")
+
+    def reload(self) -> None:
+        """SIGHUP, and wait until it says it reloaded."""
+        self.process.send_signal(signal.SIGHUP)
+        line = self.line(10.0)
+        if not line.startswith("sockharness: reloaded "):
+            raise AssertionError(f"the reload did not happen: {line!r}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+
+
+def api_cycles(count: int, reload_every: int, directory: Path) -> Iterator[int]:
+    """One proxy created, used with a toxic or without, and deleted through the HTTP API
+    per step; the config file swapped and reloaded every ``reload_every`` steps. Yields
+    the API's pid (the process sampled)."""
+    server = sockharness.start_server(EchoHandler, leaks="fail")
+    config = directory / "proxies.toml"
+    host, port = server.address[:2]
+    forms = [form.format(upstream=f"{host}:{port}") for form in _CONFIGS]
+    config.write_text(forms[0], encoding="utf-8")
+    child = None
+    try:
+        child = _APIChild(config)
+        api = ProxyAPI(child.url, timeout=10.0)
+        for index in range(count):
+            proxy = api.create(f"soak-{index}", server.address)
+            payload = b"api %d\n" % index
+            if index % 2:
+                with proxy.toxic("latency", latency=1, toxicity=1.0):
+                    _echo_once(sockharness.connect(proxy.address, timeout=5.0), payload, "api")
+            else:
+                _echo_once(sockharness.connect(proxy.address, timeout=5.0), payload, "api")
+            proxy.delete()
+            if (index + 1) % reload_every == 0:
+                config.write_text(forms[(index + 1) // reload_every % 2], encoding="utf-8")
+                child.reload()
+                kept = api.proxy("kept")
+                _echo_once(sockharness.connect(kept.address, timeout=5.0), payload, "reloaded")
+            yield child.process.pid
+    finally:
+        if child is not None:
+            child.stop()
+        server.stop()
+        config.unlink(missing_ok=True)
+
+
 def run_phase(
-    name: str, steps: Callable[[], Iterator[None]], cycles: int, every: int, rss_budget: float
+    name: str,
+    steps: Callable[[], Iterator[int | None]],
+    cycles: int,
+    every: int,
+    rss_budget: float,
 ) -> PhaseResult:
-    """Run ``steps`` to the end, sampling every ``every`` steps after the first ``every``."""
+    """Run ``steps`` to the end, sampling every ``every`` steps after the first ``every``.
+
+    A step yields ``None`` (sample this process) or the pid of the process to sample.
+    """
     result = PhaseResult(name=name, cycles=cycles, seconds=0.0)
     began = time.monotonic()
     done = 0
-    for done, _ in enumerate(steps(), start=1):
+    subject: int | None = None
+    for done, subject in enumerate(steps(), start=1):
         if done % every == 0:
-            result.samples.append(sample(done))
+            result.samples.append(sample(done, subject))
             print(_row(name, result.samples[-1]), flush=True)
     if done % every:
-        result.samples.append(sample(done))
+        result.samples.append(sample(done, subject))
         print(_row(name, result.samples[-1]), flush=True)
     result.seconds = time.monotonic() - began
     judge(result, rss_budget)
@@ -331,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--proxy-every", type=whole_number, default=100, help="proxy cycles per sample"
     )
     parser.add_argument("--scenario-every", type=whole_number, default=20, help="runs per sample")
+    parser.add_argument("--api-cycles", type=whole_number, default=1_000, help="proxy API cycles")
+    parser.add_argument("--api-every", type=whole_number, default=100, help="API cycles per sample")
+    parser.add_argument(
+        "--reload-every", type=whole_number, default=10, help="API cycles per config reload"
+    )
     parser.add_argument("--rss-budget", type=float, default=5.0, help="MB of RSS growth allowed")
     parser.add_argument("--scenario", type=Path, help="a scenario file instead of the built-in")
     parser.add_argument("--inject-leak", choices=LEAK_KINDS, help="leak per server cycle")
@@ -341,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for option in ("every", "proxy_every", "scenario_every"):
+    for option in ("every", "proxy_every", "scenario_every", "api_every", "reload_every"):
         if getattr(args, option) == 0:
             parser.error(f"--{option.replace('_', '-')} must be at least 1")
     if args.scenario is not None and not args.scenario.is_file():
@@ -360,14 +506,22 @@ def main(argv: list[str] | None = None) -> int:
             args.scenario_runs,
             args.scenario_every,
         ),
+        (
+            "api",
+            lambda: api_cycles(args.api_cycles, args.reload_every, Path(workspace)),
+            args.api_cycles,
+            args.api_every,
+        ),
     ]
     results = []
+    workspace = tempfile.mkdtemp(prefix="soak-api-")
     try:
         for name, steps, cycles, every in phases:
             if cycles:
                 results.append(run_phase(name, steps, cycles, every, args.rss_budget))
     finally:
         leaker.release()
+        os.rmdir(workspace)
     for result in results:
         verdict = "held" if not result.broken else "BROKEN: " + "; ".join(result.broken)
         first, last = result.samples[0], result.samples[-1]
