@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -550,6 +551,43 @@ def test_ctrl_c_during_run_prints_what_finished_and_writes_the_reports(tmp_path:
     assert "Traceback" not in err
     data = json.loads(report.read_text())
     assert [scenario["name"] for scenario in data["scenarios"]] == ["a"]
+
+
+def test_a_ctrl_c_that_a_scenario_swallowed_still_ends_the_run_as_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C that comes out of a run as something else (or not at all) still ends the
+    whole run, and the scenario it cut short is no verdict."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set from the main thread only")
+    import sockharness.chaos
+    from sockharness.cli import main
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.toml").write_text(
+            scenario_text('[server]\nkind = "tcp"\n\n[[clients]]\nrate = 20\n', name=name)
+        )
+    real_run = sockharness.chaos.run_scenario
+
+    def run_that_swallows(scenario: Any, **kwargs: Any) -> Any:
+        result = real_run(scenario, **kwargs)
+        if scenario.name == "b":
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # The handler runs in this thread, at once.
+                    threading.Event().wait(0.001)
+            except KeyboardInterrupt:
+                pass  # Swallowed: the run would go on to c.
+        return result
+
+    monkeypatch.setattr(sockharness.chaos, "run_scenario", run_that_swallows)
+    handler_before = signal.getsignal(signal.SIGINT)
+    status = main(["run", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 130, out
+    assert "interrupted: 1 of 3 scenarios finished" in out
+    assert "[3/3]" not in out
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_an_outside_target_with_nothing_listening_reads_connection_refused() -> None:

@@ -10,7 +10,9 @@ import socketserver as stdlib
 import subprocess
 import sys
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
+from typing import Any
 
 import pytest
 
@@ -324,6 +326,46 @@ def test_a_class_that_hangs_every_wait_still_gets_a_verdict_and_leaves_nothing(
     assert "failed, from" in done.stdout
     assert done.stderr == ""
     assert not left, f"left behind in $TMPDIR: {left}"
+
+
+def test_a_ctrl_c_that_a_library_swallowed_still_ends_the_run_as_interrupted(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hypothesis, interrupted between two of its own steps, can turn the KeyboardInterrupt
+    into an error of its own, and the run went on to report a failure that was not the
+    subject's. The Ctrl-C is remembered: the run ends as interrupted, with what finished."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are set from the main thread only")
+    import sockharness.conformance
+    from sockharness.cli import main
+
+    real_check = sockharness.conformance.check
+
+    def check_that_swallows(*args: Any, progress: Any, **kwargs: Any) -> Any:
+        def progress_then_ctrl_c(result: Any, index: int, total: int) -> None:
+            progress(result, index, total)
+            if index == 1:
+                try:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    for _ in range(1000):  # The handler runs in this thread, at once.
+                        threading.Event().wait(0.001)
+                except KeyboardInterrupt:
+                    pass  # Swallowed, as a library might: the run would go on.
+
+        return real_check(*args, progress=progress_then_ctrl_c, **kwargs)
+
+    monkeypatch.setattr(sockharness.conformance, "check", check_that_swallows)
+    handler_before = signal.getsignal(signal.SIGINT)
+    status = main(
+        ["conform", "sockharness.server:TCPServer", "--profile", "quick",
+         "--property", "shutdown", "--property", "timeout"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 130, out
+    assert "interrupted: the results so far" in out
+    assert "TCPServer.shutdown: pass" in out
+    assert "TCPServer.timeout" not in out.split("interrupted", 1)[0]
+    assert signal.getsignal(signal.SIGINT) is handler_before
 
 
 def test_ctrl_c_prints_what_finished_and_writes_the_reports(tmp_path: os.PathLike[str]) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 from sockharness._core import UsageError, sweep_seed
 
 from ._conform import INTERRUPTED
+from ._interrupts import ctrl_c_seen, raise_if_interrupted
 from ._reports import check_writable, write_report
 
 if TYPE_CHECKING:
@@ -264,9 +265,13 @@ def _run_all(
             except ScenarioError as error:
                 print("", file=out)
                 raise _Invalid(str(error)) from None
+            # A run Ctrl-C cut short is no verdict, whatever the interrupt became in it.
+            raise_if_interrupted()
             display.end(result.result, len(result.messages), result.count("ok"), result.elapsed)
             results.append(result)
-    except KeyboardInterrupt:  # The scenario in hand was torn down on the way out.
+    except BaseException as error:  # The scenario in hand was torn down on the way out.
+        if not (isinstance(error, KeyboardInterrupt) or ctrl_c_seen()):
+            raise
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
         print(
             f"\ninterrupted: {len(results)} of {len(runs)} scenarios finished",

@@ -6,6 +6,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, TextIO
 
+from ._interrupts import ctrl_c_seen, raise_if_interrupted
 from ._reports import check_writable, write_report
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ def run_conform(
     partial = Report(target, profile)
 
     def progress(result: PropertyResult, index: int, total: int) -> None:
+        # A property Ctrl-C cut short is no verdict, whatever the interrupt became in it.
+        raise_if_interrupted()
         partial.results.append(result)
         note = f"  ({result.note})" if result.note else ""
         print(
@@ -60,7 +63,10 @@ def run_conform(
             factory=factory,
             progress=progress,
         )
-    except KeyboardInterrupt:
+        raise_if_interrupted()
+    except BaseException as error:
+        if not (isinstance(error, KeyboardInterrupt) or ctrl_c_seen()):
+            raise
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # A second Ctrl-C must not cut the report.
         print("\ninterrupted: the results so far", file=out, flush=True)
         report, status = partial, INTERRUPTED

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import contextlib
 import sys
 import threading
 from typing import Any, NoReturn
@@ -15,6 +15,8 @@ from sockharness._core import (
     UsageError,
     sweep_count_argument,
 )
+
+from ._interrupts import ctrl_c_caught
 
 __all__ = ["main"]
 
@@ -495,12 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     command = _COMMANDS.get(args.command)
     if command is None:  # pragma: no cover - argparse checks
         parser.error(f"unknown command {args.command!r}")
+    interruptible = (
+        args.command in _INTERRUPTIBLE and threading.current_thread() is threading.main_thread()
+    )
     try:
-        if args.command in _INTERRUPTIBLE and threading.current_thread() is threading.main_thread():
-            # Ctrl-C (SIGINT) ends these with the results so far, even when the shell
-            # that started them ignored SIGINT (a background job does).
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-        return command(args)
+        # Ctrl-C ends these with the results so far.
+        with ctrl_c_caught() if interruptible else contextlib.nullcontext():
+            return command(args)
     except UsageError as error:
         parser.exit(2, f"sockharness {args.command}: error: {error}\n")
     except OSError as error:
