@@ -67,7 +67,7 @@ def test_an_integration_suite_that_passes_holds(suite: Path) -> None:
 
 def test_an_integration_suite_that_fails_is_broken_with_the_failed_tests(suite: Path) -> None:
     result = _run(_scenario(f"[[clients]]\ncommand = {_pytest_command(suite)}\n", handler="upper"))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     message = result.messages[0]
     assert message.outcome == "corrupt"
     assert "1 of 1 tests failed" in message.detail
@@ -79,7 +79,7 @@ def test_an_integration_suite_that_fails_is_broken_with_the_failed_tests(suite: 
 def test_a_command_that_exits_non_zero_is_a_wrong_answer_with_its_output() -> None:
     code = "import sys; print('the check said no'); sys.exit(3)"
     result = _run(_scenario(f"[[clients]]\ncommand = {_python(code)}\n"))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert result.messages[0].outcome == "corrupt"
     assert "exited with status 3: the check said no" in result.messages[0].detail
 
@@ -138,7 +138,7 @@ def test_the_command_reaches_the_service_through_the_proxy_and_its_faults(suite:
             duration=30.0,  # Long enough for pytest to start: the run ends with the command.
         )
     )
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert result.messages[0].outcome == "corrupt"
     assert "tests failed" in result.messages[0].detail
     assert result.elapsed < 20  # It ended with the command, not at 30 s.

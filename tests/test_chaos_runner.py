@@ -201,7 +201,7 @@ def test_an_unfired_fault_breaks_the_scenario() -> None:
         """
     )
     result = run_scenario(parse_scenario(text))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert [invariant.name for invariant in result.broken] == ["faults_fired"]
     assert "LimitData(nbytes=1000000" in result.broken[0].detail
 
@@ -216,7 +216,7 @@ def test_an_unfired_fault_breaks_the_scenario() -> None:
 )
 def test_the_failing_examples_break_what_they_say(file: str, broken: str) -> None:
     result = run_scenario(load_scenario(FAILING / file))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert broken in [invariant.name for invariant in result.broken]
     message = result.failure_message()
     assert broken in message
@@ -422,7 +422,7 @@ def test_a_client_that_crashes_shows_in_the_verdict(monkeypatch: pytest.MonkeyPa
     result = run_scenario(
         parse_scenario(scenario_text('[server]\nkind = "tcp"\n\n[[clients]]\nrate = 20\n'))
     )
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     broken = {invariant.name: invariant.detail for invariant in result.broken}
     assert "RuntimeError: a bug in the client loop" in broken["clients_stopped"]
     assert "min_messages" in broken

@@ -223,7 +223,7 @@ def test_the_app_and_its_store_hold_and_the_store_faults_reach_the_app() -> None
 
 def test_a_store_that_loses_what_it_is_given_breaks_the_app_scenario() -> None:
     result = _run(STORE_AND_APP.replace("store:Store", "store:ForgetfulStore"))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert "intact_outside_faults" in _broken(result)
     assert "the store lost the item" in result.failure_message()
 
@@ -242,7 +242,7 @@ def test_resets_on_the_store_break_the_app_where_the_expectations_are_strict() -
         max_error_rate = 0.0
         """
     )
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert "max_error_rate" in _broken(result)
     failed = [m for m in result.messages if m.outcome != "ok"]
     assert failed

@@ -110,7 +110,7 @@ def test_a_service_broken_before_the_faults_is_not_steady_and_gets_no_fault() ->
             """
         )
     )
-    assert result.result == "not steady"
+    assert result.result == "not steady", result.failure_message()
     assert result.failed
     assert [i.name for i in result.broken] == ["steady_before"]
     assert result.broken[0].phase == "before"
@@ -138,7 +138,7 @@ def test_a_probe_slower_than_max_latency_is_not_steady() -> None:
             """
         )
     )
-    assert result.result == "not steady"
+    assert result.result == "not steady", result.failure_message()
     assert "took longer than 20 ms" in result.broken[0].detail
 
 
@@ -164,7 +164,7 @@ def test_a_probe_of_its_own_judges_the_steady_state_not_the_load() -> None:
             """
         )
     )
-    assert result.result == "not steady"
+    assert result.result == "not steady", result.failure_message()
     assert "corrupt" in result.broken[0].detail
 
 
@@ -253,7 +253,7 @@ def test_a_service_that_stays_broken_after_the_faults_has_not_recovered() -> Non
             """
         )
     )
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert [(i.name, i.phase) for i in result.broken] == [("recovered", "after")]
     assert "did not hold again within 0.3 s" in result.broken[0].detail
     assert "after: recovered:" in result.failure_message()

@@ -44,7 +44,7 @@ def test_the_http_app_scenario_holds_against_the_healthy_app() -> None:
 
 def test_the_http_app_scenario_is_broken_by_an_app_that_answers_wrongly() -> None:
     result = _with_handler(HTTP_APP, "WrongItemsApp")
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert "intact_outside_faults" in {invariant.name for invariant in result.broken}
     assert "expected status 200, got 500" in result.failure_message()
 
@@ -54,7 +54,7 @@ def test_the_http_app_scenario_is_not_steady_for_a_slow_or_silent_app(
     handler: str, why: str
 ) -> None:
     result = _with_handler(HTTP_APP, handler)
-    assert result.result == "not steady"
+    assert result.result == "not steady", result.failure_message()
     assert why in result.broken[0].detail
     assert result.messages == []
 
@@ -67,7 +67,7 @@ def test_the_integration_suite_scenario_holds_and_fails_with_the_service() -> No
     assert healthy.result == "held", healthy.failure_message()
     assert [message.outcome for message in healthy.messages] == ["ok"]
     broken = _with_handler(INTEGRATION, "WrongItemsApp")
-    assert broken.result == "broken"
+    assert broken.result == "broken", broken.failure_message()
     assert "test_an_item_has_its_id" in broken.messages[0].detail
 
 
@@ -154,7 +154,7 @@ def test_the_redis_scenario_is_broken_by_a_server_that_answers_wrongly() -> None
         server.expect_errors(ConnectionError)  # The scenario's resets.
         port = str(server.address[1])
         result = run_scenario(load_scenario(REDIS, variables={"REDIS_PORT": port}))
-    assert result.result == "broken"
+    assert result.result == "broken", result.failure_message()
     assert "GET sockharness:" in result.failure_message()
 
 
@@ -164,5 +164,5 @@ def test_the_redis_scenario_is_not_steady_against_a_server_that_never_answers() 
         server.expect_errors(ConnectionError)  # The scenario's resets.
         port = str(server.address[1])
         result = run_scenario(load_scenario(REDIS, variables={"REDIS_PORT": port}))
-    assert result.result == "not steady"
+    assert result.result == "not steady", result.failure_message()
     assert "lost" in result.broken[0].detail

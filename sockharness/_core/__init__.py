@@ -7,6 +7,7 @@ modules inside. It depends on :mod:`sockharness.server` only.
 
 from .assignments import assignment_argument, parse_assignment
 from .attribution import Creations, handler_running, install, not_attributed
+from .collection_pauses import old_objects_left_alone
 from .counting import ByteCounter, CountingSocket, count_bytes, counter_of
 from .draining import wait_until_sent
 from .errors import (
@@ -144,6 +145,7 @@ __all__ = [
     "kind_of_class",
     "not_attributed",
     "object_path",
+    "old_objects_left_alone",
     "open_descriptors",
     "parse_address",
     "parse_assignment",

@@ -21,6 +21,7 @@ from sockharness._core import (
     UsageError,
     import_object,
     kind_of_class,
+    old_objects_left_alone,
     parse_kind,
     server_class_for,
 )
@@ -276,9 +277,17 @@ def run_scenario(
     result = ScenarioResult(scenario=scenario, seed=seed)
     began = time.monotonic()
     try:
-        _Run(
-            scenario, seed, classes=classes, result=result, progress=progress, workloads=workloads
-        ).run()
+        # A full collection over the caller's heap stops every thread for as long as it
+        # takes: the probe and the latency invariants would take it for the server's.
+        with old_objects_left_alone():
+            _Run(
+                scenario,
+                seed,
+                classes=classes,
+                result=result,
+                progress=progress,
+                workloads=workloads,
+            ).run()
     except ScenarioError:
         raise
     except IPv6Unavailable as exc:

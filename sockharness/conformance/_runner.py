@@ -35,7 +35,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 
-from sockharness._core import UsageError, format_table
+from sockharness._core import UsageError, format_table, old_objects_left_alone
 
 from ._lab import Budget, BudgetSpent, Failure, budgeted
 from ._properties import PROPERTIES, CheckConfig, Property
@@ -375,7 +375,13 @@ def run_property(
     stopped: BaseException | None = None
     unexpected: BaseException | None = None
     started = time.monotonic()
-    with budgeted(limit), _captured_stderr() as printed, with_reporter(lambda text: None):
+    # A full collection over the caller's heap would count against the shutdown bound.
+    with (
+        old_objects_left_alone(),
+        budgeted(limit),
+        _captured_stderr() as printed,
+        with_reporter(lambda text: None),
+    ):
         try:
             test()
         except (_StopSearch, BudgetSpent, Flaky) as error:
