@@ -5,8 +5,10 @@ Every server and relay runs in a process of its own, as in real use:
 Debian's packages) and ``sockharness proxy``. The clients run here.
 
 1. Bulk throughput, client -> relay -> discard server, for: a direct
-   connection, socat, and the fault proxy with no faults.
-2. Round-trip time of a small echo through the same three paths.
+   connection, socat, and the fault proxy with no faults: as it runs (moving
+   bytes with ``os.splice`` on Linux) and as it runs without ``os.splice``
+   ("proxy copy", copying them through Python, as elsewhere).
+2. Round-trip time of a small echo through the same four paths.
 3. Latency accuracy: ``Latency(0.05)`` upstream through the proxy; the extra
    round-trip time against the proxy without faults should be 50 ms (median
    within 2 ms).
@@ -52,18 +54,21 @@ from sockharness import connect
 from sockharness.faults import Latency
 
 CHUNK = bytes(1 << 20)
+#: The pid of the proxy process listening on each port (for its CPU time).
+PROXY_PIDS: dict[int, int] = {}
 
 
 @contextlib.contextmanager
 def process(*args: str, ready: str) -> Iterator[str]:
-    """Run a command; yield its first line of output once it contains ``ready``."""
+    """Run a command; yield its first line of output once it contains ``ready`` (and its
+    pid after a space)."""
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         if ready not in line:
             raise RuntimeError(f"{args[:3]} did not start: {line!r} {child.stderr.read()!r}")
-        yield line
+        yield f"{line.rstrip()} {child.pid}"
     finally:
         child.send_signal(signal.SIGTERM)
         try:
@@ -71,6 +76,10 @@ def process(*args: str, ready: str) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             child.kill()
             child.communicate()
+
+
+#: The proxy, run as ``python -m sockharness`` is, without ``os.splice`` (it copies).
+COPYING_PROXY = "import os, sys; del os.splice; from sockharness.cli import main; sys.exit(main())"
 
 
 def serve(handler: str) -> contextlib.AbstractContextManager[str]:
@@ -118,12 +127,23 @@ def relay(kind: str, upstream_port: int, *faults: str) -> Iterator[int]:
             child.wait(10)
         return
     fault_args = [arg for fault in faults for arg in ("--fault", fault)]
+    # "proxy copy": the same proxy with os.splice taken away, as on a platform without it.
+    launch = ["-c", COPYING_PROXY] if kind == "proxy copy" else ["-m", "sockharness"]
     with process(
-        sys.executable, "-m", "sockharness", "proxy",
+        sys.executable, *launch, "proxy",
         "--upstream", f"127.0.0.1:{upstream_port}", *fault_args,
         ready="sockharness: proxy",
     ) as line:  # fmt: skip
-        yield int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
+        port = int(line.split(" at 127.0.0.1:")[1].split(" ")[0])
+        PROXY_PIDS[port] = int(line.rsplit(" ", 1)[1])
+        yield port
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def throughput(port: int, total: int) -> float:
@@ -309,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "bulk_mb": total >> 20,
     }
-    paths = ["direct", "socat", "proxy"]
+    paths = ["direct", "socat", "proxy", "proxy copy"]
     with (
         serve("discard") as discard_line,
         serve("echo") as echo_line,
@@ -317,16 +337,22 @@ def main(argv: list[str] | None = None) -> int:
     ):
         discard, echo = port_of(discard_line), port_of(echo_line)
         rates: dict[str, list[float]] = {path: [] for path in paths}
+        cpu_per_gb: dict[str, list[float]] = {"proxy": [], "proxy copy": []}
         rtts: dict[str, list[float]] = {path: [] for path in paths}
         for n in range(rounds):
             for path in paths if n % 2 == 0 else reversed(paths):
                 with relay(path, discard) as port:
                     time.sleep(0.3)
+                    pid = PROXY_PIDS.get(port)
+                    spent = cpu_seconds(pid) if pid else 0.0
                     rates[path].append(throughput(port, total))
+                    if pid:
+                        cpu_per_gb[path].append((cpu_seconds(pid) - spent) / (total / 1e9))
                 with relay(path, echo) as port:
                     time.sleep(0.3)
                     rtts[path] += round_trips(port, 200 if args.quick else 2000)
         results["throughput_mb_s"] = {p: statistics.median(v) / 1e6 for p, v in rates.items()}
+        results["proxy_cpu_s_per_gb"] = {p: statistics.median(v) for p, v in cpu_per_gb.items()}
         results["rtt_us_median"] = {p: statistics.median(v) * 1e6 for p, v in rtts.items()}
         # Fault accuracy.
         with (
@@ -358,10 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fault injection — Python {results['python']}, {results['cpus']} CPUs")
     print(f"bulk throughput ({results['bulk_mb']} MB into a discard server), MB/s:")
     for path in paths:
-        print(f"  {path:8} {t[path]:10.1f}   ({t[path] / t['socat']:.2f}x socat)")
+        print(f"  {path:10} {t[path]:10.1f}   ({t[path] / t['socat']:.2f}x socat)")
+    c = results["proxy_cpu_s_per_gb"]
+    print(f"the proxy's CPU time per GB relayed: {c['proxy'] * 1000:.0f} ms, copying "
+          f"{c['proxy copy'] * 1000:.0f} ms ({c['proxy copy'] / c['proxy']:.2f}x)")  # fmt: skip
     print("round-trip time of a 1-byte echo, median µs:")
     for path in paths:
-        print(f"  {path:8} {r[path]:10.1f}   (+{r[path] - r['direct']:.1f} over direct)")
+        print(f"  {path:10} {r[path]:10.1f}   (+{r[path] - r['direct']:.1f} over direct)")
     lat = results["latency_0.05"]
     print(f"Latency(0.05) upstream: extra round trip median {lat['median_extra_ms']:.2f} ms, "
           f"p90 {lat['p90_extra_ms']:.2f} ms (target 50 ± 2 ms at the median)")  # fmt: skip
