@@ -6,7 +6,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from typing import Any
 
 import pytest
@@ -35,20 +35,6 @@ from sockharness.server import BaseRequestHandler
 MakeServer = Callable[..., RunningServer]
 STREAM_KINDS = ["tcp", "unix"]
 DATAGRAM_KINDS = ["udp", "unix_dgram"]
-
-
-@pytest.fixture
-def proxies() -> Iterator[Callable[..., FaultProxy]]:
-    made: list[FaultProxy] = []
-
-    def make(*args: Any, **kwargs: Any) -> FaultProxy:
-        proxy = FaultProxy(*args, **kwargs)
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.close()
 
 
 class CountOnEof(BaseRequestHandler):

@@ -9,13 +9,13 @@ import errno
 import hashlib
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from sockharness import RunningServer, connect
-from sockharness.faults import FaultProxy, Latency, Slicer
+from sockharness.faults import Latency, Slicer
 from sockharness.server import BaseRequestHandler
 
 MakeServer = Callable[..., RunningServer]
@@ -47,20 +47,6 @@ def moves(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Mo
 
     monkeypatch.setattr(os, "splice", counted)
     return state
-
-
-@pytest.fixture
-def proxies() -> Iterator[Callable[..., FaultProxy]]:
-    made: list[FaultProxy] = []
-
-    def make(*args: Any, **kwargs: Any) -> FaultProxy:
-        proxy = FaultProxy(*args, **kwargs)
-        made.append(proxy)
-        return proxy
-
-    yield make
-    for proxy in made:
-        proxy.close()
 
 
 class StreamEcho(BaseRequestHandler):

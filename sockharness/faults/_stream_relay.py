@@ -308,21 +308,14 @@ class StreamRelay:
             self.arm_timers()
 
     def _write(self, pipe: _Pipe) -> None:
-        kernel = pipe.kernel
-        while kernel is not None and kernel.held and not pipe.shut:
+        """Write what ``pipe`` holds, the kernel pipe's bytes first, as far as the
+        destination takes them now."""
+        while (pipe.held or pipe.out) and not pipe.shut:
             try:
-                kernel.empty_into(pipe.dst.fileno())
-            except (BlockingIOError, InterruptedError):
-                return
-            except (ConnectionResetError, BrokenPipeError):
-                self._pass_on_reset(self.down if pipe is self.up else self.up)
-                return
-            except OSError:
-                self.close()
-                return
-        while pipe.out and not pipe.shut:
-            try:
-                sent = pipe.dst.send(pipe.out)
+                if pipe.kernel is not None and pipe.kernel.held:
+                    pipe.kernel.empty_into(pipe.dst.fileno())
+                else:
+                    del pipe.out[: pipe.dst.send(pipe.out)]
             except (BlockingIOError, InterruptedError):
                 return
             except (ConnectionResetError, BrokenPipeError):
@@ -332,7 +325,6 @@ class StreamRelay:
             except OSError:
                 self.close()
                 return
-            del pipe.out[:sent]
         self._after_flush(pipe)
 
     def _after_flush(self, pipe: _Pipe) -> None:
