@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+from hypothesis import strategies as st
 
 import sockharness
 from sockharness import handlers
@@ -387,16 +388,11 @@ def test_every_fault_is_registered_by_name_with_an_effect_for_each_of_its_transp
         if DATAGRAM in cls.transports:
             assert effect_of(DATAGRAM_EFFECTS, fault) is not None, f"{name} has no datagram effect"
         assert cls.example.split("=")[0].split(",")[0] == name
-    strategies = (stream_faults(), datagram_faults(), call_faults())
-    drawn = {type(f).__name__ for s in strategies for f in _examples(s)}
-    proxy_only = {
-        cls.__name__
-        for cls in builtin.values()
-        if cls.proxy_only or issubclass(cls, ConnectionFault)  # connection_faults() draws these.
-    }
-    assert {cls.__name__ for cls in builtin.values()} - proxy_only <= drawn, (
-        "a fault the strategies never draw"
-    )
+    drawn = _drawn(st.one_of(stream_faults(), datagram_faults(), call_faults()))
+    for cls in builtin.values():
+        if cls.proxy_only or issubclass(cls, ConnectionFault):
+            continue  # connection_faults() draws these.
+        assert cls in drawn, f"the strategies never draw {cls.__name__}"
 
 
 def _required(cls: type) -> list[str]:
@@ -409,15 +405,22 @@ def _required(cls: type) -> list[str]:
     ]
 
 
-def _examples(strategy: object) -> list[object]:
+def _drawn(strategy: st.SearchStrategy[object]) -> set[type]:
+    """The types 1 000 draws give: the same draws at every run (``derandomize``), since a
+    random sample of 300 once missed a fault the strategies do draw (1 seed in thousands)."""
     from hypothesis import HealthCheck, given, settings
 
-    seen: list[object] = []
+    seen: set[type] = set()
 
-    @settings(max_examples=300, database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=1_000,
+        database=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(strategy)
     def collect(value: object) -> None:
-        seen.append(value)
+        seen.add(type(value))
 
     collect()
     return seen
