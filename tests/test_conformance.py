@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -456,3 +457,29 @@ def test_pytest_entry_points_take_a_factory(pytester: pytest.Pytester) -> None:
         "--sockharness-conformance-profile=quick",
     )  # fmt: skip
     collected.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("server_class", [stdlib.TCPServer, ours.ThreadingUnixStreamServer])
+def test_a_lab_client_stalled_between_connect_and_request_still_gets_its_reply(
+    monkeypatch: pytest.MonkeyPatch, server_class: type
+) -> None:
+    # Found under load: the lab's thread stalled after connecting; the handler had
+    # given up on the first bytes after 0.3 s and closed; the request met the closed
+    # socket, the reset came back, and a healthy class "failed close_semantics:
+    # ENOTCONN". A stall is the stimulus here: two client connections wait 0.7 s
+    # between connecting and sending, longer than an idle client holds a handler.
+    from sockharness.conformance import _lab
+
+    connect = _lab.Lab.client
+    stalls = threading.Semaphore(2)
+
+    def stalled_client(self: Any, server: Any, timeout: float = _lab.WAIT) -> Any:
+        client = connect(self, server, timeout)
+        if stalls.acquire(blocking=False):
+            time.sleep(2 * _lab.HANDLER_READ_TIMEOUT + 0.1)  # The stall: the stimulus.
+        return client
+
+    monkeypatch.setattr(_lab.Lab, "client", stalled_client)
+    report = check(server_class, ["close_semantics"], profile="quick")
+    assert report.passed, report.table()
+    assert stalls.acquire(blocking=False) is False, "no client stalled"

@@ -61,7 +61,15 @@ socket_fds = socket_descriptors
 WAIT = 3.0  # The bound on every wait for something that should happen.
 SLACK_FOR_CLEANUP = 1.0
 CLEANUP = 2 * WAIT  # The bound on cleaning up one example, whatever the server does.
-HANDLER_READ_TIMEOUT = 0.3  # An idle client cannot hold a handler longer than this.
+#: How long a handler waits for a client's first bytes. A request is sent at once
+#: after connecting, but a loaded machine (or a collection) can stall the lab's
+#: thread in between: a handler that gave up sooner would close, the request would
+#: meet a closed socket, and a healthy class would be judged on the reset.
+FIRST_BYTES_TIMEOUT = WAIT
+#: How long an idle client (one that sent :data:`IDLE_MARK`) holds a handler.
+HANDLER_READ_TIMEOUT = 0.3
+#: What an idle client sends on connecting: bytes with no end of line, so no request.
+IDLE_MARK = b"idle"
 
 
 class BudgetSpent(BaseException):
@@ -163,23 +171,31 @@ class LabHandler(BaseRequestHandler):
         if self.datagram:
             self.line = self.request[0]
         else:
-            self.request.settimeout(HANDLER_READ_TIMEOUT)
             self.line = self._read_line()
         self.fields = _parse(self.line)
         self.request_id = self.fields.get("id", "?")
         self._log(self.request_id, "setup")
 
     def _read_line(self) -> bytes:
+        """The request's line; ``b""`` for a client that ended or idled without one.
+
+        The first bytes may be long in coming (see :data:`FIRST_BYTES_TIMEOUT`);
+        once a client has sent some, an unfinished line is an idle client's,
+        which holds the handler only :data:`HANDLER_READ_TIMEOUT` more.
+        """
         data = b""
+        self.request.settimeout(FIRST_BYTES_TIMEOUT)
         try:
             while b"\n" not in data:
                 chunk = self.request.recv(4096)
                 if not chunk:
                     break
                 data += chunk
+                self.request.settimeout(HANDLER_READ_TIMEOUT)
         except (TimeoutError, OSError):
             pass
-        return data.split(b"\n", 1)[0]
+        line, newline, _ = data.partition(b"\n")
+        return line if newline else b""
 
     def handle(self) -> None:
         self._log(self.request_id, "handle")
@@ -347,6 +363,16 @@ class Lab:
     def client(self, server: Any, timeout: float = WAIT) -> Client:
         client = connect(server.server_address, self.sut.kind, timeout=_bound(timeout))
         self.clients.append(client)
+        return client
+
+    def idle_client(self, server: Any) -> Client:
+        """A stream client that connects, says it is idle, and sends no request.
+
+        Its handler gives up :data:`HANDLER_READ_TIMEOUT` after the mark
+        arrives, so a sync server is held that long, and no longer.
+        """
+        client = self.client(server)
+        client.send(IDLE_MARK)
         return client
 
     def request(

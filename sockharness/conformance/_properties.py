@@ -149,7 +149,7 @@ def check_shutdown(sut: ServerUnderTest, inputs: dict[str, Any], config: CheckCo
             assert lab.wait_until(lambda: lab.count("handle") >= 1), "no handler started"
         elif state == "idle_clients" and sut.stream:
             for _ in range(clients):
-                lab.client(server)
+                lab.idle_client(server)
         elif state == "after_errors":
             for n in range(clients):
                 lab.request(server, _fields(n, **{"raise": 1}), reply=False)

@@ -154,7 +154,7 @@ def _machine(
         @rule()
         @_traced
         def idle_client(self) -> None:
-            self.idle.append(self.lab.client(self.server))
+            self.idle.append(self.lab.idle_client(self.server))
 
         @precondition(lambda self: bool(self.idle))
         @rule()
