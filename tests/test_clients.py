@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -260,3 +262,40 @@ def test_a_tls_connection_reset_before_its_handshake_leaves_no_socket_behind() -
         gc.collect()
     leaked = [w for w in caught if issubclass(w.category, ResourceWarning)]
     assert leaked == []
+
+
+TCP_CLOSE = 7  # The state in TCP_INFO's first byte (Linux's tcp_states.h).
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+def test_shutdown_write_after_the_server_replied_and_reset_still_reads_the_reply() -> None:
+    # Found by the flake loop under load (explore, then conformance): the handler
+    # replied and reset before the client's shutdown(), which failed with ENOTCONN;
+    # the queued reply was never read and the case was judged on an error it did
+    # not have.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = connect(listener.getsockname(), "tcp", timeout=5)
+        peer, _ = listener.accept()
+        with client, peer:
+            peer.sendall(b"reply")
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            peer.close()
+            # Wait (bounded) until the reset has arrived: the connection is CLOSED.
+            deadline = time.monotonic() + 5
+            while client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != TCP_CLOSE:
+                assert time.monotonic() < deadline, "the reset never arrived"
+                time.sleep(0.001)
+            with client.sock.dup() as copy, pytest.raises(OSError, match="not connected"):
+                copy.shutdown(socket.SHUT_WR)  # What the client met before.
+            client.shutdown_write()  # No ENOTCONN out of it.
+            assert client.recv(16) == b"reply"
+            with pytest.raises(ConnectionResetError):
+                client.recv(16)
+
+
+def test_shutdown_write_still_raises_what_is_not_a_reset(make_server: MakeServer) -> None:
+    client = make_server(EchoHandler, "tcp").connect()
+    client.sock.close()  # Behind the client's back: the descriptor is gone.
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        client.shutdown_write()
+    client.close()

@@ -34,6 +34,7 @@ from .fork_safety import (
     keep_out_of_children,
     socket_out_of_children,
 )
+from .half_close import end_sending
 from .imports import import_object, object_path
 from .kinds import (
     CONCURRENCIES,
@@ -136,6 +137,7 @@ __all__ = [
     "count_bytes",
     "counter_of",
     "derive_seed",
+    "end_sending",
     "forks_held",
     "format_table",
     "handler_running",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import socket
 import struct
 import threading
@@ -11,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sockharness._core import Kind, socket_out_of_children, wait_until_sent
+from sockharness._core import Kind, end_sending, socket_out_of_children, wait_until_sent
 
 from ._cases import Case
 
@@ -54,20 +53,6 @@ def _read_to_end(sock: socket.socket, deadline: float, got: bytearray, limit: in
         if not data:
             return
         got += data
-
-
-def end_sending(sock: socket.socket) -> None:
-    """Half-close; a peer that already reset or closed leaves its bytes to read all the same.
-
-    On a loaded machine the handler may answer and reset before the client
-    ends its side: ``shutdown()`` then fails with ``ENOTCONN`` though the reply
-    is still queued, to be read before the reset is reported.
-    """
-    try:
-        sock.shutdown(socket.SHUT_WR)
-    except OSError as exc:
-        if exc.errno != errno.ENOTCONN:
-            raise
 
 
 def _reset(sock: socket.socket) -> None:

@@ -17,6 +17,7 @@ from sockharness._core import (
     Kind,
     ReceiveTimeout,
     UsageError,
+    end_sending,
     keep_out_of_children,
     parse_kind,
     private_directory,
@@ -228,14 +229,6 @@ def connect(
     return Client(sock, kind=kind, address=address, timeout=timeout, private_dir=private_dir)
 
 
-def _send_fin(sock: socket.socket) -> None:
-    """``shutdown(SHUT_WR)``; under TLS on the TCP socket itself (the TLS layer would end)."""
-    if isinstance(sock, ssl.SSLSocket):
-        socket.socket.shutdown(sock, socket.SHUT_WR)
-    else:
-        sock.shutdown(socket.SHUT_WR)
-
-
 @final
 class Client:
     """A client connection (or a connected datagram socket) with bounded waits.
@@ -284,10 +277,15 @@ class Client:
             self.sock.send(data)
 
     def shutdown_write(self) -> None:
-        """Send FIN: the server sees end-of-file; this client can still receive."""
+        """Send FIN: the server sees end-of-file; this client can still receive.
+
+        A server that already reset the connection (it answered and closed
+        first) leaves nothing to end: no error, and what it sent before the
+        reset can still be received.
+        """
         if not self._kind.stream:
             raise UsageError(f"shutdown_write() is for stream kinds; this client is {self.kind}.")
-        _send_fin(self.sock)
+        end_sending(self.sock)
 
     # -- receiving -------------------------------------------------------------------
 
@@ -385,7 +383,7 @@ class Client:
         self._closed = True
         if self._kind.stream:
             with contextlib.suppress(OSError):
-                _send_fin(self.sock)
+                end_sending(self.sock)
         self.sock.close()
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
