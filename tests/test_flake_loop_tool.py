@@ -32,8 +32,12 @@ def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) 
         "    assert request.config.getoption('sockharness_seed') % 2 == 0\n"
     )
     logs = tmp_path / "logs"
+    # Without xdist (--workers 0): three nested `pytest -n 2` beside a CPU burner took
+    # 20 s here and outlived the 60 s timeout on a doubly loaded machine; the steady
+    # test above runs the default -n 2.
     done = _loop(
-        "--runs", "3", "--seed", "11", "--cpu-load", "1", "--logs", str(logs), "--", str(test_file)
+        "--runs", "3", "--seed", "11", "--cpu-load", "1", "--workers", "0",
+        "--logs", str(logs), "--", str(test_file),
     )  # fmt: skip
     # The loop's seed decides the runs' seeds: these three are odd, even, even.
     draw = random.Random(11)
@@ -46,6 +50,7 @@ def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) 
     kept = list(logs.iterdir())
     assert [path.name for path in kept] == [f"run-1-seed-{odd[0]}.log"]
     assert "test_by_seed" in kept[0].read_text()
+    assert "bringing up nodes" not in kept[0].read_text()  # --workers 0: no xdist.
     assert all("FAILED " in line and "test_by_seed" in line for line in lines)
 
 

@@ -1,12 +1,13 @@
 """Run the whole suite many times in a row and report every failure with the seed to replay it.
 
 Each run is ``python -m pytest -n 2 -p no:cacheprovider -q --sockharness-seed SEED``
-(plus what follows ``--``) with a new seed, drawn from ``--seed`` so that the
-loop itself can be replayed. ``--cpu-load N`` runs N busy processes beside the
-suite for the whole loop (the suite on a loaded machine). A failed run's
-whole output is kept under ``--logs`` (default ``flake-logs/``). A run that outlives
-``--run-timeout`` is killed and counted as a failure ("hung"). Exit 0 when no
-run failed, 1 when one did, 2 on bad arguments.
+(plus what follows ``--``; ``--workers N`` for another ``-n``, 0 for none) with
+a new seed, drawn from ``--seed`` so that the loop itself can be replayed.
+``--cpu-load N`` runs N busy processes beside the suite for the whole loop (the
+suite on a loaded machine). A failed run's whole output is kept under
+``--logs`` (default ``flake-logs/``). A run that outlives ``--run-timeout`` is
+killed and counted as a failure ("hung"). Exit 0 when no run failed, 1 when one
+did, 2 on bad arguments.
 
     python tools/flake_loop.py --runs 20                    # 20 runs in a row
     python tools/flake_loop.py --runs 5 --cpu-load 1        # 5 beside a CPU burner
@@ -52,10 +53,16 @@ def _burn(stop_at: float) -> None:  # pragma: no cover - runs in a child process
 
 
 def run_once(
-    index: int, seed: int, extra: list[str], timeout: float, log_dir: Path | None = None
+    index: int,
+    seed: int,
+    extra: list[str],
+    timeout: float,
+    log_dir: Path | None = None,
+    *,
+    workers: int = 2,
 ) -> Run:
     command = [
-        sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q",
+        sys.executable, "-m", "pytest", "-n", str(workers), "-p", "no:cacheprovider", "-q",
         f"--sockharness-seed={seed}", *extra,
     ]  # fmt: skip
     began = time.monotonic()
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=whole_number, default=20, help="runs in a row (default: 20)")
     parser.add_argument("--cpu-load", type=whole_number, default=0, help="busy processes beside it")
     parser.add_argument(
+        "--workers", type=whole_number, default=2, help="pytest-xdist's -n (default: 2; 0: none)"
+    )
+    parser.add_argument(
         "--seed", type=whole_number, help="seed of the runs' seeds (default: random)"
     )
     parser.add_argument(
@@ -131,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for index in range(args.runs):
             seed = draw.randrange(2**32)
-            run = run_once(index, seed, args.pytest_args, args.run_timeout, args.logs)
+            run = run_once(
+                index, seed, args.pytest_args, args.run_timeout, args.logs, workers=args.workers
+            )
             runs.append(run)
             verdict = "ok" if not run.failures else f"{len(run.failures)} FAILED"
             print(f"run {index + 1:>3}: seed {run.seed:>10}  {run.seconds:7.1f} s  {verdict}  "
