@@ -17,13 +17,24 @@ rounds.
   per test, one HTTP GET. Not a new server per test: its per-test cost is a
   lower bound for any fixture, not a like-for-like figure.
 
-Usage: ``python benchmarks/bench_fixtures.py [--tests N] [--rounds R] [--json FILE]``
-(needs ``pip install -e ".[bench]"``).
+**First use** (``--first-use R``, default 15 rounds): a file of one
+``make_server`` test against a file of one empty test, each in a new pytest
+process, interleaved R times: what the first fixture of a session costs (the
+lazy imports, the first server, its teardown), timed by pytest from the
+test's setup to its teardown; median of the paired differences.
+
+Every pytest process may write and use bytecode caches, as an installed
+package does (``PYTHONDONTWRITEBYTECODE`` is dropped from their environment):
+otherwise each run would compile sockharness again and count it.
+
+Usage: ``python benchmarks/bench_fixtures.py [--tests N] [--rounds R]
+[--first-use R] [--json FILE]`` (needs ``pip install -e ".[bench]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -151,10 +162,31 @@ def contenders(n: int) -> list[tuple[str, str, list[str]]]:
     return found
 
 
+FIRST_USE = """
+    from sockharness.handlers import EchoHandler
+
+    def test_fixture(make_server):
+        server = make_server(EchoHandler, "tcp", concurrency="threading")
+        with server.connect() as client:
+            client.send(b"ping\\n")
+            assert client.recv_exactly(5) == b"ping\\n"
+"""
+
+FIRST_USE_BASELINE = """
+    def test_fixture():
+        pass
+"""
+
+#: The children may cache bytecode, as an installed package's imports do.
+ENVIRONMENT = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_file(directory: str, name: str, flags: list[str]) -> float:
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *flags, name]
     started = time.perf_counter()
-    completed = subprocess.run(command, cwd=directory, capture_output=True, text=True, check=False)
+    completed = subprocess.run(
+        command, cwd=directory, capture_output=True, text=True, check=False, env=ENVIRONMENT
+    )
     took = time.perf_counter() - started
     if completed.returncode != 0:
         raise RuntimeError(
@@ -163,10 +195,75 @@ def run_file(directory: str, name: str, flags: list[str]) -> float:
     return took
 
 
+#: Records each test's setup + call + teardown time, in the first-use directory only.
+FIRST_USE_CONFTEST = """
+    import os
+
+    def pytest_runtest_logreport(report):
+        with open(os.environ["BENCH_DURATIONS"], "a") as f:
+            f.write(f"{report.nodeid} {report.when} {report.duration!r}\\n")
+"""
+
+
+def _test_time(directory: str, name: str) -> float:
+    """Seconds the one test of ``name`` took, its setup, call and teardown (pytest's timing)."""
+    record = os.path.join(directory, "durations.txt")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(record)
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *NO_HTTPSERVER, name]
+    completed = subprocess.run(
+        command,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**ENVIRONMENT, "BENCH_DURATIONS": record},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{completed.stdout[-3000:]}")
+    with open(record) as f:
+        return sum(float(line.split()[-1]) for line in f)
+
+
+def _first_use(directory: str, rounds: int) -> float | None:
+    """The first fixture's cost: median of paired (one test - one empty test), in ms.
+
+    Timed by pytest itself, from the test's setup to its teardown: the fixture's
+    lazy imports, its first server and request, its teardown; not the process's
+    start, which moves by tens of ms from run to run.
+    """
+    if rounds <= 0:
+        return None
+    first = os.path.join(directory, "first-use")
+    os.mkdir(first)
+    sources = {
+        "conftest.py": FIRST_USE_CONFTEST,
+        "test_first.py": FIRST_USE,
+        "test_first_base.py": FIRST_USE_BASELINE,
+    }
+    for name, source in sources.items():
+        with open(os.path.join(first, name), "w") as f:
+            f.write(textwrap.dedent(source))
+    _test_time(first, "test_first.py")  # Writes the bytecode caches.
+    differences = []
+    for round_ in range(rounds):
+        pair = ["test_first.py", "test_first_base.py"]
+        order = pair if round_ % 2 == 0 else pair[::-1]
+        times = {name: _test_time(first, name) for name in order}
+        differences.append(times["test_first.py"] - times["test_first_base.py"])
+    return statistics.median(differences) * 1e3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=int, default=300, help="tests per file (default 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument(
+        "--first-use",
+        type=int,
+        default=15,
+        help="rounds of the first-use pair (default 15; 0: none)",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument(
         "--only",
@@ -193,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(textwrap.dedent(source))
             files[label] = (name, flags)
         samples: dict[str, list[float]] = {label: [] for label in files}
+        first_use = _first_use(directory, args.first_use)
         for round_ in range(args.rounds):
             order = list(files) if round_ % 2 == 0 else list(reversed(files))
             for label in order:
@@ -224,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         per_test = (median - medians[base_label]) / args.tests * 1e3
         results["per_test_ms"][label] = per_test
         print(f"  {label:40} {per_test:8.2f}")
+    if first_use is not None:
+        results["first_use_ms"] = first_use
+        print(
+            f"first use in a session (ms; one make_server test against one empty test, median of "
+            f"{args.first_use} paired rounds): {first_use:.1f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -78,6 +78,7 @@ from .vocabulary import (
     Transport,
     UnfiredMode,
     VirtualTime,
+    check_virtual_time,
     unreachable,
 )
 
@@ -132,6 +133,7 @@ __all__ = [
     "VirtualTime",
     "accept_out_of_children",
     "assignment_argument",
+    "check_virtual_time",
     "child_state",
     "concurrency_of_class",
     "count_bytes",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, NoReturn, get_args
 
+from .errors import UsageError
+
 __all__ = [
     "CLIENT_PROTOCOLS",
     "FAILED_OUTCOMES",
@@ -28,6 +30,7 @@ __all__ = [
     "Transport",
     "UnfiredMode",
     "VirtualTime",
+    "check_virtual_time",
     "unreachable",
 ]
 
@@ -51,6 +54,20 @@ CLIENT_PROTOCOLS: tuple[ClientProtocol, ...] = get_args(ClientProtocol)
 #: How in-process faults' waits pass, least skipped first (see ``faults.FaultClock``).
 VirtualTime = Literal["off", "connect", "timeouts", "jump"]
 VIRTUAL_TIMES: tuple[VirtualTime, ...] = get_args(VirtualTime)
+
+
+def check_virtual_time(value: object) -> VirtualTime:
+    """``value`` as a :data:`VirtualTime`, or a :class:`UsageError` naming the choices."""
+    for choice in VIRTUAL_TIMES:
+        if value == choice:
+            return choice
+    raise UsageError(
+        f"virtual_time must be one of {', '.join(map(repr, VIRTUAL_TIMES))}, got {value!r}",
+        parameter="virtual_time",
+        value=value,
+    )
+
+
 #: What a chaos client expects back for a message: it, upper-cased, nothing, or anything.
 Reply = Literal["echo", "upper", "none", "any"]
 REPLIES: tuple[Reply, ...] = get_args(Reply)

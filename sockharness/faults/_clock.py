@@ -44,25 +44,13 @@ import threading
 
 from sockharness._core import (
     VIRTUAL_TIMES,
-    UsageError,
     VirtualTime,
+    check_virtual_time,
     forks_held,
     keep_out_of_children,
 )
 
 __all__ = ["VIRTUAL_TIMES", "FaultClock", "VirtualTime", "check_virtual_time"]
-
-
-def check_virtual_time(value: object) -> VirtualTime:
-    """``value`` as a :data:`VirtualTime`, or a :class:`UsageError` naming the choices."""
-    for choice in VIRTUAL_TIMES:
-        if value == choice:
-            return choice
-    raise UsageError(
-        f"virtual_time must be one of {', '.join(map(repr, VIRTUAL_TIMES))}, got {value!r}",
-        parameter="virtual_time",
-        value=value,
-    )
 
 
 class FaultClock:

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sockharness._core import ByteCounter, Creations, counter_of, unreachable
-from sockharness.faults import Event
 
 __all__ = ["HandlerError", "Received", "ServerEvents", "describe_client", "exception_path"]
 
@@ -366,6 +365,8 @@ class ServerEvents:
         if kind == "usage":
             self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
         elif kind == "timeline":
+            from sockharness.faults import Event  # Only servers with faults report these.
+
             self._fault_events.extend(Event(*row) for row in fields["events"])
         elif kind == "error":
             fields["type_path"] = tuple(fields["type_path"])

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final
 
 from sockharness import server as _server
 from sockharness._core import (
@@ -40,6 +40,8 @@ from sockharness._core import (
     ReceiveTimeout,
     ServerStopTimeout,
     UsageError,
+    VirtualTime,
+    check_virtual_time,
     concurrency_of_class,
     count_bytes,
     counter_of,
@@ -50,21 +52,19 @@ from sockharness._core import (
     private_directory,
     server_class_for,
 )
-from sockharness.faults import (
-    Fault,
-    Timeline,
-    VirtualTime,
-    check_faults,
-    check_virtual_time,
-    summarize_unfired,
-)
 from sockharness.server.support import unix_path_limit
 
 from ._clients import Client, connect, describe_address
 from ._events import HandlerError, Received, ServerEvents
-from ._harnessed import FaultSelector, ServerFaults, harnessed_class
+from ._harnessed import harnessed_class
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
 from ._tls import counting_tls
+
+if TYPE_CHECKING:
+    # A server without faults never imports sockharness.faults (see _harnessed).
+    from sockharness.faults import Fault, Timeline
+
+    from ._server_faults import FaultSelector, ServerFaults
 
 __all__ = [
     "RunningServer",
@@ -206,6 +206,10 @@ def start_server(
     _check_attributes(cls, server_attrs)
     server_faults = None
     if faults:
+        from sockharness.faults import check_faults
+
+        from ._server_faults import ServerFaults
+
         checked = check_faults(faults, kind_obj, proxy=False, side="server")
         if server_context is not None:
             raise UsageError(
@@ -229,7 +233,8 @@ def start_server(
         server_context=server_context,
         client_context=client_context,
         leaks=leaks,
-        faults=server_faults if server_faults is not None else ServerFaults((), seed),
+        faults=server_faults,
+        seed=seed,
         virtual_time=virtual_time,
     )
     running._start()
@@ -246,7 +251,8 @@ def _bind(
     server_context: ssl.SSLContext | None,
     client_context: ssl.SSLContext | None,
     leaks: LeakMode,
-    faults: ServerFaults,
+    faults: ServerFaults | None,
+    seed: int,
     virtual_time: VirtualTime,
 ) -> RunningServer:
     """The harnessed server, bound to an ephemeral port or a private path (not serving yet)."""
@@ -265,8 +271,7 @@ def _bind(
                     f"the private socket path {bind_to!r} is longer than the platform's "
                     f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
                 )
-        in_process = faults if faults.faults else None
-        server = harnessed_class(cls, attributes, events, in_process)(bind_to, handler)
+        server = harnessed_class(cls, attributes, events, faults)(bind_to, handler)
     except BaseException:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -275,7 +280,7 @@ def _bind(
         if not kind.stream and type(server.socket) is socket.socket:
             server.socket = count_bytes(server.socket)  # Its sends are the replies.
             events.datagram_counter = counter_of(server.socket)
-        if in_process is not None and not kind.stream:
+        if faults is not None and not kind.stream:
             # One socket serves every peer: its sends are the replies.
             server.socket = faults.wrap(server.socket)
         if server_context is not None:
@@ -296,6 +301,7 @@ def _bind(
         client_context=client_context,
         leaks=leaks,
         faults=faults,
+        seed=seed,
         virtual_time=virtual_time,
         descriptors_before=descriptors_before,
     )
@@ -403,7 +409,8 @@ class RunningServer:
         tls: bool,
         client_context: ssl.SSLContext | None,
         leaks: LeakMode,
-        faults: ServerFaults,
+        faults: ServerFaults | None,
+        seed: int,
         virtual_time: VirtualTime,
         descriptors_before: set[int],
     ) -> None:
@@ -418,6 +425,8 @@ class RunningServer:
         self._leak_mode = leaks
         # In-process faults: the server's own, or none (clients may still bring theirs).
         self._faults = faults
+        self._seed = seed
+        self._timeline: Timeline | None = faults.timeline if faults is not None else None
         self.virtual_time = virtual_time
         self._descriptors_before = descriptors_before
         address = server.server_address
@@ -524,9 +533,9 @@ class RunningServer:
             tls=context,
             timeout=timeout,
             faults=faults,
-            seed=self._faults.seed,
+            seed=self._seed,
             connection=next(self._client_ordinals),  # Attempts count, refused ones too.
-            timeline=self._faults.timeline,
+            timeline=self._shared_timeline() if faults else self._timeline,
             virtual_time=self.virtual_time,
         )
         self._clients.append(client)
@@ -537,7 +546,7 @@ class RunningServer:
     @property
     def faults(self) -> tuple[Fault, ...]:
         """The in-process faults it was started with (``()``: none)."""
-        return self._faults.faults
+        return self._faults.faults if self._faults is not None else ()
 
     @property
     def fault_timeline(self) -> Timeline:
@@ -546,7 +555,15 @@ class RunningServer:
         Stream connections handled in forked children report theirs when they
         end; a forking datagram server's children keep theirs.
         """
-        return self._faults.timeline.with_events(self._events.fault_events())
+        return self._shared_timeline().with_events(self._events.fault_events())
+
+    def _shared_timeline(self) -> Timeline:
+        """The timeline of the server's faults and its clients' (made when first needed)."""
+        if self._timeline is None:
+            from sockharness.faults import Timeline
+
+            self._timeline = Timeline()
+        return self._timeline
 
     def unfired_faults(self) -> list[str]:
         """In-process faults that never fired on any connection, server or client side."""
@@ -556,8 +573,12 @@ class RunningServer:
             usage += socket_usage()
         for client in self._clients:
             usage += client.fault_usage()
-        faults = (*self._faults.faults, *self._client_faults)
-        made = self._faults.wrapped
+        faults = (*self.faults, *self._client_faults)
+        if not faults:
+            return []
+        from sockharness.faults import summarize_unfired
+
+        made = self._faults.wrapped if self._faults is not None else 0
         made += sum(1 for client in self._clients if client.faults)
         return summarize_unfired(faults, usage, made, "connection", fired=self.fault_timeline.fired)
 
@@ -648,7 +669,8 @@ class RunningServer:
         for client in self._clients:
             with contextlib.suppress(OSError):
                 client.close()
-        self._faults.clock.cut_short()  # A handler asleep in a fault's delay goes on now.
+        if self._faults is not None:
+            self._faults.clock.cut_short()  # A handler asleep in a fault's delay goes on now.
         done = threading.Event()
         failure: list[BaseException] = []
 
