@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -518,3 +519,33 @@ def test_replace_swaps_a_fault_in_its_place_in_the_order() -> None:
             assert client.recv_all() == b"he"
         with pytest.raises(UsageError, match="is not among"):
             proxy.replace(Latency(0.5), Latency(0.2))
+
+
+def _thread_cpu_seconds(name_prefix: str) -> float:
+    """CPU time (user + system) of this process's threads whose name starts with the prefix."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for thread in threading.enumerate():
+        if thread.name.startswith(name_prefix) and thread.native_id is not None:
+            with open(f"/proc/self/task/{thread.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_the_proxy_polls_briefly_after_traffic_and_then_blocks(
+    make_server: MakeServer, proxies: Any
+) -> None:
+    # The loop polls for a moment after each wake-up (a relayed answer comes back
+    # within tens of microseconds); a loop that never went back to waiting would
+    # burn a core while the proxy sits idle.
+    server = make_server(EchoHandler, "tcp")
+    proxy = proxies(server.address, "tcp")
+    with connect(proxy.address) as client:
+        for _ in range(50):
+            assert client.request(b"ping\n") == b"ping\n"
+        before = _thread_cpu_seconds("sockharness proxy")
+        time.sleep(0.5)  # The idle interval measured, with the connection open.
+        idle = _thread_cpu_seconds("sockharness proxy") - before
+    assert idle < 0.1, f"the idle proxy's loop used {idle:.2f} s of CPU in 0.5 s"
