@@ -16,7 +16,12 @@ Ratios are ours / stdlib for times (below 1 is better) and ours / stdlib for
 rates (above 1 is better). On these machines throughput moves 10-40 % between
 runs; only ratios outside +/-5 % mean anything.
 
-Usage: ``python benchmarks/bench_server.py [--quick] [--json FILE]``.
+Within a round the two implementations take turns going first (the first of a
+pair ran measurably slower on some machines). ``--rounds N`` sets the rounds of
+3 and 4 (default 3); ``--only NAME`` (repeatable) keeps the server types whose
+class name is NAME, and skips 1 and 2.
+
+Usage: ``python benchmarks/bench_server.py [--quick] [--rounds N] [--only NAME] [--json FILE]``.
 """
 
 from __future__ import annotations
@@ -238,14 +243,20 @@ def timed_rate(action: Callable[[], None], duration: float) -> float:
             return count / (now - started)
 
 
+def _in_turn(round_: int) -> list[tuple[str, Any]]:
+    """The implementations in the order of this round: each goes first every other round."""
+    pairs = list(IMPLEMENTATIONS.items())
+    return pairs if round_ % 2 == 0 else pairs[::-1]
+
+
 def bench_round_trips(rounds: int, duration: float, work: Workspace) -> dict[str, dict[str, float]]:
     """Echo round trips per second over one connection (streams) or one socket (datagrams)."""
     results: dict[str, dict[str, float]] = {}
     payload = b"x" * 64
     for kind, _concurrency, class_name in TYPES:
         rates: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
-        for _ in range(rounds):
-            for name, module in IMPLEMENTATIONS.items():
+        for round_ in range(rounds):
+            for name, module in _in_turn(round_):
                 cls = server_class(module, kind, class_name)
                 running = Running(cls, handler_class(module, kind), bind_address(kind, work), 0.5)
                 client = Client(kind, running.server.server_address, work)
@@ -256,7 +267,7 @@ def bench_round_trips(rounds: int, duration: float, work: Workspace) -> dict[str
                 finally:
                     client.close()
                     running.stop()
-        results[class_name] = {name: statistics.median(v) for name, v in rates.items()}
+        results[class_name] = _summary(rates)
     return results
 
 
@@ -267,8 +278,8 @@ def bench_connections(rounds: int, duration: float, work: Workspace) -> dict[str
         if kind not in ("tcp", "unix"):
             continue
         rates: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
-        for _ in range(rounds):
-            for name, module in IMPLEMENTATIONS.items():
+        for round_ in range(rounds):
+            for name, module in _in_turn(round_):
                 cls = server_class(module, kind, class_name)
                 running = Running(cls, handler_class(module, kind), bind_address(kind, work), 0.5)
                 address = running.server.server_address
@@ -283,8 +294,24 @@ def bench_connections(rounds: int, duration: float, work: Workspace) -> dict[str
                     rates[name].append(timed_rate(one_connection, duration))
                 finally:
                     running.stop()
-        results[class_name] = {name: statistics.median(v) for name, v in rates.items()}
+        results[class_name] = _summary(rates)
     return results
+
+
+def _summary(rates: dict[str, list[float]]) -> dict[str, float]:
+    """Each implementation's median rate, and the median of the rounds' own ratios.
+
+    A round's two figures were taken back to back, so its ratio is spared the
+    drift between rounds that moves both medians.
+    """
+    summary = {name: statistics.median(values) for name, values in rates.items()}
+    paired = [
+        ours / theirs
+        for ours, theirs in zip(rates["sockharness"], rates["stdlib"], strict=True)
+        if theirs
+    ]
+    summary["paired_ratio"] = statistics.median(paired) if paired else float("nan")
+    return summary
 
 
 def ratio(mine: float, theirs: float) -> str:
@@ -295,11 +322,14 @@ def report(results: dict[str, Any]) -> str:
     lines = [
         f"sockharness.server vs stdlib socketserver — Python {results['python']}, "
         f"{results['machine']}, {results['cpus']} CPUs",
-        "",
-        "shutdown() of an idle serve_forever(), poll_interval=0.5 s",
-        f"{'':14}{'median':>10}{'p99':>10}{'max':>10}",
     ]
-    for name, values in results["shutdown"].items():
+    if "shutdown" in results:
+        lines += [
+            "",
+            "shutdown() of an idle serve_forever(), poll_interval=0.5 s",
+            f"{'':14}{'median':>10}{'p99':>10}{'max':>10}",
+        ]
+    for name, values in results.get("shutdown", {}).items():
         lines.append(
             f"{name:14}{values['median_ms']:>8.2f}ms{values['p99_ms']:>8.2f}ms"
             f"{values['max_ms']:>8.2f}ms"
@@ -314,11 +344,18 @@ def report(results: dict[str, Any]) -> str:
         ("connections", "new connections per second (median; ratio > 1 is better)", "/s"),
     ]
     for key, title, unit in sections:
-        lines += ["", title, f"{'server':30}{'stdlib':>12}{'sockharness':>14}{'ratio':>9}"]
+        if not results.get(key):
+            continue
+        lines += [
+            "",
+            title,
+            f"{'server':30}{'stdlib':>12}{'sockharness':>14}{'ratio':>9}{'paired':>9}",
+        ]
         for class_name, values in results[key].items():
             lines.append(
                 f"{class_name:30}{values['stdlib']:>10.1f}{unit}{values['sockharness']:>12.1f}{unit}"
                 f"{ratio(values['sockharness'], values['stdlib']):>9}"
+                + (f"{values['paired_ratio']:>8.2f}x" if "paired_ratio" in values else "")
             )
     return "\n".join(lines)
 
@@ -326,23 +363,37 @@ def report(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few samples each (smoke test)")
+    parser.add_argument("--rounds", type=int, help="rounds of the throughput measures")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="NAME", help="only these server types"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
     shutdown_trials, lifecycle_trials, rounds, duration = (
         (2, 1, 1, 0.05) if args.quick else (30, 8, 3, 0.4)
     )
+    if args.rounds is not None:
+        rounds = args.rounds
+    if args.only:
+        known = {class_name for _, _, class_name in TYPES}
+        unknown = sorted(set(args.only) - known)
+        if unknown:
+            parser.error(f"no server type {unknown[0]!r}; types: {', '.join(sorted(known))}")
+        TYPES[:] = [entry for entry in TYPES if entry[2] in args.only]
     work = Workspace()
     try:
-        results = {
+        results: dict[str, Any] = {
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
-            "shutdown": bench_shutdown(shutdown_trials, work),
-            "lifecycle": bench_lifecycle(lifecycle_trials, work),
-            "round_trips": bench_round_trips(rounds, duration, work),
-            "connections": bench_connections(rounds, duration, work),
+            "rounds": rounds,
         }
+        if not args.only:  # Every type's shutdown and life, or only throughput.
+            results["shutdown"] = bench_shutdown(shutdown_trials, work)
+            results["lifecycle"] = bench_lifecycle(lifecycle_trials, work)
+        results["round_trips"] = bench_round_trips(rounds, duration, work)
+        results["connections"] = bench_connections(rounds, duration, work)
     finally:
         work.close()
     print(report(results))
