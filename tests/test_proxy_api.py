@@ -903,3 +903,39 @@ def test_any_request_gets_an_answer_and_the_api_goes_on(
         assert answer["status"] == status
         assert status != 500, answer
     assert call(api, "GET", "/version")[0] == 200
+
+
+def _voluntary_switches(pid: int) -> int:
+    """How often the process's main thread has gone to sleep (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/task/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc status")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="reads /proc (Linux)")
+def test_the_api_command_sleeps_until_a_signal_comes(tmp_path: Any, echo: RunningServer) -> None:
+    # It used to wake every 0.2 s to look for a SIGHUP or a stop; now the signal
+    # itself wakes it. Its main thread does not go to sleep and wake up again
+    # while nothing happens, and a SIGHUP still gets an answer.
+    config = tmp_path / "proxies.json"
+    _config(config, [{"name": "a", "upstream": upstream(echo)}])
+    process = subprocess.Popen(
+        _api_command(config),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        assert "1 proxy from" in _line(process.stdout)
+        before = _voluntary_switches(process.pid)
+        time.sleep(1.0)  # The idle interval measured (polling every 0.2 s: 5 wake-ups).
+        woken = _voluntary_switches(process.pid) - before
+        assert woken <= 1, f"the idle command's main thread woke {woken} times in 1 s"
+        process.send_signal(signal.SIGHUP)
+        assert "reloaded" in _line(process.stdout)
+        process.send_signal(signal.SIGTERM)
+    finally:
+        out, err = _finish(process)
+    assert process.returncode == 0, err
+    assert "stopped, with 1 proxy" in out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any, TextIO
 
 from sockharness._core import UsageError, parse_address, parse_kind, plural
@@ -35,14 +37,11 @@ def run_proxy(
     faults += [parse_fault(text) for text in fault_texts]
     upstream_address = parse_address(upstream, kind, "--upstream", connect=True)
     listen_address = None if listen is None else parse_address(listen, kind, "--listen")
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with FaultProxy(upstream_address, kind, faults, listen=listen_address, seed=seed) as proxy:
+        with (
+            _signals_to_read(_STOPPING) as next_signal,
+            FaultProxy(upstream_address, kind, faults, listen=listen_address, seed=seed) as proxy,
+        ):
             if verbose:
                 proxy.watch(_printer(out))
             print(
@@ -52,8 +51,7 @@ def run_proxy(
                 file=out,
                 flush=True,
             )
-            while not stop.wait(0.5):
-                pass
+            next_signal()
             stats = proxy.stats
         print(
             f"sockharness: stopped after "
@@ -69,8 +67,6 @@ def run_proxy(
             flush=True,
         )
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if listen_address is not None and kind.unix:
             try:
                 os.unlink(listen_address)
@@ -105,15 +101,7 @@ def run_api(
         ) from None
     if not 0 <= port <= 65535:
         raise UsageError(f"--api {address!r}: {port} is not a port number (0-65535)")
-    stop = threading.Event()
-    reload = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        (reload if signum == signal.SIGHUP else stop).set()
-
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous = {sig: signal.signal(sig, on_signal) for sig in signals}
-    try:
+    with _signals_to_read((*_STOPPING, signal.SIGHUP)) as next_signal:
         watch = _printer(out) if verbose else None
         with ProxyAPIServer(
             host, port, seed=seed, any_host=any_host, config=config, watch=watch
@@ -126,18 +114,47 @@ def run_api(
                 file=out,
                 flush=True,
             )
-            while not stop.wait(0.2):
-                if reload.is_set():
-                    reload.clear()
-                    _reload(api, out, err)
+            while next_signal() == signal.SIGHUP:
+                _reload(api, out, err)
             count = len(api.registry.names())
         print(
             f"sockharness: stopped, with {plural(count, 'proxy', 'proxies')}", file=out, flush=True
         )
+    return 0
+
+
+_STOPPING = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_to_read(handled: tuple[signal.Signals, ...]) -> Iterator[Callable[[], int]]:
+    """Yield a call that blocks until one of ``handled`` comes, and returns which.
+
+    The signals are written to a pipe by the interpreter itself
+    (``signal.set_wakeup_fd``), and their Python handlers do nothing: no lock
+    is taken in a handler (an ``Event.set()`` there can deadlock against the
+    main thread), and the main thread sleeps in a read, not a polling loop.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = {sig: signal.signal(sig, lambda signum, frame: None) for sig in handled}
+    previous_fd = signal.set_wakeup_fd(write_end)
+    wanted = {int(sig) for sig in handled}
+
+    def next_signal() -> int:
+        while True:
+            for signum in os.read(read_end, 64):
+                if signum in wanted:
+                    return signum
+
+    try:
+        yield next_signal
     finally:
+        signal.set_wakeup_fd(previous_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return 0
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _reload(api: Any, out: TextIO, err: TextIO) -> None:
