@@ -103,6 +103,8 @@ def _check_server_class(server_class: Any) -> type:
 
 
 def _check_attributes(cls: type, attributes: dict[str, Any]) -> None:
+    if not attributes:
+        return  # Nothing to check (and dir() of the class costs 20-40 us a server).
     known = {name for name in dir(cls) if not name.startswith("__")}
     for name in attributes:
         if name in known:
