@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from _arguments import whole_number  # tools/, on the path when run as a script
+from _entry import run_as_script
 
 ROOT = Path(__file__).resolve().parents[1]
 FAILED = re.compile(r"^(FAILED|ERROR) (.+?)(?: - .*)?$", re.MULTILINE)
@@ -164,6 +165,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C ends the run even when the shell that started it ignored SIGINT (a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.exit(main())
+    run_as_script(main)

@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from _arguments import whole_number  # tools/, on the path when run as a script
+from _entry import run_as_script
 
 import sockharness
 import sockharness.harness
@@ -536,9 +537,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C ends the run even when the shell that started it ignored SIGINT (a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C: what ran is printed above; no traceback.
-        sys.exit(f"{sys.argv[0]}: interrupted")
+    run_as_script(main)

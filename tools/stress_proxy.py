@@ -29,14 +29,13 @@ import hashlib
 import os
 import resource
 import selectors
-import signal
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
 
 from _arguments import whole_number  # tools/, on the path when run as a script
+from _entry import run_as_script
 
 from sockharness import start_server
 from sockharness.faults import FaultProxy, Latency, Slicer
@@ -314,9 +313,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Ctrl-C ends the run even when the shell that started it ignored SIGINT (a background job).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # Ctrl-C: what ran is printed above; no traceback.
-        sys.exit(f"{sys.argv[0]}: interrupted")
+    run_as_script(main)
