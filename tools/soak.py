@@ -390,6 +390,25 @@ class _APIChild:
             self.process.communicate()
 
 
+def _until_relays_ended(api: ProxyAPI, timeout: float = 5.0) -> None:
+    """Wait (at most ``timeout``) until the API's proxies relay no connection.
+
+    The client's side is closed by now, but the child closes its two sockets
+    of that connection when its loop next sees the end: a sample taken before
+    counted them (2 descriptors "grew", once under load). One that never
+    ends is left for the sample to find.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        active = [
+            line for line in api.metrics().splitlines()
+            if line.startswith("sockharness_proxy_active_connections{")
+        ]  # fmt: skip
+        if all(line.rsplit(" ", 1)[1] == "0" for line in active):
+            return
+        time.sleep(0.005)  # Polled through the API: no event crosses the process.
+
+
 def api_cycles(count: int, reload_every: int, directory: Path) -> Iterator[int]:
     """One proxy created, used with a toxic or without, and deleted through the HTTP API
     per step; the config file swapped and reloaded every ``reload_every`` steps. Yields
@@ -417,6 +436,7 @@ def api_cycles(count: int, reload_every: int, directory: Path) -> Iterator[int]:
                 child.reload()
                 kept = api.proxy("kept")
                 _echo_once(sockharness.connect(kept.address, timeout=5.0), payload, "reloaded")
+            _until_relays_ended(api)
             yield child.process.pid
     finally:
         if child is not None:
