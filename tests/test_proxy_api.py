@@ -645,15 +645,20 @@ def _api_command(config: Any) -> list[str]:
             str(config)]  # fmt: skip
 
 
-def test_sighup_reloads_the_config_file(tmp_path: Any, echo: RunningServer) -> None:
-    config = tmp_path / "proxies.json"
-    up = upstream(echo)
-    _config(config, [{"name": "a", "upstream": up}])
-    process = subprocess.Popen(
+def _start_api(config: Any) -> subprocess.Popen[str]:
+    """``sockharness proxy --api 127.0.0.1:0 --config CONFIG``, its output piped, unbuffered."""
+    return subprocess.Popen(
         _api_command(config),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
+
+
+def test_sighup_reloads_the_config_file(tmp_path: Any, echo: RunningServer) -> None:
+    config = tmp_path / "proxies.json"
+    up = upstream(echo)
+    _config(config, [{"name": "a", "upstream": up}])
+    process = _start_api(config)
     try:
         first = _line(process.stdout)
         assert "1 proxy from" in first, first
@@ -921,11 +926,7 @@ def test_the_api_command_sleeps_until_a_signal_comes(tmp_path: Any, echo: Runnin
     # while nothing happens, and a SIGHUP still gets an answer.
     config = tmp_path / "proxies.json"
     _config(config, [{"name": "a", "upstream": upstream(echo)}])
-    process = subprocess.Popen(
-        _api_command(config),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    process = _start_api(config)
     try:
         assert "1 proxy from" in _line(process.stdout)
         before = _voluntary_switches(process.pid)
