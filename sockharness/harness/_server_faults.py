@@ -38,26 +38,23 @@ __all__ = ["FaultSelector", "FaultyConnections", "ServerFaults"]
 FaultSelector = Callable[[], Sequence[Fault]]
 
 
-def _record(timeline: Timeline, fault: Fault, connection: int, effect: str) -> None:
-    timeline.add(Event(time.monotonic() - _BORN, connection, "both", repr(fault), effect))
-
-
-_BORN = time.monotonic()
-
-
 class _ConnectionPhase:
     """What a connection-phase fault does as a server accepts (in the process)."""
 
     timeline: Timeline
     held: list[socket.socket]
     clock: FaultClock
+    born: float
+
+    def _record(self, fault: Fault, connection: int, effect: str) -> None:
+        """What ``fault`` did as ``connection`` was accepted, timed from the server's start."""
+        at = time.monotonic() - self.born
+        self.timeline.add(Event(at, connection, "both", repr(fault), effect))
 
     def _accept_with(self, fault: Fault, sock: socket.socket, connection: int) -> bool:
         """Carry out ``fault`` on an accepted ``sock``; whether the server still gets it."""
         if isinstance(fault, AcceptDelay):
-            _record(
-                self.timeline, fault, connection, f"accepted the connection {fault.delay:g} s late"
-            )
+            self._record(fault, connection, f"accepted the connection {fault.delay:g} s late")
             # The server's accept loop is late, as a busy server is (until the server stops).
             if self.clock.sleep(fault.delay):
                 return True
@@ -68,19 +65,17 @@ class _ConnectionPhase:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.close()
             effect = "refused" if isinstance(fault, Refuse) else "reset"
-            _record(self.timeline, fault, connection, f"{effect} the connection as it was accepted")
+            self._record(fault, connection, f"{effect} the connection as it was accepted")
             return False
         if isinstance(fault, AcceptThenClose):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
             self.held.append(sock)  # Closed with the server (closing now could send an RST).
-            _record(self.timeline, fault, connection, "closed the connection as it was accepted")
+            self._record(fault, connection, "closed the connection as it was accepted")
             return False
         if isinstance(fault, NeverRead):
             self.held.append(sock)
-            _record(
-                self.timeline, fault, connection, "accepted the connection and never read from it"
-            )
+            self._record(fault, connection, "accepted the connection and never read from it")
             return False
         raise AssertionError(f"not a fault of a server's accept: {fault!r}")
 
@@ -116,6 +111,7 @@ class ServerFaults(_ConnectionPhase):
         self.virtual_time = virtual_time
         # Only a server with faults waits on them (and holds the clock's socket pair).
         self.clock = FaultClock(virtual_time, stoppable=bool(faults))
+        self.born = time.monotonic()
         self.timeline = Timeline()
         self.shared = SharedState()  # What a Bandwidth(shared=True) shares: this server's link.
         self.held: list[socket.socket] = []
