@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import selectors
@@ -207,7 +208,9 @@ class FaultProxy:
         self._born = time.monotonic()
         self._relays: list[Any] = []
         self._flows: dict[Any, DatagramFlow] = {}
-        self._retired_plans: list[Any] = []
+        # What the plans of ended connections did, counted (a long-lived proxy must not
+        # keep every connection's plans: 2.5 KB each with one fault, found by the soak).
+        self._retired_usage: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._counts = {
             "connections": 0,
             "upstream_bytes": 0,
@@ -415,12 +418,11 @@ class FaultProxy:
         the test.
         """
         with self._lock:
-            plans = list(self._retired_plans)
+            usage = list(self._retired_usage.elements())
             for holder in [*self._relays, *self._flows.values()]:
-                plans.extend(holder.plans)
+                usage += [entry for plan in holder.plans for entry in plan.usage()]
             ever = list(self._ever)
             connections = self._counts["connections"]
-        usage = [entry for plan in plans for entry in plan.usage()]
         unit = "connection" if self.kind.stream else "peer"
         return summarize_unfired(ever, usage, connections, unit, fired=self.timeline.fired)
 
@@ -638,9 +640,13 @@ class FaultProxy:
         with self._lock:
             if relay in self._relays:
                 self._relays.remove(relay)
-            self._retired_plans.extend(relay.plans)
+            self._retire(relay.plans)
         if self._watchers:
             self._tell(f"connection {relay.plans[0].connection} closed")
+
+    def _retire(self, plans: Any) -> None:
+        """Keep what an ended connection's plans did, not the plans (caller holds the lock)."""
+        self._retired_usage.update(entry for plan in plans for entry in plan.usage())
 
     def _receive_datagram(self) -> None:
         try:
@@ -700,10 +706,13 @@ class FaultProxy:
                 self._listener.close()
                 for relay in list(self._relays):
                     relay.close()
-                for flow in list(self._flows.values()):
+                flows = list(self._flows.values())
+                for flow in flows:
                     flow.close()
-                    self._retired_plans.extend(flow.plans)
-                self._flows.clear()
+                with self._lock:
+                    for flow in flows:
+                        self._retire(flow.plans)
+                    self._flows.clear()
                 for client in list(self._held):
                     self._let_go(client)
                 if self._filler is not None:
