@@ -10,6 +10,7 @@ collects those files when it next looks.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -149,7 +150,8 @@ class ServerEvents:
         self.children: set[int] = set()
         #: The threads and sockets handler code made (see ``_attribution.py``).
         self.creations = Creations()
-        self._fault_usage: list[tuple[str, bool]] = []
+        # Counted, not listed: a long-lived server with faults sees many connections.
+        self._fault_usage: collections.Counter[tuple[str, bool]] = collections.Counter()
         self._fault_events: list[Any] = []
         self._accepted = 0
         self._datagrams = 0
@@ -277,7 +279,7 @@ class ServerEvents:
             self._write_from_child("usage", {"usage": entries, "client_address": None})
         else:
             with self._lock:
-                self._fault_usage.extend(usage)
+                self._fault_usage.update(usage)
 
     def add_fault_events(self, events: list[Any]) -> None:
         """Report timeline events of faults that acted in a forked child."""
@@ -300,7 +302,7 @@ class ServerEvents:
         """Every ``(fault, fired)`` pair reported so far (taking in the children's reports)."""
         self.collect()
         with self._lock:
-            return list(self._fault_usage)
+            return list(self._fault_usage.elements())
 
     def note_handler_thread(self) -> None:
         """Remember the calling thread as one of this server's handler threads.
@@ -363,7 +365,7 @@ class ServerEvents:
     def _take(self, kind: ReportKind, fields: dict[str, Any]) -> None:
         """One report of a child, into memory (caller holds the lock)."""
         if kind == "usage":
-            self._fault_usage.extend((name, fired) for name, fired in fields["usage"])
+            self._fault_usage.update((name, fired) for name, fired in fields["usage"])
         elif kind == "timeline":
             from sockharness.faults import Event  # Only servers with faults report these.
 
