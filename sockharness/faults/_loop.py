@@ -20,7 +20,7 @@ __all__ = ["EventLoop"]
 #: polling through that gap cut the proxy's added round trip by 13-24 us (to
 #: socat's, which blocks in poll). The thread gives the GIL up in each poll, and
 #: an idle proxy still blocks.
-SPIN = 0.0001
+POLL_AFTER_WAKE = 0.0001
 
 
 class EventLoop:
@@ -40,7 +40,6 @@ class EventLoop:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.error: BaseException | None = None
-        self._poll_for = SPIN
 
     def start(self) -> None:
         self._thread.start()
@@ -114,7 +113,7 @@ class EventLoop:
                     if self._timers:
                         timeout = max(0.0, self._timers[0][0] - time.monotonic())
                     ready = self._selector.select(timeout)
-                    polling_until = time.monotonic() + self._poll_for if ready else 0.0
+                    polling_until = time.monotonic() + POLL_AFTER_WAKE if ready else 0.0
                 for key, events in ready:
                     if key.data is None:
                         self._wake.drain()
