@@ -21,7 +21,11 @@ rounds.
 ``make_server`` test against a file of one empty test, each in a new pytest
 process, interleaved R times: what the first fixture of a session costs (the
 lazy imports, the first server, its teardown), timed by pytest from the
-test's setup to its teardown; median of the paired differences.
+test's setup to its teardown; median of the paired differences. The same for a
+first ``make_server(..., tls=True)`` test, twice: with the test CA that an
+earlier session kept in pytest's cache (the usual case), and with
+``--cache-clear`` (a CA made in the session: trustme and ``cryptography``
+imported).
 
 Every pytest process may write and use bytecode caches, as an installed
 package does (``PYTHONDONTWRITEBYTECODE`` is dropped from their environment):
@@ -172,6 +176,16 @@ FIRST_USE = """
             assert client.recv_exactly(5) == b"ping\\n"
 """
 
+FIRST_USE_TLS = """
+    from sockharness.handlers import EchoHandler
+
+    def test_fixture(make_server):
+        server = make_server(EchoHandler, "tcp", concurrency="threading", tls=True)
+        with server.connect() as client:
+            client.send(b"ping\\n")
+            assert client.recv_exactly(5) == b"ping\\n"
+"""
+
 FIRST_USE_BASELINE = """
     def test_fixture():
         pass
@@ -205,12 +219,16 @@ FIRST_USE_CONFTEST = """
 """
 
 
-def _test_time(directory: str, name: str) -> float:
+#: How a first-use file runs with pytest's cache: none, the one kept so far, or a cleared one.
+CACHE_FLAGS = {"none": ["-p", "no:cacheprovider"], "kept": [], "cleared": ["--cache-clear"]}
+
+
+def _test_time(directory: str, name: str, cache: str = "none") -> float:
     """Seconds the one test of ``name`` took, its setup, call and teardown (pytest's timing)."""
     record = os.path.join(directory, "durations.txt")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(record)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *NO_HTTPSERVER, name]
+    command = [sys.executable, "-m", "pytest", "-q", *CACHE_FLAGS[cache], *NO_HTTPSERVER, name]
     completed = subprocess.run(
         command,
         cwd=directory,
@@ -225,7 +243,15 @@ def _test_time(directory: str, name: str) -> float:
         return sum(float(line.split()[-1]) for line in f)
 
 
-def _first_use(directory: str, rounds: int) -> float | None:
+#: The first-use figures: label, test file, how it uses pytest's cache.
+FIRST_USES = [
+    ("make_server", "test_first.py", "none"),
+    ("make_server tls=True, CA kept", "test_first_tls.py", "kept"),
+    ("make_server tls=True, --cache-clear", "test_first_tls.py", "cleared"),
+]
+
+
+def _first_use(directory: str, rounds: int) -> dict[str, float]:
     """The first fixture's cost: median of paired (one test - one empty test), in ms.
 
     Timed by pytest itself, from the test's setup to its teardown: the fixture's
@@ -233,25 +259,34 @@ def _first_use(directory: str, rounds: int) -> float | None:
     start, which moves by tens of ms from run to run.
     """
     if rounds <= 0:
-        return None
+        return {}
     first = os.path.join(directory, "first-use")
     os.mkdir(first)
     sources = {
         "conftest.py": FIRST_USE_CONFTEST,
         "test_first.py": FIRST_USE,
+        "test_first_tls.py": FIRST_USE_TLS,
         "test_first_base.py": FIRST_USE_BASELINE,
     }
     for name, source in sources.items():
         with open(os.path.join(first, name), "w") as f:
             f.write(textwrap.dedent(source))
-    _test_time(first, "test_first.py")  # Writes the bytecode caches.
-    differences = []
+    for _, name, cache in FIRST_USES:
+        _test_time(first, name, cache)  # Writes the bytecode caches (and keeps the CA).
+    differences: dict[str, list[float]] = {label: [] for label, _, _ in FIRST_USES}
     for round_ in range(rounds):
-        pair = ["test_first.py", "test_first_base.py"]
-        order = pair if round_ % 2 == 0 else pair[::-1]
-        times = {name: _test_time(first, name) for name in order}
-        differences.append(times["test_first.py"] - times["test_first_base.py"])
-    return statistics.median(differences) * 1e3
+        order = FIRST_USES if round_ % 2 == 0 else FIRST_USES[::-1]
+        for label, name, cache in order:
+            # The baseline runs beside each, in the same cache mode, in alternating order.
+            pair = [(name, cache), ("test_first_base.py", cache)]
+            if round_ % 2:
+                pair.reverse()
+            times = {file: _test_time(first, file, mode) for file, mode in pair}
+            differences[label].append(times[name] - times["test_first_base.py"])
+        # A --cache-clear baseline may have run last and taken the CA with it: keep one
+        # again, so that every "kept" run finds the CA in place.
+        _test_time(first, "test_first_tls.py", "kept")
+    return {label: statistics.median(values) * 1e3 for label, values in differences.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,12 +357,14 @@ def main(argv: list[str] | None = None) -> int:
         per_test = (median - medians[base_label]) / args.tests * 1e3
         results["per_test_ms"][label] = per_test
         print(f"  {label:40} {per_test:8.2f}")
-    if first_use is not None:
+    if first_use:
         results["first_use_ms"] = first_use
         print(
-            f"first use in a session (ms; one make_server test against one empty test, median of "
-            f"{args.first_use} paired rounds): {first_use:.1f}"
+            f"first use in a session (ms; one test against one empty test, median of "
+            f"{args.first_use} paired rounds)"
         )
+        for label, cost in first_use.items():
+            print(f"  {label:40} {cost:8.1f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

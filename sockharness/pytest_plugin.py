@@ -613,16 +613,29 @@ def payloads(sockharness_seed: int) -> Payloads:
     return Payloads(sockharness_seed)
 
 
+#: The directory under pytest's cache (``.pytest_cache/d/``) that keeps the test CA.
+TLS_CACHE_DIRECTORY = "sockharness-tls"
+
+
 @pytest.fixture(scope="session")
-def _sockharness_tls() -> TLSMaterial:
+def _sockharness_tls(pytestconfig: pytest.Config) -> TLSMaterial:
     from .harness import TLSMaterial
 
-    return TLSMaterial()
+    # Kept in pytest's cache, so that a session loads the CA instead of importing
+    # trustme and cryptography to make one (about 45 ms). ``--cache-clear``
+    # gives a new one; ``-p no:cacheprovider`` a new one each session.
+    cache = getattr(pytestconfig, "cache", None)
+    if cache is None:
+        return TLSMaterial()
+    return TLSMaterial.kept_in(cache.mkdir(TLS_CACHE_DIRECTORY))
 
 
 @pytest.fixture(scope="session")
 def tls_ca(_sockharness_tls: TLSMaterial) -> trustme.CA:
-    """The session's ``trustme.CA``; sockharness's TLS servers use certificates it issued."""
+    """The session's ``trustme.CA``; sockharness's TLS servers use certificates it issued.
+
+    Kept in pytest's cache for a month (``--cache-clear`` makes a new one).
+    """
     return _sockharness_tls.ca
 
 

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import builtins
 import errno
+import os
 import ssl
+import time
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sockharness._core import ByteCounter
+
+from ._tls_store import KeptFiles, keep_material, load_kept
 
 if TYPE_CHECKING:
     import trustme
@@ -17,6 +22,8 @@ __all__ = ["LOOPBACK_IDENTITIES", "CountingSSLSocket", "TLSMaterial", "counting_
 
 #: The names a sockharness server certificate is valid for.
 LOOPBACK_IDENTITIES = ("localhost", "127.0.0.1", "::1")
+
+_PEM_END = b"-----END CERTIFICATE-----\n"
 
 
 class CountingSSLSocket(ssl.SSLSocket):
@@ -89,9 +96,11 @@ def _self_closing(context: ssl.SSLContext) -> ssl.SSLContext:
 class TLSMaterial:
     """A certificate authority and one server certificate for the loopback names.
 
-    Creating the CA and the certificate takes a few milliseconds; contexts
-    made from them are cheap, so a session keeps one ``TLSMaterial`` and each
-    test gets fresh contexts it may change freely.
+    Creating the CA and the certificate takes a few milliseconds after
+    importing trustme (about 40 ms); contexts made from them are cheap, so a
+    session keeps one ``TLSMaterial`` and each test gets fresh contexts it may
+    change freely. :meth:`kept_in` keeps the material on disk for the next
+    session, which then imports neither trustme nor ``cryptography``.
     """
 
     def __init__(self, ca: trustme.CA | None = None) -> None:
@@ -99,17 +108,69 @@ class TLSMaterial:
             import trustme
 
             ca = trustme.CA()
-        self.ca = ca
+        self._ca: trustme.CA | None = ca
+        self._kept: KeptFiles | None = None
+
+    @classmethod
+    def kept_in(cls, directory: str | os.PathLike[str]) -> TLSMaterial:
+        """This month's material kept under ``directory``: loaded when a whole copy is
+        there (about 1 ms), made and kept there otherwise.
+
+        Sessions may share ``directory`` at the same time; each sees a whole copy
+        or makes its own. A directory that cannot be written gives fresh
+        material that is not kept.
+        """
+        now = time.time()
+        found = load_kept(Path(directory), now) or keep_material(
+            Path(directory), LOOPBACK_IDENTITIES, now
+        )
+        if found is None:
+            return cls()
+        material = cls.__new__(cls)
+        material._ca = None
+        material._kept, server_context = found
+        material.__dict__["shared_server_context"] = _self_closing(server_context)
+        return material
+
+    @property
+    def ca(self) -> trustme.CA:
+        """The ``trustme.CA`` (imports trustme when the material was loaded from disk)."""
+        if self._ca is None:
+            import trustme
+
+            assert self._kept is not None
+            self._ca = trustme.CA.from_pem(self._kept.ca_cert_pem, self._kept.ca_key.read_bytes())
+        return self._ca
+
+    @cached_property
+    def ca_cert_pem(self) -> bytes:
+        """The CA's certificate, PEM-encoded: what a client trusts."""
+        if self._kept is not None:
+            return self._kept.ca_cert_pem
+        return self.ca.cert_pem.bytes()
 
     @cached_property
     def server_cert(self) -> Any:
         """The ``trustme.LeafCert`` for ``localhost``, ``127.0.0.1`` and ``::1``."""
+        if self._kept is not None:
+            import trustme
+
+            chain = self._kept.server_chain.read_bytes()
+            leaf, _, rest = chain.partition(_PEM_END)
+            return trustme.LeafCert(
+                self._kept.server_key.read_bytes(),
+                leaf + _PEM_END,
+                [block + _PEM_END for block in rest.split(_PEM_END) if block.strip()],
+            )
         return self.ca.issue_cert(*LOOPBACK_IDENTITIES)
 
     def server_context(self) -> ssl.SSLContext:
         """A new server-side context presenting :attr:`server_cert`."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.server_cert.configure_cert(context)
+        if self._kept is not None:
+            context.load_cert_chain(self._kept.server_chain, self._kept.server_key)
+        else:
+            self.server_cert.configure_cert(context)
         return _self_closing(context)
 
     @cached_property
@@ -137,5 +198,5 @@ class TLSMaterial:
         store too, about 55 ms a context, for certificates a test never meets.
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # Verifies, and checks host names.
-        self.ca.configure_trust(context)
+        context.load_verify_locations(cadata=self.ca_cert_pem.decode("ascii"))
         return _self_closing(context)
