@@ -7,8 +7,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -116,3 +118,54 @@ print("holding", flush=True)
 sys.stdin.read()
 ending.set()
 """
+
+
+SUBJECT = """
+import sys, threading
+release = threading.Event()
+print("up", flush=True)
+for line in sys.stdin:
+    if line.strip() == "brief":
+        # A thread that ends once told: as an API request's handler just after its reply.
+        threading.Thread(target=release.wait).start()
+    elif line.strip() == "end-brief":
+        release.set()
+    elif line.strip() == "stay":
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+    print("done", flush=True)
+"""
+
+
+def test_a_sample_of_another_process_waits_out_a_thread_that_is_ending() -> None:
+    soak = load_tool("soak")
+    with subprocess.Popen(
+        [sys.executable, "-c", SUBJECT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            _watch_settling(soak, child)
+        finally:
+            child.kill()
+
+
+def _watch_settling(soak: Any, child: subprocess.Popen[str]) -> None:
+    orders, answers = child.stdin, child.stdout
+    assert orders is not None
+    assert answers is not None
+
+    def tell(order: str) -> None:
+        orders.write(order + "\n")
+        orders.flush()
+        assert answers.readline() == "done\n"
+
+    assert answers.readline() == "up\n"
+    before = soak.sample(1, child.pid)
+    tell("brief")
+    ending = threading.Timer(0.2, tell, args=("end-brief",))
+    ending.start()
+    # The brief thread is there when the sample starts and gone within the settling.
+    settled = soak.sample(2, child.pid, before)
+    ending.join(5)
+    assert settled.threads == before.threads
+    tell("stay")
+    # A thread that stays is counted, after at most the settling time.
+    assert soak.sample(3, child.pid, before).threads == before.threads + 1
