@@ -13,6 +13,8 @@ in rounds:
   checked byte for byte and timed, and its client checks for fault windows.
 
 The ratio runner/raw is the share of the raw rate the runner's clients reach.
+The rows ``x4, N proc`` run the runner's 4 clients in N processes of their own
+(``processes = N``), beside the same raw threads.
 
 A last row does the same for a real protocol: an ``http.server`` JSON app
 (HTTP/1.1, keep-alive) under 4 clients, **raw** being ``http.client`` threads
@@ -157,8 +159,9 @@ def runner_http_rate(clients: int, duration: float) -> float:
     return _ok_rate(text, duration)
 
 
-def runner_rate(kind: str, clients: int, duration: float) -> float:
-    """Ok messages per second that the chaos runner's clients drive."""
+def runner_rate(kind: str, clients: int, duration: float, processes: int = 0) -> float:
+    """Ok messages per second that the chaos runner's clients drive (in ``processes``
+    processes of their own; 0: threads of the runner)."""
     pattern = "persistent" if kind == "tcp" else "datagram"
     text = f"""
         [scenario]
@@ -171,6 +174,7 @@ def runner_rate(kind: str, clients: int, duration: float) -> float:
         pattern = "{pattern}"
         rate = 0
         size = {len(PAYLOAD)}
+        processes = {processes}
         """
     return _ok_rate(text, duration)
 
@@ -193,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
                 "raw": statistics.median(raw),
                 "runner": statistics.median(runner),
             }
+    for kind in ("tcp", "udp"):
+        for processes in (2, 4):
+            raw, runner = [], []
+            for _ in range(rounds):
+                raw.append(raw_rate(kind, 4, duration))
+                runner.append(runner_rate(kind, 4, duration, processes))
+            results[f"{kind} x4, {processes} proc"] = {
+                "raw": statistics.median(raw),
+                "runner": statistics.median(runner),
+            }
     raw, runner = [], []
     for _ in range(rounds):
         raw.append(raw_http_rate(4, duration))
@@ -201,12 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         f"chaos runner overhead (Python {platform.python_version()}, "
         f"{rounds} rounds of {duration:g} s, median messages per second)",
-        f"{'server, clients':<18}{'raw echo':>12}{'runner':>12}{'runner/raw':>12}",
+        f"{'server, clients':<20}{'raw echo':>12}{'runner':>12}{'runner/raw':>12}",
     ]
     for name, row in results.items():
         ratio = row["runner"] / row["raw"] if row["raw"] else float("nan")
         row["ratio"] = ratio
-        lines.append(f"{name:<18}{row['raw']:>12.0f}{row['runner']:>12.0f}{ratio:>11.2f}x")
+        lines.append(f"{name:<20}{row['raw']:>12.0f}{row['runner']:>12.0f}{ratio:>11.2f}x")
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as stream:

@@ -179,11 +179,17 @@ CLIENT: dict[str, Any] = {
         "description": "a program and its arguments, run as the load",
     },
     "repeat": _boolean("run the command again and again until the end"),
+    "processes": _number(
+        "processes the clients run in, threads in each (0: threads of the runner)",
+        low=0,
+        high=MAX_CLIENTS,
+        integer=True,
+    ),
     "service": _string("the service the clients go to (several services)"),
 }
 
 #: The keys a probe does not take: it is one client, from the start.
-NOT_PROBE = ("count", "rate", "start")
+NOT_PROBE = ("count", "rate", "start", "processes")
 
 EXPECT: dict[str, Any] = {
     "intact_outside_faults": _boolean("every message outside the fault windows arrives intact"),

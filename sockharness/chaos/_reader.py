@@ -44,7 +44,7 @@ __all__ = ["load_scenario", "parse_scenario"]
 
 _SECTIONS = {"scenario", "server", "services", "clients", "faults", "expect", "steady_state"}
 #: What a steady-state probe is not: it is one client, from the start.
-_NOT_PROBE_KEYS = {"count", "rate", "start"}
+_NOT_PROBE_KEYS = {"count", "rate", "start", "processes"}
 _HEAD_KEYS = {"name", "description", "seed", "duration", "tags"}
 _WINDOW_KEYS = {"fault", "side", "at", "until", "service"}
 #: The [[clients]] keys of one protocol only.

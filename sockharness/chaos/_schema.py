@@ -327,6 +327,8 @@ class ClientSpec:
     expect_match: str | None = None
     command: tuple[str, ...] | None = None
     repeat: bool = False
+    #: Processes the group's clients run in (threads in each); 0: threads of the runner.
+    processes: int = 0
     #: The service the group's clients address (``None``: the scenario's only one).
     service: str | None = None
 
@@ -336,12 +338,22 @@ class ClientSpec:
         self._check_load()
         self._check_protocol()
         self._check_command()
+        self._check_processes()
 
     @property
     def own_client(self) -> bool:
         """Whether the group is the user's own client (a workload or a command), which makes
         its own connections and judges its own answers."""
         return self.workload is not None or self.command is not None
+
+    def _check_processes(self) -> None:
+        _number(("processes",), self.processes, low=0, high=self.count, integer=True)
+        if self.processes and self.own_client:
+            raise SpecError(
+                ("processes",),
+                "a workload runs in the runner's process and a command is a process of its "
+                "own: leave processes out",
+            )
 
     def _check_command(self) -> None:
         _boolean(("repeat",), self.repeat)
@@ -889,7 +901,7 @@ class Scenario:
         key: Key = ("steady_state", "probe")
         probe = steady.probe
         if probe is None:
-            probe = dataclasses.replace(self.clients[0], count=1, start=0.0)
+            probe = dataclasses.replace(self.clients[0], count=1, start=0.0, processes=0)
             key = ("clients", 0)
         elif probe.service is None:  # The system's front door: where the first group goes.
             probe = dataclasses.replace(probe, service=self.clients[0].service)
@@ -906,12 +918,20 @@ class Scenario:
 
     def _check_workload_faults(self) -> None:
         own = {client.service for client in self.clients if client.own_client}
+        apart = {client.service for client in self.clients if client.processes}
         for index, window in enumerate(self.faults):
             if window.side == "client" and window.service in own:
                 raise SpecError(
                     ("faults", index, "side"),
                     "a workload or command makes its own connections, which in-process client "
                     "faults cannot reach: use side = 'proxy' (or 'server')",
+                )
+            if window.side == "client" and window.service in apart:
+                raise SpecError(
+                    ("faults", index, "side"),
+                    "clients with processes = N run outside the runner, where its client-side "
+                    "faults do not reach: use side = 'proxy' (or 'server'), or leave processes "
+                    "out",
                 )
 
     @property

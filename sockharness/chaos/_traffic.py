@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sockharness._core import ConnectionClosed, Outcome, ReceiveTimeout
 from sockharness.faults import Fault, Timeline
@@ -36,6 +36,9 @@ from sockharness.harness import Client, Payloads, connect
 from ._command import CommandRunner
 from ._protocols import Workload, speak
 from ._schema import ClientSpec
+
+if TYPE_CHECKING:
+    from ._client_processes import ClientProcess
 
 __all__ = ["Message", "ProbeClient", "Route", "Traffic", "make_bodies"]
 
@@ -93,11 +96,14 @@ def make_bodies(spec: ClientSpec, seed: int, group: int) -> list[bytes]:
 
 
 class Traffic:
-    """Every client of a scenario, as threads: :meth:`start`, then :meth:`stop` and collect.
+    """Every client of a scenario: :meth:`start`, then :meth:`stop` and collect.
 
-    Making it builds every message body; the clients share what is here (the
-    seed, the clock, the timeline) and each group's :class:`Route` (where its
-    service is, TLS, its fault windows), and read them as they go.
+    A client is a thread of the runner, or (for a group with ``processes``) a
+    thread of one of the group's processes. Making it builds every message
+    body and starts the group's processes (which wait for :meth:`start`); the
+    clients share what is here (the seed, the clock, the timeline) and each
+    group's :class:`Route` (where its service is, TLS, its fault windows), and
+    read them as they go.
     """
 
     def __init__(
@@ -119,20 +125,45 @@ class Traffic:
         self.boundaries: list[float] = []
         self.stopping = threading.Event()
         self._connections = itertools.count()
-        self._workers: list[_Worker] = []
-        for group_index, group in enumerate(groups):
-            bodies = make_bodies(group, seed, group_index)
-            workload = workloads[group_index] if group_index < len(workloads) else None
-            for _ in range(group.count):
-                worker = _Worker(
-                    self,
-                    group,
-                    len(self._workers),
-                    bodies,
-                    route=routes[group_index],
-                    workload=workload,
-                )
-                self._workers.append(worker)
+        self._clients: list[_Worker | ClientProcess] = []
+        try:
+            first = 0
+            for group_index, group in enumerate(groups):
+                bodies = make_bodies(group, seed, group_index)
+                ids = range(first, first + group.count)
+                first += group.count
+                if group.processes:
+                    self._add_processes(group, ids, bodies, routes[group_index])
+                else:
+                    workload = workloads[group_index] if group_index < len(workloads) else None
+                    self.add_threads(group, ids, bodies, routes[group_index], workload)
+            for client in self._clients:
+                client.wait_ready()
+        except BaseException:
+            self.stop(timeout=5.0)
+            raise
+
+    def add_threads(
+        self,
+        group: ClientSpec,
+        ids: Sequence[int],
+        bodies: list[bytes],
+        route: Route,
+        workload: Workload | None = None,
+    ) -> None:
+        """Add the clients ``ids`` of ``group``, a thread each."""
+        for client_id in ids:
+            self._clients.append(
+                _Worker(self, group, client_id, bodies, route=route, workload=workload)
+            )
+
+    def _add_processes(
+        self, group: ClientSpec, ids: Sequence[int], bodies: list[bytes], route: Route
+    ) -> None:
+        from ._client_processes import ClientProcess, shares
+
+        for share in shares(ids, group.processes):
+            self._clients.append(ClientProcess(self, group, share, bodies, route=route))
 
     def next_connection(self) -> int:
         """A number for a new connection, unique in the run (seeds its faults)."""
@@ -147,19 +178,19 @@ class Traffic:
         """
         self.started = started
         self.boundaries = sorted(boundaries)
-        for worker in self._workers:
-            worker.start()
+        for client in self._clients:
+            client.start()
 
     def finished(self) -> bool:
         """Whether every client has ended by itself (commands that run once, say)."""
-        return all(worker.ident is not None and not worker.is_alive() for worker in self._workers)
+        return all(client.ended() for client in self._clients)
 
     def counts(self) -> tuple[int, int]:
         """(ok, failed) messages so far, for progress displays."""
         ok = failed = 0
-        for worker in self._workers:
-            ok += worker.ok
-            failed += worker.failed
+        for client in self._clients:
+            ok += client.ok
+            failed += client.failed
         return ok, failed
 
     def stop(self, timeout: float) -> tuple[list[Message], list[str]]:
@@ -170,21 +201,19 @@ class Traffic:
         """
         self.stopping.set()
         deadline = time.monotonic() + timeout
+        for client in self._clients:
+            client.ask_to_stop(timeout)  # Processes stop side by side, not one after another.
         problems = []
-        for worker in self._workers:
-            if worker.ident is None:
+        for client in self._clients:
+            if not client.launched:
                 continue  # Never started (the run failed before it could).
-            worker.join(max(0.0, deadline - time.monotonic()))
-            if worker.is_alive():
-                worker.abort()
-                worker.join(1.0)
-                problems.append(f"client {worker.client_id} did not stop within {timeout:g} s")
-        problems += [
-            f"client {worker.client_id} stopped on an error:\n{worker.crash}"
-            for worker in self._workers
-            if worker.crash is not None
-        ]
-        messages = [message for worker in self._workers for message in worker.messages]
+            client.join(max(0.0, deadline - time.monotonic()))
+            if client.is_alive():
+                client.abort()
+                client.join(1.0)
+                problems.append(f"{client.who} did not stop within {timeout:g} s")
+        problems += [line for client in self._clients for line in client.problems()]
+        messages = [message for client in self._clients for message in client.messages]
         messages.sort(key=lambda message: (message.sent, message.client, message.seq))
         return messages, problems
 
@@ -202,6 +231,8 @@ class ProbeClient:
     ) -> None:
         # No client-side faults on the probe: it judges the system, it does not strike it.
         route = dataclasses.replace(route, client_faults=lambda when: ())
+        # One client, a thread of the runner: the probe may be a group's spec (of 4 apart, say).
+        spec = dataclasses.replace(spec, count=1, processes=0)
         self._traffic = Traffic(
             [spec],
             routes=[route],
@@ -210,7 +241,9 @@ class ProbeClient:
             timeline=Timeline(),
             workloads=[workload],
         )
-        self._worker = self._traffic._workers[0]
+        [worker] = self._traffic._clients
+        assert isinstance(worker, _Worker)
+        self._worker = worker
         self._seq = 0
 
     def exchange(self) -> Message:
@@ -266,6 +299,32 @@ class _Worker(threading.Thread):
         self._reconnect_at = float("inf")  # The next window boundary after connecting.
 
     # -- the loop --------------------------------------------------------------------------
+
+    # -- what Traffic asks of each client (a thread here, a process in _client_processes) ----
+
+    @property
+    def launched(self) -> bool:
+        return self.ident is not None
+
+    @property
+    def who(self) -> str:
+        return f"client {self.client_id}"
+
+    def wait_ready(self) -> None:
+        """Nothing to wait for: a thread is ready once made."""
+
+    def ask_to_stop(self, timeout: float) -> None:
+        """Nothing to do: the thread watches ``traffic.stopping``."""
+
+    def ended(self) -> bool:
+        return self.ident is not None and not self.is_alive()
+
+    def problems(self) -> list[str]:
+        return (
+            []
+            if self.crash is None
+            else [f"client {self.client_id} stopped on an error:\n{self.crash}"]
+        )
 
     def run(self) -> None:
         stop = self.traffic.stopping
