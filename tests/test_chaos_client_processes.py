@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,7 +102,7 @@ def test_groups_apart_and_in_the_runner_are_numbered_as_the_file_orders_them() -
     assert {message.client for message in result.messages} == {0, 1, 2, 3, 4}
 
 
-def test_the_same_seed_gives_the_same_messages_apart_and_in_the_runner() -> None:
+def test_the_same_clients_send_and_are_judged_alike_apart_and_in_the_runner() -> None:
     def messages(processes: int) -> list[tuple[int, int, str]]:
         body = f"""
             [server]
@@ -238,3 +240,29 @@ def test_the_steady_state_probe_of_a_group_apart_is_one_client_of_the_runner() -
     assert result.steady is not None
     assert {message.client for message in result.messages} == {0, 1, 2, 3}
     assert _children() == children
+
+
+def test_a_client_process_that_cannot_start_is_an_error_that_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interpreter = tmp_path / "python"
+    interpreter.write_text("#!/bin/sh\necho 'no module named sockharness' >&2\nexit 3\n")
+    interpreter.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(interpreter))
+    children, descriptors = _children(), _descriptors()
+    body = """
+        [server]
+        kind = "tcp"
+
+        [[clients]]
+        count = 2
+        processes = 1
+        """
+    result = run_scenario(parse_scenario(scenario_text(body)))
+    assert result.result == "error"
+    message = result.failure_message()
+    assert "the process of clients 0-1 ended before it was ready (exit code 3)" in message
+    assert "no module named sockharness" in message
+    assert result.messages == []
+    assert _children() == children
+    assert _descriptors() == descriptors

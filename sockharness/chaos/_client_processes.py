@@ -193,7 +193,10 @@ class ClientProcess:
             raise
         finally:
             theirs.close()
-        _send(self._control, job)
+        self._final: tuple[int, int] | None = None
+        # A process that could not start is gone already: wait_ready() says why.
+        with contextlib.suppress(OSError):
+            _send(self._control, job)
 
     @property
     def who(self) -> str:
@@ -204,13 +207,19 @@ class ClientProcess:
     def launched(self) -> bool:
         return True
 
+    def _counted(self) -> tuple[int, int]:
+        if self._final is not None:
+            return self._final
+        ok, failed = _COUNTS.unpack_from(self._counts)
+        return ok, failed
+
     @property
     def ok(self) -> int:
-        return _COUNTS.unpack_from(self._counts)[0]
+        return self._counted()[0]
 
     @property
     def failed(self) -> int:
-        return _COUNTS.unpack_from(self._counts)[1]
+        return self._counted()[1]
 
     def _what_it_said(self) -> str:
         self._stderr.seek(0)
@@ -266,6 +275,8 @@ class ClientProcess:
             self._close()
 
     def _close(self) -> None:
+        if self._final is None:
+            self._final = self._counted()
         self._control.close()
         self._stderr.close()
         with contextlib.suppress(BufferError):
