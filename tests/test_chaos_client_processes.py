@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import textwrap
@@ -114,7 +115,7 @@ def test_the_same_clients_send_and_are_judged_alike_apart_and_in_the_runner() ->
             payload = "text"
             processes = {processes}
             """
-        scenario = parse_scenario(scenario_text(body, duration=0.3))
+        scenario = parse_scenario(scenario_text(body, duration=1.0))
         result = run_scenario(scenario)
         assert result.result == "held", result.failure_message()
         return sorted((m.client, m.seq, m.outcome) for m in result.messages)
@@ -147,6 +148,7 @@ def test_a_client_process_that_dies_breaks_the_verdict_and_says_why() -> None:
     # The kill lands mid-run: once the process runs its two client threads.
     while len(os.listdir(f"/proc/{process}/task")) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert len(os.listdir(f"/proc/{process}/task")) >= 3, "the client threads never started"
     os.kill(process, signal.SIGKILL)
     runner.join(30)
     [result] = results
@@ -264,5 +266,37 @@ def test_a_client_process_that_cannot_start_is_an_error_that_says_why(
     assert "the process of clients 0-1 ended before it was ready (exit code 3)" in message
     assert "no module named sockharness" in message
     assert result.messages == []
+    assert _children() == children
+    assert _descriptors() == descriptors
+
+
+def test_one_process_of_two_failing_to_start_is_an_error_and_the_other_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One of the two fails (the first to make the marker); the other is a real one.
+    interpreter = tmp_path / "python"
+    marker = tmp_path / "failed-once"
+    interpreter.write_text(
+        f'#!/bin/sh\nif ! mkdir {marker} 2>/dev/null; then exec {sys.executable} "$@"; fi\n'
+        f"echo 'the first one fails' >&2\nexit 3\n"
+    )
+    interpreter.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(interpreter))
+    children, descriptors = _children(), _descriptors()
+    body = """
+        [server]
+        kind = "tcp"
+
+        [[clients]]
+        count = 4
+        processes = 2
+        """
+    result = run_scenario(parse_scenario(scenario_text(body)))
+    assert result.result == "error"
+    message = result.failure_message()
+    assert re.search(
+        r"the process of clients (0-1|2-3) ended before it was ready \(exit code 3\)", message
+    ), message
+    assert "the first one fails" in message
     assert _children() == children
     assert _descriptors() == descriptors

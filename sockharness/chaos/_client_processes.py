@@ -139,11 +139,36 @@ def _environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}
 
 
+class _Frames:
+    """The runner's end of a control socket: frames sent and received within deadlines."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @property
+    def closed(self) -> bool:
+        return self.sock.fileno() == -1
+
+    def send(self, value: Any, timeout: float) -> None:
+        """Send ``value``; raises ``OSError`` (``TimeoutError`` included) when it cannot."""
+        self.sock.settimeout(max(0.001, timeout))
+        _send(self.sock, value)
+
+    def readable(self, timeout: float) -> bool:
+        return not self.closed and _readable(self.sock, timeout)
+
+    def receive(self, timeout: float) -> Any:
+        """The next frame, whole, within ``timeout``; raises ``EOFError`` or ``OSError``."""
+        self.sock.settimeout(max(0.001, timeout))
+        return _receive(self.sock)
+
+
 class ClientProcess:
     """Some clients of one group, run as threads of a process of their own.
 
     To :class:`~sockharness.chaos._traffic.Traffic` it is one more client: it
-    starts, counts, stops, and hands over its messages.
+    starts, counts, stops, and hands over its messages. Every exchange with the
+    process has a deadline: a process that hangs is killed and said to have.
     """
 
     def __init__(
@@ -159,9 +184,11 @@ class ClientProcess:
         self.ids = ids
         self.messages: list[Message] = []
         self._problems: list[str] = []
+        self._job_sent = False
         self._reported = False
         self._killed = False
-        job = _Job(
+        self._final: tuple[int, int] | None = None
+        self._job = _Job(
             group,
             tuple(ids),
             tuple(bodies),
@@ -171,10 +198,11 @@ class ClientProcess:
             traffic.seed,
             traffic.duration,
         )
-        self._control, theirs = socket.socketpair()
-        # Read when the process fails, closed with the control socket.
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        ours, theirs = socket.socketpair()
+        self._control = _Frames(ours)
         try:
+            # Read when the process fails; closed with the control socket.
+            self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
             with tempfile.TemporaryFile() as counts_file:
                 counts_file.write(bytes(_COUNTS.size))
                 counts_file.flush()
@@ -188,15 +216,10 @@ class ClientProcess:
                     env=_environment(),
                 )
         except BaseException:
-            self._control.close()
-            self._stderr.close()
+            self._close()
             raise
         finally:
             theirs.close()
-        self._final: tuple[int, int] | None = None
-        # A process that could not start is gone already: wait_ready() says why.
-        with contextlib.suppress(OSError):
-            _send(self._control, job)
 
     @property
     def who(self) -> str:
@@ -222,65 +245,102 @@ class ClientProcess:
         return self._counted()[1]
 
     def _what_it_said(self) -> str:
+        if self._stderr.closed:
+            return ""
         self._stderr.seek(0)
         said = self._stderr.read().decode(errors="replace").strip()
         return f":\n{said[-2000:]}" if said else ""
 
-    def wait_ready(self) -> None:
-        """Wait until the process has its clients made (before the run's clock starts)."""
-        if not _readable(self._control, READY_WITHIN):
-            raise RuntimeError(f"the process of {self.who} was not ready within {READY_WITHIN:g} s")
-        try:
-            ready = _receive(self._control)
-        except (EOFError, OSError):
+    def _failed_to_start(self, why: str) -> RuntimeError:
+        self.abort()
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(5.0)
-            raise RuntimeError(
-                f"the process of {self.who} ended before it was ready (exit code "
-                f"{self._process.returncode}){self._what_it_said()}"
-            ) from None
+        return RuntimeError(
+            f"the process of {self.who} {why} (exit code {self._process.returncode})"
+            f"{self._what_it_said()}"
+        )
+
+    def wait_ready(self) -> None:
+        """Give the process its job and wait until it has its clients made (before the
+        run's clock starts): :data:`READY_WITHIN` for both."""
+        deadline = time.monotonic() + READY_WITHIN
+        try:
+            self._control.send(self._job, READY_WITHIN)
+            self._job_sent = True
+        except TimeoutError:
+            raise self._failed_to_start(f"did not take its job within {READY_WITHIN:g} s") from None
+        except OSError:
+            raise self._failed_to_start("ended before it was ready") from None
+        if not self._control.readable(deadline - time.monotonic()):
+            raise self._failed_to_start(f"was not ready within {READY_WITHIN:g} s")
+        try:
+            ready = self._control.receive(deadline - time.monotonic())
+        except (EOFError, OSError):
+            raise self._failed_to_start("ended before it was ready") from None
         if ready != "ready":
             self._take_report(ready)
-            raise RuntimeError("; ".join(self._problems))
+            raise self._failed_to_start("failed: " + "; ".join(self._problems))
 
     def start(self) -> None:
         with contextlib.suppress(OSError):
-            _send(self._control, ("start", self.traffic.started, self.traffic.boundaries))
+            self._control.send(("start", self.traffic.started, self.traffic.boundaries), 5.0)
 
     def ask_to_stop(self, timeout: float) -> None:
+        if self._control.closed:
+            return
+        if not self._job_sent:  # Stopped before it had clients (another failed to start).
+            self._reported = True
+            self._killed = True
+            self._process.kill()
+            return
         with contextlib.suppress(OSError):  # Gone already: it ended by itself.
-            _send(self._control, ("stop", timeout))
+            self._control.send(("stop", timeout), max(0.001, min(timeout, 5.0)))
 
     def ended(self) -> bool:
-        return self._reported or self._process.poll() is not None or _readable(self._control, 0)
+        return self._reported or self._process.poll() is not None or self._control.readable(0)
 
     def join(self, timeout: float) -> None:
         """Take the process's report (its messages) and wait for it to end, ``timeout`` in all."""
+        if self._control.closed:
+            return
         deadline = time.monotonic() + timeout
-        if not self._reported and _readable(self._control, timeout):
+        while not self._reported and self._control.readable(deadline - time.monotonic()):
             try:
-                self._take_report(_receive(self._control))
+                report = self._control.receive(deadline - time.monotonic())
             except (EOFError, OSError, pickle.UnpicklingError):
-                if not self._killed:
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        self._process.wait(max(0.0, deadline - time.monotonic()))
-                    self._reported = True
-                    self._problems.append(
-                        f"the process of {self.who} ended before it reported (exit code "
-                        f"{self._process.returncode}): its messages are lost"
-                        f"{self._what_it_said()}"
-                    )
+                self._lost()
+                break
+            if report != "ready":  # A process stopped before it was asked to start says so.
+                self._take_report(report)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(max(0.0, deadline - time.monotonic()))
         if self._process.returncode is not None:
             self._close()
 
+    def _lost(self) -> None:
+        """The process ended (or broke off) without its report."""
+        self._reported = True
+        if self._killed:
+            return  # Traffic.stop says it did not stop in time.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(1.0)
+        self._problems.append(
+            f"the process of {self.who} ended before it reported (exit code "
+            f"{self._process.returncode}): its messages are lost{self._what_it_said()}"
+        )
+
     def _close(self) -> None:
-        if self._final is None:
-            self._final = self._counted()
-        self._control.close()
-        self._stderr.close()
-        with contextlib.suppress(BufferError):
-            self._counts.close()
+        if self._final is None and getattr(self, "_counts", None) is not None:
+            with contextlib.suppress(ValueError):
+                self._final = self._counted()
+        self._control.sock.close()
+        stderr = getattr(self, "_stderr", None)
+        if stderr is not None:
+            stderr.close()
+        counts = getattr(self, "_counts", None)
+        if counts is not None:
+            with contextlib.suppress(BufferError):
+                counts.close()
 
     def _take_report(self, report: Any) -> None:
         self.messages, problems = report
@@ -288,9 +348,13 @@ class ClientProcess:
         self._reported = True
 
     def is_alive(self) -> bool:
+        if self._control.closed:
+            return False
         return not self._reported or self._process.poll() is None
 
     def abort(self) -> None:
+        if not self._reported:
+            self._problems.append(f"{self.who}: the process was killed, its messages are lost")
         self._killed = True
         self._process.kill()
 
@@ -333,8 +397,9 @@ def _run(control: socket.socket, counts: mmap.mmap) -> None:
         traffic.stop(1.0)  # The runner is gone: stop the clients; nobody takes a report.
         return
     _COUNTS.pack_into(counts, 0, *traffic.counts())
-    # Within the runner's own wait, leaving it time to take the report.
-    _send(control, traffic.stop(max(0.1, timeout - 1.0)))
+    # Within the runner's own wait: the clients' stop takes up to its timeout and a second
+    # more for stuck ones, and the runner needs time to take the report.
+    _send(control, traffic.stop(max(0.1, timeout - 2.0)))
 
 
 def main(argv: Sequence[str]) -> None:

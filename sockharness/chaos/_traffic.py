@@ -204,14 +204,17 @@ class Traffic:
         for client in self._clients:
             client.ask_to_stop(timeout)  # Processes stop side by side, not one after another.
         problems = []
-        for client in self._clients:
-            if not client.launched:
-                continue  # Never started (the run failed before it could).
+        launched = [client for client in self._clients if client.launched]
+        for client in launched:
             client.join(max(0.0, deadline - time.monotonic()))
-            if client.is_alive():
-                client.abort()
-                client.join(1.0)
-                problems.append(f"{client.who} did not stop within {timeout:g} s")
+        # The stuck ones are aborted together and given one second between them.
+        stuck = [client for client in launched if client.is_alive()]
+        for client in stuck:
+            client.abort()
+        grace = time.monotonic() + 1.0
+        for client in stuck:
+            client.join(max(0.0, grace - time.monotonic()))
+            problems.append(f"{client.who} did not stop within {timeout:g} s")
         problems += [line for client in self._clients for line in client.problems()]
         messages = [message for client in self._clients for message in client.messages]
         messages.sort(key=lambda message: (message.sent, message.client, message.seq))
