@@ -627,7 +627,11 @@ def _sockharness_tls(pytestconfig: pytest.Config) -> TLSMaterial:
     cache = getattr(pytestconfig, "cache", None)
     if cache is None:
         return TLSMaterial()
-    return TLSMaterial.kept_in(cache.mkdir(TLS_CACHE_DIRECTORY))
+    try:
+        directory = cache.mkdir(TLS_CACHE_DIRECTORY)
+    except OSError:  # A read-only checkout, say: a CA of the session's own, not kept.
+        return TLSMaterial()
+    return TLSMaterial.kept_in(directory)
 
 
 @pytest.fixture(scope="session")

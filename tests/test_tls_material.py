@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import stat
 import subprocess
@@ -70,12 +71,21 @@ print(sorted(name for name in ("trustme", "cryptography") if name in sys.modules
     assert done.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("damaged", ["server.key", "server.pem", "ca.pem", "ca.key"])
-def test_damaged_material_is_made_again_and_works(tmp_path: Path, damaged: str) -> None:
+@pytest.mark.parametrize(
+    ("damaged", "how"),
+    [
+        ("server.key", "truncated"),
+        ("server.pem", "truncated"),
+        ("ca.pem", "truncated"),
+        ("ca.key", "truncated"),
+        ("ca.key", "removed"),
+    ],
+)
+def test_damaged_material_is_made_again_and_works(tmp_path: Path, damaged: str, how: str) -> None:
     first = TLSMaterial.kept_in(tmp_path)
     [month] = _month_directories(tmp_path)
     path = tmp_path / month / damaged
-    if damaged == "ca.key":
+    if how == "removed":
         path.unlink()
     else:
         path.write_bytes(path.read_bytes()[:40])
@@ -87,13 +97,26 @@ def test_damaged_material_is_made_again_and_works(tmp_path: Path, damaged: str) 
     assert TLSMaterial.kept_in(tmp_path).ca_cert_pem == again.ca_cert_pem
 
 
-def test_a_key_that_is_not_the_certificates_is_made_again(tmp_path: Path) -> None:
-    TLSMaterial.kept_in(tmp_path)
+@pytest.mark.parametrize("replaced", [("server.key",), ("ca.pem", "ca.key")])
+def test_material_of_two_cas_mixed_is_made_again(tmp_path: Path, replaced: tuple[str, ...]) -> None:
+    first = TLSMaterial.kept_in(tmp_path)
     other = tmp_path.parent / f"{tmp_path.name}-other"
     TLSMaterial.kept_in(other)
     [month] = _month_directories(tmp_path)
-    (tmp_path / month / "server.key").write_bytes((other / month / "server.key").read_bytes())
-    assert _round_trip(TLSMaterial.kept_in(tmp_path)) == b"kept"
+    for name in replaced:
+        (tmp_path / month / name).write_bytes((other / month / name).read_bytes())
+    again = TLSMaterial.kept_in(tmp_path)
+    assert again.ca_cert_pem not in (first.ca_cert_pem, (other / month / "ca.pem").read_bytes())
+    assert _round_trip(again) == b"kept"
+
+
+def test_a_session_keeps_its_material_when_the_copy_is_removed_under_it(tmp_path: Path) -> None:
+    material = TLSMaterial.kept_in(tmp_path)
+    for entry in tmp_path.iterdir():  # As --cache-clear in another terminal does.
+        shutil.rmtree(entry)
+    assert _round_trip(material) == b"kept"
+    assert material.ca.cert_pem.bytes() == material.ca_cert_pem
+    assert material.server_cert.private_key_pem.bytes().startswith(b"-----BEGIN")
 
 
 def test_older_months_but_the_last_are_removed_when_a_new_month_is_made(tmp_path: Path) -> None:
@@ -178,6 +201,19 @@ def test_the_plugin_keeps_the_ca_in_pytests_cache_between_sessions(
     assert "BEGIN CERTIFICATE" in ca
     pytester.runpytest_subprocess("--cache-clear", "-k", "test_ca").assert_outcomes(passed=1)
     assert len(set(_sessions_cas(pytester))) == 2
+
+
+def test_a_cache_that_cannot_be_written_gives_each_session_a_ca_of_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_session=PLUGIN_SESSION)
+    blocker = pytester.path / "a-file"
+    blocker.write_text("not a directory")
+    for _ in range(2):
+        done = pytester.runpytest_subprocess("-o", f"cache_dir={blocker}/cache")
+        done.assert_outcomes(passed=2)
+    assert len(set(_sessions_cas(pytester))) == 2
+    assert blocker.read_text() == "not a directory"
 
 
 def test_without_pytests_cache_each_session_has_a_ca_of_its_own(

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sockharness._core import ByteCounter
 
-from ._tls_store import KeptFiles, keep_material, load_kept
+from ._tls_store import KeptMaterial, keep_material, load_kept, server_context_of
 
 if TYPE_CHECKING:
     import trustme
@@ -109,7 +109,7 @@ class TLSMaterial:
 
             ca = trustme.CA()
         self._ca: trustme.CA | None = ca
-        self._kept: KeptFiles | None = None
+        self._kept: KeptMaterial | None = None
 
     @classmethod
     def kept_in(cls, directory: str | os.PathLike[str]) -> TLSMaterial:
@@ -139,14 +139,14 @@ class TLSMaterial:
             import trustme
 
             assert self._kept is not None
-            self._ca = trustme.CA.from_pem(self._kept.ca_cert_pem, self._kept.ca_key.read_bytes())
+            self._ca = trustme.CA.from_pem(self._kept.ca_cert, self._kept.ca_key)
         return self._ca
 
     @cached_property
     def ca_cert_pem(self) -> bytes:
         """The CA's certificate, PEM-encoded: what a client trusts."""
         if self._kept is not None:
-            return self._kept.ca_cert_pem
+            return self._kept.ca_cert
         return self.ca.cert_pem.bytes()
 
     @cached_property
@@ -155,10 +155,9 @@ class TLSMaterial:
         if self._kept is not None:
             import trustme
 
-            chain = self._kept.server_chain.read_bytes()
-            leaf, _, rest = chain.partition(_PEM_END)
+            leaf, _, rest = self._kept.server_chain.partition(_PEM_END)
             return trustme.LeafCert(
-                self._kept.server_key.read_bytes(),
+                self._kept.server_key,
                 leaf + _PEM_END,
                 [block + _PEM_END for block in rest.split(_PEM_END) if block.strip()],
             )
@@ -166,11 +165,10 @@ class TLSMaterial:
 
     def server_context(self) -> ssl.SSLContext:
         """A new server-side context presenting :attr:`server_cert`."""
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         if self._kept is not None:
-            context.load_cert_chain(self._kept.server_chain, self._kept.server_key)
-        else:
-            self.server_cert.configure_cert(context)
+            return _self_closing(server_context_of(self._kept))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.server_cert.configure_cert(context)
         return _self_closing(context)
 
     @cached_property
