@@ -335,3 +335,31 @@ def test_closing_with_datagrams_still_held_back_warns(
         lambda: "sockharness datagrams" not in {t.name for t in threading.enumerate()},
         what="the delivery thread to end once nothing is left to send",
     )
+
+
+@pytest.mark.parametrize("side", ["client", "server"])
+def test_a_fault_that_applies_to_nothing_leaves_the_sockets_own_calls(side: str) -> None:
+    """No Python frame between the caller and the system call when no fault applies
+    (toxicity 0); a server's connections still count their bytes for its statistics."""
+    idle = [Latency(0.05, toxicity=0.0)]
+    seen: list[Callable[..., object]] = []
+
+    class Echo(BaseRequestHandler):
+        def handle(self) -> None:
+            seen.append(self.request.recv)
+            while data := self.request.recv(65536):
+                self.request.sendall(data)
+
+    # start_server, not the fixture: the fixture fails a test whose faults never fire.
+    with start_server(Echo, faults=idle if side == "server" else ()) as server:
+        with server.connect(faults=idle if side == "client" else ()) as client:
+            assert client.request(b"ping\n") == b"ping\n"
+            if side == "client":
+                # The socket's own (C) methods, not a counting or fault frame.
+                assert client.sock.sendall == socket.socket.sendall.__get__(client.sock)
+                assert client.sock.recv == socket.socket.recv.__get__(client.sock)
+        wait_for(lambda: bool(seen), timeout=5)
+        if side == "server":
+            # Counted: the statistics need the server's bytes (a Python frame that counts).
+            assert getattr(seen[0], "__func__", None) is not None
+        assert server.unfired_faults() != []

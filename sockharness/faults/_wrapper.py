@@ -92,6 +92,9 @@ class _Faulty:
     #: Seconds of fault waits skipped in virtual time: this socket's clock is so far ahead.
     _sh_skipped: float = 0.0
     _sh_started: float = 0.0
+    #: Whether nobody counts this socket's bytes (it was not counting before it was
+    #: made faulty): then its plain calls are the socket's own, with no counting frame.
+    _sh_uncounted: bool = False
 
     def _sh_now(self) -> float:
         """Now on this socket's clock (the wall clock plus the time it skipped)."""
@@ -419,12 +422,13 @@ class FaultyStreamSocket(CountingSocket, _Faulty):
         # between the caller and the system call, so a fault that applies to
         # nothing costs next to nothing.
         # (Explicit close() ends the reference cycle this makes, as for any socket.)
+        plain = socket.socket if self._sh_uncounted else CountingSocket
         if self._sh_fast_send:
-            self.send = CountingSocket.send.__get__(self)  # type: ignore[method-assign]
-            self.sendall = CountingSocket.sendall.__get__(self)  # type: ignore[method-assign]
+            self.send = plain.send.__get__(self)  # type: ignore[method-assign]
+            self.sendall = plain.sendall.__get__(self)  # type: ignore[method-assign]
         if self._sh_fast_recv:
-            self.recv = CountingSocket.recv.__get__(self)  # type: ignore[method-assign]
-            self.recv_into = CountingSocket.recv_into.__get__(self)  # type: ignore[method-assign]
+            self.recv = plain.recv.__get__(self)  # type: ignore[method-assign]
+            self.recv_into = plain.recv_into.__get__(self)  # type: ignore[method-assign]
 
     def send(self, data: Any, flags: int = 0) -> int:
         if self._sh_fast_send:
@@ -823,10 +827,13 @@ def wrap_socket(
             raise UsageError(f"{fault!r} is not a {transport} fault")
     cls = FaultyStreamSocket if transport == STREAM else FaultyDatagramSocket
     timeout = sock.gettimeout()
-    counter = counter_of(sock) or ByteCounter()
+    counter = counter_of(sock)
     wrapped = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
     wrapped.settimeout(timeout)
-    wrapped.sockharness_bytes = counter  # Counting on from where ``sock`` was.
+    # Counting on from where ``sock`` was; a socket nobody counted gets a counter of its own
+    # for the fault machinery's calls, and its plain calls go uncounted.
+    wrapped.sockharness_bytes = counter if counter is not None else ByteCounter()
+    wrapped._sh_uncounted = counter is None
     wrapped._sh_setup(
         faults,
         seed=seed,
