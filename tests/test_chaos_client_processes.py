@@ -244,59 +244,56 @@ def test_the_steady_state_probe_of_a_group_apart_is_one_client_of_the_runner() -
     assert _children() == children
 
 
-def test_a_client_process_that_cannot_start_is_an_error_that_says_why(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _interpreter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> None:
+    """Make ``script`` (sh) the interpreter the runner starts its client processes with."""
     interpreter = tmp_path / "python"
-    interpreter.write_text("#!/bin/sh\necho 'no module named sockharness' >&2\nexit 3\n")
+    interpreter.write_text("#!/bin/sh\n" + script)
     interpreter.chmod(0o755)
     monkeypatch.setattr(sys, "executable", str(interpreter))
+
+
+def _error_of_tcp_clients(count: int, processes: int) -> str:
+    """Run ``count`` TCP clients in ``processes``, expecting an error; its message, once
+    nothing is left behind."""
     children, descriptors = _children(), _descriptors()
-    body = """
+    body = f"""
         [server]
         kind = "tcp"
 
         [[clients]]
-        count = 2
-        processes = 1
+        count = {count}
+        processes = {processes}
         """
     result = run_scenario(parse_scenario(scenario_text(body)))
     assert result.result == "error"
-    message = result.failure_message()
-    assert "the process of clients 0-1 ended before it was ready (exit code 3)" in message
-    assert "no module named sockharness" in message
     assert result.messages == []
     assert _children() == children
     assert _descriptors() == descriptors
+    return result.failure_message()
+
+
+def test_a_client_process_that_cannot_start_is_an_error_that_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _interpreter(tmp_path, monkeypatch, "echo 'no module named sockharness' >&2\nexit 3\n")
+    message = _error_of_tcp_clients(2, 1)
+    assert "the process of clients 0-1 ended before it was ready (exit code 3)" in message
+    assert "no module named sockharness" in message
 
 
 def test_one_process_of_two_failing_to_start_is_an_error_and_the_other_is_stopped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # One of the two fails (the first to make the marker); the other is a real one.
-    interpreter = tmp_path / "python"
     marker = tmp_path / "failed-once"
-    interpreter.write_text(
-        f'#!/bin/sh\nif ! mkdir {marker} 2>/dev/null; then exec {sys.executable} "$@"; fi\n'
-        f"echo 'the first one fails' >&2\nexit 3\n"
+    _interpreter(
+        tmp_path,
+        monkeypatch,
+        f'if ! mkdir {marker} 2>/dev/null; then exec {sys.executable} "$@"; fi\n'
+        "echo 'the first one fails' >&2\nexit 3\n",
     )
-    interpreter.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(interpreter))
-    children, descriptors = _children(), _descriptors()
-    body = """
-        [server]
-        kind = "tcp"
-
-        [[clients]]
-        count = 4
-        processes = 2
-        """
-    result = run_scenario(parse_scenario(scenario_text(body)))
-    assert result.result == "error"
-    message = result.failure_message()
+    message = _error_of_tcp_clients(4, 2)
     assert re.search(
         r"the process of clients (0-1|2-3) ended before it was ready \(exit code 3\)", message
     ), message
     assert "the first one fails" in message
-    assert _children() == children
-    assert _descriptors() == descriptors

@@ -203,24 +203,19 @@ def test_the_plugin_keeps_the_ca_in_pytests_cache_between_sessions(
     assert len(set(_sessions_cas(pytester))) == 2
 
 
-def test_a_cache_that_cannot_be_written_gives_each_session_a_ca_of_its_own(
-    pytester: pytest.Pytester,
+@pytest.mark.parametrize("cache", ["cannot be written", "disabled"])
+def test_without_a_cache_to_keep_it_each_session_has_a_ca_of_its_own(
+    pytester: pytest.Pytester, cache: str
 ) -> None:
     pytester.makepyfile(test_session=PLUGIN_SESSION)
     blocker = pytester.path / "a-file"
     blocker.write_text("not a directory")
+    # A cache directory under a file cannot be made; -p no:cacheprovider has none at all.
+    option = ["-o", f"cache_dir={blocker}/cache"] if cache == "cannot be written" else []
+    option = option or ["-p", "no:cacheprovider"]
     for _ in range(2):
-        done = pytester.runpytest_subprocess("-o", f"cache_dir={blocker}/cache")
-        done.assert_outcomes(passed=2)
+        pytester.runpytest_subprocess(*option).assert_outcomes(passed=2)
     assert len(set(_sessions_cas(pytester))) == 2
     assert blocker.read_text() == "not a directory"
-
-
-def test_without_pytests_cache_each_session_has_a_ca_of_its_own(
-    pytester: pytest.Pytester,
-) -> None:
-    pytester.makepyfile(test_session=PLUGIN_SESSION)
-    for _ in range(2):
-        pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
-    assert len(set(_sessions_cas(pytester))) == 2
-    assert not (pytester.path / ".pytest_cache").exists()
+    if cache == "disabled":
+        assert not (pytester.path / ".pytest_cache").exists()
