@@ -662,3 +662,16 @@ def test_a_vacuous_invariant_and_an_unfired_fault_are_reported_as_such() -> None
     from sockharness.chaos import summary_table
 
     assert "intact_outside_faults held with nothing to judge" in summary_table([result])
+
+
+def test_the_shipped_hung_peer_scenario_holds_under_the_seed_that_once_picked_no_connection() -> (
+    None
+):
+    """Seed 65548961 made toxicity = 0.5 choose none of the three clients' connections:
+    the fault never fired and the scenario failed (a flake-loop run). Chosen by ordinal
+    now, it fires whatever the seed."""
+    scenario = load_scenario(ROOT / "scenarios" / "tcp_hung_peer.toml")
+    result = run_scenario(scenario, seed=65548961)
+    assert result.result == "held", result.failure_message()
+    assert all(result.fired)
+    assert result.count("lost") >= 1
