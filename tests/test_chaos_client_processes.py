@@ -297,3 +297,31 @@ def test_one_process_of_two_failing_to_start_is_an_error_and_the_other_is_stoppe
         r"the process of clients (0-1|2-3) ended before it was ready \(exit code 3\)", message
     ), message
     assert "the first one fails" in message
+
+
+def test_a_runner_with_more_than_1024_descriptors_open_runs_clients_apart() -> None:
+    """The control sockets then have numbers select() cannot take: they are polled."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"at most {hard} descriptors here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100 - _descriptors())]
+    try:
+        body = """
+            [server]
+            kind = "tcp"
+
+            [[clients]]
+            count = 2
+            rate = 30
+            processes = 1
+            """
+        result = run_scenario(parse_scenario(scenario_text(body, duration=0.5)))
+    finally:
+        for descriptor in held:
+            os.close(descriptor)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert result.result == "held", result.failure_message()
+    assert {message.client for message in result.messages} == {0, 1}

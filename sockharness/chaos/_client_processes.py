@@ -126,7 +126,11 @@ def _receive(sock: socket.socket) -> Any:
 
 
 def _readable(sock: socket.socket, timeout: float) -> bool:
-    return bool(select.select([sock], [], [], max(0.0, timeout))[0])
+    """Whether ``sock`` has something to read within ``timeout`` (``poll``: a runner with
+    more than 1024 descriptors open is no problem, as it would be for ``select``)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(max(0.0, timeout) * 1000))
 
 
 #: What a client process runs (not ``-m``, which would import this module twice).
