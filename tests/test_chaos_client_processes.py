@@ -25,8 +25,11 @@ def _children() -> set[int]:
     """This process's children, from /proc (every thread's list)."""
     found: set[int] = set()
     for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as listing:
-            found.update(int(pid) for pid in listing.read().split())
+        try:
+            with open(f"/proc/self/task/{task}/children") as listing:
+                found.update(int(pid) for pid in listing.read().split())
+        except FileNotFoundError:
+            pass  # A thread that ended since the listing: it has no children to list.
     return found
 
 
