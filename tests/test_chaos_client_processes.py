@@ -328,3 +328,16 @@ def test_a_runner_with_more_than_1024_descriptors_open_runs_clients_apart() -> N
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert result.result == "held", result.failure_message()
     assert {message.client for message in result.messages} == {0, 1}
+
+
+def test_a_client_process_that_hangs_before_it_is_ready_is_killed_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sockharness.chaos import _client_processes
+
+    monkeypatch.setattr(_client_processes, "READY_WITHIN", 1.0)
+    _interpreter(tmp_path, monkeypatch, "exec sleep 60\n")
+    started = time.monotonic()
+    message = _error_of_tcp_clients(2, 1)
+    assert "the process of clients 0-1 was not ready within 1 s" in message
+    assert time.monotonic() - started < 30
