@@ -11,7 +11,9 @@ wraps the class's own method and passes the call on:
   each accepted connection is wrapped in a faulty socket, and what its faults
   did comes back from forked children;
 - :class:`_TrackedHandlerThreads` (threading classes): their handler
-  threads are known, for the leak checks.
+  threads are known, for the leak checks;
+- :class:`_ReportsLoopReady` (always): tells :class:`LoopReadiness` when
+  ``serve_forever()`` has set itself up and is about to wait.
 
 A server without faults never imports :mod:`sockharness.faults` (about 60 ms
 of a test session's first fixture, most of it building the fault classes).
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from sockharness import server as _server
@@ -33,7 +36,7 @@ from ._tls import CountingSSLSocket
 if TYPE_CHECKING:
     from ._server_faults import ServerFaults
 
-__all__ = ["harnessed_class"]
+__all__ = ["LoopReadiness", "harnessed_class"]
 
 
 def _default_handle_errors() -> set[Any]:
@@ -115,14 +118,73 @@ class _TrackedHandlerThreads:
             self._sh_events.add_error(exc, client_address)
 
 
+def _known_serve_forevers() -> set[Any]:
+    """The ``serve_forever()`` loops that ask for ``fileno()`` once set up: ours, the stdlib's."""
+    known = {_server.BaseServer.serve_forever}
+    stdlib = sys.modules.get("socketserver")
+    if stdlib is not None and stdlib is not _server:
+        known.add(stdlib.BaseServer.serve_forever)
+    return known
+
+
+class LoopReadiness:
+    """Whether a server's ``serve_forever()`` is set up and about to wait for requests.
+
+    Ours and the stdlib's set up what the loop needs (our wake-up socket pair,
+    their selector) and then ask for the listening socket's ``fileno()`` to
+    wait on it: that first call, on the serving thread, is the sign. A class
+    with a loop of its own gives no such sign: it counts as ready once its
+    ``serve_forever()`` is called. :attr:`ready` is also set when the loop
+    ends, whatever ended it, so that nobody waits for a loop that died.
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.ready = threading.Event()
+        #: Whether the class's loop gives the sign (then its ``fileno()`` is watched).
+        self.asks_for_fileno = cls.serve_forever in _known_serve_forevers()  # type: ignore[attr-defined]
+        self._serving_thread: int | None = None
+
+    def loop_called(self) -> None:
+        """Called on the serving thread as it calls ``serve_forever()``."""
+        self._serving_thread = threading.get_ident()
+        if not self.asks_for_fileno:
+            self.ready.set()
+
+    def fileno_asked(self) -> None:
+        """Called whenever the server's ``fileno()`` is asked for."""
+        if threading.get_ident() == self._serving_thread:
+            self.ready.set()
+
+    def loop_ended(self) -> None:
+        """Called on the serving thread once ``serve_forever()`` returned or raised."""
+        self.ready.set()
+
+
+class _ReportsLoopReady:
+    """Tells ``_sh_loop`` when its ``fileno()`` is asked for (see :class:`LoopReadiness`)."""
+
+    _sh_loop: LoopReadiness
+
+    def fileno(self) -> int:
+        fd: int = super().fileno()  # type: ignore[misc]
+        self._sh_loop.fileno_asked()
+        return fd
+
+
 def harnessed_class(
-    cls: type, attributes: dict[str, Any], events: ServerEvents, faults: ServerFaults | None
+    cls: type,
+    attributes: dict[str, Any],
+    events: ServerEvents,
+    faults: ServerFaults | None,
+    loop: LoopReadiness,
 ) -> type[_server.BaseServer]:
-    """A subclass of ``cls`` that reports to ``events``, with ``attributes`` set on it.
+    """A subclass of ``cls`` that reports to ``events`` and ``loop``, with ``attributes`` set on it.
 
     Named as ``cls`` is, so that reprs and messages name the user's class.
     """
     mixins: list[type] = [_Reporting]
+    if loop.asks_for_fileno:
+        mixins.insert(0, _ReportsLoopReady)
     if faults is not None:
         from ._server_faults import FaultyConnections
 
@@ -132,6 +194,7 @@ def harnessed_class(
     namespace = {
         "_sh_events": events,
         "_sh_faults": faults,
+        "_sh_loop": loop,
         "_sh_owner": os.getpid(),
         "_sh_own_handle_error": cls.handle_error not in _default_handle_errors(),  # type: ignore[attr-defined]
         "__qualname__": cls.__qualname__,

@@ -4,7 +4,7 @@
 stdlib's or a user's) that reports, instead of printing, what goes wrong in
 handlers, wherever they run (see ``_events.py``); binds it to an ephemeral port
 or a private 0700 directory; runs ``serve_forever()`` in a thread; and returns
-once that loop is entered. ``RunningServer.stop()`` closes the clients it
+once that loop is set up and waiting. ``RunningServer.stop()`` closes the clients it
 handed out, shuts the server down and closes it within a deadline (a stuck
 handler cannot hang a test run), then checks what was left behind.
 """
@@ -56,7 +56,7 @@ from sockharness.server.support import unix_path_limit
 
 from ._clients import Client, connect, describe_address
 from ._events import HandlerError, Received, ServerEvents
-from ._harnessed import harnessed_class
+from ._harnessed import LoopReadiness, harnessed_class
 from ._leaks import Leaks, find_leaks, open_descriptors, reap
 from ._tls import counting_tls
 
@@ -273,7 +273,8 @@ def _bind(
                     f"the private socket path {bind_to!r} is longer than the platform's "
                     f"{unix_path_limit()}-byte limit; set TMPDIR to a shorter directory."
                 )
-        server = harnessed_class(cls, attributes, events, faults)(bind_to, handler)
+        loop = LoopReadiness(cls)
+        server = harnessed_class(cls, attributes, events, faults, loop)(bind_to, handler)
     except BaseException:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
@@ -298,6 +299,7 @@ def _bind(
         kind=kind,
         concurrency=concurrency,
         events=events,
+        loop=loop,
         directory=directory,
         tls=server_context is not None,
         client_context=client_context,
@@ -407,6 +409,7 @@ class RunningServer:
         kind: Kind,
         concurrency: Concurrency,
         events: ServerEvents,
+        loop: LoopReadiness,
         directory: str | None,
         tls: bool,
         client_context: ssl.SSLContext | None,
@@ -448,16 +451,20 @@ class RunningServer:
             name=f"sockharness {concurrency} {describe_address(kind, self.address)}",
             daemon=True,
         )
-        self._entered = threading.Event()
+        self._loop = loop
 
     def _start(self) -> None:
-        """Run ``serve_forever()`` in a thread; return once the loop is entered."""
+        """Run ``serve_forever()`` in a thread; return once its loop is set up and waiting.
+
+        Ours and the stdlib's ``serve_forever()`` say so by asking for the
+        listening socket's descriptor after making what they wait with (our
+        wake-up socket pair): whatever the loop opens is open when this
+        returns. A loop of a class's own counts as set up once it is called.
+        """
         try:
             self._thread.start()
-            if not self._entered.wait(10.0):  # pragma: no cover - a thread that never ran
-                raise ServerStopTimeout(
-                    "the serving thread did not start within 10 s", timeout=10.0
-                )
+            if not self._loop.ready.wait(10.0):  # pragma: no cover - a thread that never ran
+                raise ServerStopTimeout("the serving loop was not set up within 10 s", timeout=10.0)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.server.server_close()
@@ -465,11 +472,13 @@ class RunningServer:
             raise
 
     def _serve(self) -> None:
-        self._entered.set()
+        self._loop.loop_called()
         try:
             self.server.serve_forever(poll_interval=POLL_INTERVAL)
         except BaseException as exc:  # The loop died: report it as the handler's doing.
             self._events.add_error(exc, None, where="the serving thread (serve_forever died)")
+        finally:
+            self._loop.loop_ended()
 
     @property
     def stats(self) -> ServerStats:
