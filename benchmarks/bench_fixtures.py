@@ -16,6 +16,13 @@ rounds.
 - ``pytest-httpserver httpserver``: one server for the whole session, cleared
   per test, one HTTP GET. Not a new server per test: its per-test cost is a
   lower bound for any fixture, not a like-for-like figure.
+- ``floor: ...``: what stands under any server fixture, without the harness:
+  a function-scoped yield fixture and nothing else (pytest's own cost); a
+  ``sockharness.server.ThreadingTCPServer`` made, served in a thread, asked
+  one request and shut down per test, with nothing checked (no leak check,
+  no bounded stop, no captured errors): the floor of a new server per test
+  with socketserver's semantics; and the same request to one server kept for
+  the module (the floor of a request alone).
 
 **First use** (``--first-use R``, default 15 rounds): a file of one
 ``make_server`` test against a file of one empty test, each in a new pytest
@@ -131,6 +138,46 @@ HTTPSERVER = """
         assert OPENER.open(httpserver.url_for("/"), timeout=5).read() == b"ping"
 """
 
+# The floors: what pytest charges for any fixture; what a new server per test
+# costs with socketserver's semantics and no harness (no leak checks, no
+# bounded stop, no captured errors); and a request alone, to a server kept for
+# the module.
+FLOOR_YIELD_FIXTURE = """
+    import pytest
+
+    @pytest.fixture
+    def resource():
+        yield object()
+
+    @pytest.mark.parametrize("n", range({n}))
+    def test_fixture(resource, n):
+        pass
+"""
+
+FLOOR_SERVER = """
+    import socket
+    import threading
+    import pytest
+    from sockharness.handlers import EchoHandler
+    from sockharness.server import ThreadingTCPServer
+
+    @pytest.fixture(scope={scope!r})
+    def server():
+        server = ThreadingTCPServer(("127.0.0.1", 0), EchoHandler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+    @pytest.mark.parametrize("n", range({n}))
+    def test_fixture(server, n):
+        with socket.create_connection(server.server_address, timeout=5) as client:
+            client.sendall(b"ping\\n")
+            assert client.recv(5) == b"ping\\n"
+"""
+
 BASELINE = """
     import pytest
 
@@ -161,6 +208,15 @@ def contenders(n: int) -> list[tuple[str, str, list[str]]]:
             NO_HTTPSERVER,
         )
     )
+    floors = [
+        ("floor: a yield fixture, no server", FLOOR_YIELD_FIXTURE.format(n=n)),
+        (
+            "floor: new server per test, no harness",
+            FLOOR_SERVER.format(n=n, scope="function"),
+        ),
+        ("floor: a request, one server per module", FLOOR_SERVER.format(n=n, scope="module")),
+    ]
+    found.extend((label, source, NO_HTTPSERVER) for label, source in floors)
     found.append(("pytest-localserver httpserver", LOCALSERVER.format(n=n), NO_HTTPSERVER))
     found.append(("pytest-httpserver httpserver", HTTPSERVER.format(n=n), NO_LOCALSERVER))
     return found
