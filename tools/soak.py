@@ -178,43 +178,49 @@ def _threads_of(pid: int) -> int:
     raise AssertionError(f"/proc/{pid}/status has no thread count")
 
 
-#: How long a sample of another process may wait for its threads and descriptors to
-#: come back down to the previous sample's (see :func:`_settled_counts`).
+#: How long a sample may wait for its threads and descriptors to come back down to the
+#: previous sample's (see :func:`_settled_counts`).
 SETTLE_WITHIN = 1.0
 
 
-def _settled_counts(pid: int, before: Sample | None) -> tuple[int, int]:
-    """Process ``pid``'s (threads, descriptors), once no more than ``before``'s, or the least
-    seen within :data:`SETTLE_WITHIN`.
+def _counts(pid: int | None) -> tuple[int, int]:
+    """(threads, descriptors) of this process (``None``) or of process ``pid``."""
+    if pid is None:
+        # Less the listing's own descriptor.
+        return threading.active_count(), len(os.listdir("/proc/self/fd")) - 1
+    return _threads_of(pid), len(os.listdir(f"/proc/{pid}/fd"))
 
-    The process is the API server, and the step before the sample ended on an
-    API request of ours: its handler thread and connection end just after the
-    reply reached us, and a loaded machine can show them (seen once beside the
-    suite: one thread and one descriptor "grew"). What stays for a second is
-    counted; a leak stays for good.
+
+def _settled_counts(pid: int | None, before: Sample | None) -> tuple[int, int]:
+    """The (threads, descriptors) of this process or ``pid``'s, once no more than
+    ``before``'s, or the least seen within :data:`SETTLE_WITHIN`.
+
+    The step before a sample ended on a request whose other end is still
+    finishing: the API server's handler thread and connection, after the reply
+    reached us (seen once beside the suite: one thread and one descriptor
+    "grew"); in this process, the handler thread of the proxy phase's echo
+    server, whose connection the closed proxy has just ended (seen once: one
+    thread "grew"). What stays for a second is counted; a leak stays for good.
     """
     deadline = time.monotonic() + SETTLE_WITHIN
-    threads, descriptors = _threads_of(pid), len(os.listdir(f"/proc/{pid}/fd"))
+    threads, descriptors = _counts(pid)
     while (
         before is not None
         and (threads > before.threads or descriptors > before.descriptors)
         and time.monotonic() < deadline
     ):
-        time.sleep(0.01)  # Another process's threads: no event of ours tells when they end.
-        threads = min(threads, _threads_of(pid))
-        descriptors = min(descriptors, len(os.listdir(f"/proc/{pid}/fd")))
+        time.sleep(0.01)  # No event tells when a thread of a server or process ends.
+        now = _counts(pid)
+        threads, descriptors = min(threads, now[0]), min(descriptors, now[1])
     return threads, descriptors
 
 
 def sample(cycle: int, pid: int | None = None, before: Sample | None = None) -> Sample:
     """Take a sample of this process, after a garbage collection (what is unreachable is
-    not a leak), or of process ``pid`` (settled against ``before``, the previous sample)."""
+    not a leak), or of process ``pid``; settled against ``before``, the previous sample."""
     if pid is None:
         gc.collect()
-        # Less the listing's own descriptor.
-        threads, descriptors = threading.active_count(), len(os.listdir("/proc/self/fd")) - 1
-    else:
-        threads, descriptors = _settled_counts(pid, before)
+    threads, descriptors = _settled_counts(pid, before)
     me = os.getpid() if pid is None else pid
     children, zombies = _children(me)
     return Sample(
