@@ -39,13 +39,13 @@ if TYPE_CHECKING:
 __all__ = ["LoopReadiness", "harnessed_class"]
 
 
-def _default_handle_errors() -> set[Any]:
-    """The ``handle_error()`` methods that only print (ours and the stdlib's)."""
-    defaults = {_server.BaseServer.handle_error}
+def _ours_and_the_stdlibs(name: str) -> set[Any]:
+    """``BaseServer.<name>`` of ours, and of the stdlib's if it is loaded."""
+    found = {getattr(_server.BaseServer, name)}
     stdlib = sys.modules.get("socketserver")
     if stdlib is not None and stdlib is not _server:
-        defaults.add(stdlib.BaseServer.handle_error)
-    return defaults
+        found.add(getattr(stdlib.BaseServer, name))
+    return found
 
 
 def _counted(request: Any) -> Any:
@@ -118,15 +118,6 @@ class _TrackedHandlerThreads:
             self._sh_events.add_error(exc, client_address)
 
 
-def _known_serve_forevers() -> set[Any]:
-    """The ``serve_forever()`` loops that ask for ``fileno()`` once set up: ours, the stdlib's."""
-    known = {_server.BaseServer.serve_forever}
-    stdlib = sys.modules.get("socketserver")
-    if stdlib is not None and stdlib is not _server:
-        known.add(stdlib.BaseServer.serve_forever)
-    return known
-
-
 class LoopReadiness:
     """Whether a server's ``serve_forever()`` is set up and about to wait for requests.
 
@@ -141,7 +132,7 @@ class LoopReadiness:
     def __init__(self, cls: type) -> None:
         self.ready = threading.Event()
         #: Whether the class's loop gives the sign (then its ``fileno()`` is watched).
-        self.asks_for_fileno = cls.serve_forever in _known_serve_forevers()  # type: ignore[attr-defined]
+        self.asks_for_fileno = cls.serve_forever in _ours_and_the_stdlibs("serve_forever")  # type: ignore[attr-defined]
         self._serving_thread: int | None = None
 
     def loop_called(self) -> None:
@@ -196,7 +187,8 @@ def harnessed_class(
         "_sh_faults": faults,
         "_sh_loop": loop,
         "_sh_owner": os.getpid(),
-        "_sh_own_handle_error": cls.handle_error not in _default_handle_errors(),  # type: ignore[attr-defined]
+        # A handle_error() of ours or the stdlib's only prints: the harness reports instead.
+        "_sh_own_handle_error": cls.handle_error not in _ours_and_the_stdlibs("handle_error"),  # type: ignore[attr-defined]
         "__qualname__": cls.__qualname__,
         "__module__": cls.__module__,
         **attributes,
