@@ -12,7 +12,7 @@ wraps the class's own method and passes the call on:
   did comes back from forked children;
 - :class:`_TrackedHandlerThreads` (threading classes): their handler
   threads are known, for the leak checks;
-- :class:`_ReportsLoopReady` (always): tells :class:`LoopReadiness` when
+- :class:`_ReportsLoopReady` (ours and the stdlib's loops): tells :class:`LoopReadiness` when
   ``serve_forever()`` has set itself up and is about to wait.
 
 A server without faults never imports :mod:`sockharness.faults` (about 60 ms
