@@ -78,6 +78,11 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+# Two pytest sessions in subprocesses, the second with two xdist workers: three
+# interpreters starting and importing the plugin. 10-13 s beside a CPU burner alone
+# (2026-12-07); the CA-cache test, 12 s there, outran the suite's 60 s beside a burner
+# and the rest of the suite (flake loop 11). 180 s still bounds the whole test.
+@pytest.mark.timeout(180)
 def test_workers_give_the_serial_runs_verdicts_and_seeds(project: pytest.Pytester) -> None:
     common = ["-p", "no:cacheprovider", "--sockharness-seed", "4242", "--sockharness-seeds", "2"]
     serial = project.runpytest_subprocess(*common, "-p", "no:xdist", "--junitxml", "serial.xml")
