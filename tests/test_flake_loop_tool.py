@@ -54,6 +54,34 @@ def test_a_failure_that_depends_on_the_seed_is_reported_with_it(tmp_path: Path) 
     assert all("FAILED " in line and "test_by_seed" in line for line in lines)
 
 
+def test_keep_logs_keeps_the_output_of_every_run_passed_or_not(tmp_path: Path) -> None:
+    test_file = tmp_path / "test_steady.py"
+    test_file.write_text("def test_fine():\n    assert 1 + 1 == 2\n")
+    logs = tmp_path / "logs"
+    done = _loop(
+        "--runs", "2", "--seed", "7", "--workers", "0", "--keep-logs", "--logs", str(logs),
+        "--", str(test_file), "--durations=5",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    draw = random.Random(7)
+    seeds = [draw.randrange(2**32) for _ in range(2)]
+    kept = sorted(path.name for path in logs.iterdir())
+    assert kept == sorted(f"run-{i + 1}-seed-{seed}.log" for i, seed in enumerate(seeds))
+    for path in logs.iterdir():
+        text = path.read_text()
+        assert "1 passed" in text
+        assert "slowest 5 durations" in text
+
+
+def test_without_keep_logs_a_passing_run_leaves_no_log(tmp_path: Path) -> None:
+    test_file = tmp_path / "test_steady.py"
+    test_file.write_text("def test_fine():\n    assert 1 + 1 == 2\n")
+    logs = tmp_path / "logs"
+    done = _loop("--runs", "1", "--workers", "0", "--logs", str(logs), "--", str(test_file))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not logs.exists()
+
+
 def test_bad_arguments_exit_2_with_one_line() -> None:
     done = _loop("--runs", "0")
     assert done.returncode == 2

@@ -61,6 +61,7 @@ def run_once(
     log_dir: Path | None = None,
     *,
     workers: int = 2,
+    keep_every_log: bool = False,
 ) -> Run:
     command = [
         sys.executable, "-m", "pytest", "-n", str(workers), "-p", "no:cacheprovider", "-q",
@@ -89,7 +90,7 @@ def run_once(
     lines = output.strip().splitlines()
     summary = lines[-1].strip("= ") if lines else "no output"
     failures = [f"{kind} {test}" for kind, test in FAILED.findall(output)]
-    if failures and log_dir is not None:
+    if (failures or keep_every_log) and log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
         (log_dir / f"run-{index + 1}-seed-{seed}.log").write_text(output)
     if status != 0 and not failures:
@@ -117,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("flake-logs"),
         help="a failed run's whole output goes here",
     )
+    parser.add_argument(
+        "--keep-logs",
+        action="store_true",
+        help="keep every run's output in --logs, not only a failed run's (e.g. for --durations)",
+    )
     parser.add_argument("pytest_args", nargs="*", help="after --: passed on to pytest")
     return parser
 
@@ -143,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(args.runs):
             seed = draw.randrange(2**32)
             run = run_once(
-                index, seed, args.pytest_args, args.run_timeout, args.logs, workers=args.workers
+                index,
+                seed,
+                args.pytest_args,
+                args.run_timeout,
+                args.logs,
+                workers=args.workers,
+                keep_every_log=args.keep_logs,
             )
             runs.append(run)
             verdict = "ok" if not run.failures else f"{len(run.failures)} FAILED"
