@@ -12,7 +12,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+
 import sockharness.server as ss
+
+# A test that runs whole pytest sessions (or long scenarios) in subprocesses pays an
+# interpreter start and the plugin's import for each: beside the suite -n 2 and a CPU
+# burner such tests took up to 66 s (flake loops 11-13, 2026-12-07), past the suite's
+# 60 s per test. They get this bound instead, each with its own figures next to it.
+SUBPROCESSES_TIMEOUT = pytest.mark.timeout(180)
 
 WAIT = 10.0  # The bound on every wait in these tests; a hang fails, it never blocks CI.
 

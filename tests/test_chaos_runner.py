@@ -21,6 +21,7 @@ from sockharness import start_server
 from sockharness.chaos import load_scenario, parse_scenario, run_scenario
 from sockharness.handlers import EchoHandler
 from sockharness.server._sockets import unix_path_limit
+from tests.helpers import SUBPROCESSES_TIMEOUT
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILING = ROOT / "examples" / "failing"
@@ -365,11 +366,8 @@ def test_pytest_reports_an_invalid_scenario_as_a_failed_item(pytester: pytest.Py
     result.stdout.fnmatch_lines(["*invalid scenario: *broken.toml:7: server.kind: *'tcp'?*"])
 
 
-# Two pytest sessions in subprocesses, the second with two xdist workers: three
-# interpreters starting and importing the plugin. 10-13 s beside a CPU burner alone
-# (2026-12-07); the CA-cache test, 12 s there, outran the suite's 60 s beside a burner
-# and the rest of the suite (flake loop 11). 180 s still bounds the whole test.
-@pytest.mark.timeout(180)
+# A serial and an xdist session in subprocesses: 10-18 s beside a CPU burner.
+@SUBPROCESSES_TIMEOUT
 @pytest.mark.skipif(
     importlib.util.find_spec("xdist") is None, reason="pytest-xdist is not installed"
 )

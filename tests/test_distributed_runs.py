@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import SUBPROCESSES_TIMEOUT
+
 SCENARIO = """
 [scenario]
 name = "{name}"
@@ -78,12 +80,8 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-# Two pytest sessions in subprocesses, the second with two xdist workers: three
-# interpreters starting and importing the plugin. 10-13 s beside a CPU burner alone
-# (2026-12-07); the CA-cache test, 12 s there, outran the suite's 60 s beside a burner
-# and the rest of the suite (flake loop 11); this one took 42.7, 50.5 and 59.6 s there
-# (flake loop 12). 180 s still bounds the whole test.
-@pytest.mark.timeout(180)
+# A serial and an xdist session in subprocesses: 30-60 s beside a CPU burner.
+@SUBPROCESSES_TIMEOUT
 def test_workers_give_the_serial_runs_verdicts_and_seeds(project: pytest.Pytester) -> None:
     common = ["-p", "no:cacheprovider", "--sockharness-seed", "4242", "--sockharness-seeds", "2"]
     serial = project.runpytest_subprocess(*common, "-p", "no:xdist", "--junitxml", "serial.xml")

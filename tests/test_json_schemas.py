@@ -29,6 +29,7 @@ from sockharness.chaos import (
     run_scenario,
     scenario_schema,
 )
+from tests.helpers import SUBPROCESSES_TIMEOUT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -230,10 +231,8 @@ def _toml(document: dict[str, Any]) -> str:
 # -- reports ------------------------------------------------------------------------------------
 
 
-# Runs all 15 shipped scenarios in one subprocess: 34.5 s of their durations alone,
-# 37 s in all whatever the load (flake loop 12, 2026-12-07), 62 % of the suite's 60 s.
-# 180 s bounds it with room for a loaded machine's start and teardown.
-@pytest.mark.timeout(180)
+# All 15 shipped scenarios in one subprocess: 34.5 s of their durations, 37 s in all.
+@SUBPROCESSES_TIMEOUT
 def test_the_report_of_every_shipped_scenario_is_valid(tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     done = subprocess.run(

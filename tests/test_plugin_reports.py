@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.helpers import SUBPROCESSES_TIMEOUT
+
 LEAKY = """
     import threading
     import pytest
@@ -318,11 +320,8 @@ XDIST_SOURCE = """
 """
 
 
-# Two pytest sessions in subprocesses, the second with two xdist workers: three
-# interpreters starting and importing the plugin. 10-13 s beside a CPU burner alone
-# (2026-12-07); the CA-cache test, 12 s there, outran the suite's 60 s beside a burner
-# and the rest of the suite (flake loop 11). 180 s still bounds the whole test.
-@pytest.mark.timeout(180)
+# A serial and an xdist session in subprocesses: 11-35 s beside a CPU burner.
+@SUBPROCESSES_TIMEOUT
 def test_under_xdist_results_and_data_match_a_serial_run(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

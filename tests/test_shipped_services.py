@@ -19,6 +19,7 @@ import pytest
 
 from sockharness import start_server
 from sockharness.chaos import ScenarioResult, load_scenario, parse_scenario, run_scenario
+from tests.helpers import SUBPROCESSES_TIMEOUT
 
 ROOT = Path(__file__).resolve().parents[1]
 HTTP_APP = ROOT / "scenarios" / "http_app_steady_state.toml"
@@ -62,10 +63,8 @@ def test_the_http_app_scenario_is_not_steady_for_a_slow_or_silent_app(
 # -- an integration suite as the command -------------------------------------------------------
 
 
-# Two scenarios, each running the items API's pytest suite in a subprocess as its load:
-# 18 s on a quiet machine, 34-37 s beside the suite -n 2 and a CPU burner (flake loop
-# 12, 2026-12-07), over half the suite's 60 s. 180 s still bounds the whole test.
-@pytest.mark.timeout(180)
+# Two scenarios, each running a pytest suite in a subprocess: 18 s quiet, 30-38 s loaded.
+@SUBPROCESSES_TIMEOUT
 def test_the_integration_suite_scenario_holds_and_fails_with_the_service() -> None:
     healthy = run_scenario(load_scenario(INTEGRATION, variables={"PYTHON": sys.executable}))
     assert healthy.result == "held", healthy.failure_message()
